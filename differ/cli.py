@@ -1,0 +1,72 @@
+"""Command line: `differ train|evaluate|envs|bench ...` with `key=value` arguments."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+USAGE = """usage:
+  differ train [algo=qmix] [env=smax] [env.scenario=3m] [seed=1] [t_max=...] [run_dir=...] [key=value ...]
+  differ train resume=RUN_DIR [t_max=...]
+  differ evaluate PATH [episodes=32] [seed=N]      PATH: a run directory or a checkpoint file
+  differ envs                                        list environments and their scenarios
+  differ bench [quick=true] [out=FILE]               speed and memory benchmark (JSON)
+"""
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"differ: error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd, args = argv[0], argv[1:]
+    from .checkpoint import CheckpointError
+    from .config import ConfigError, parse_overrides
+    from .run import TrainingDiverged
+
+    try:
+        if cmd == "train":
+            from .run import train_from_overrides
+
+            result = train_from_overrides(parse_overrides(args))
+            print(json.dumps(result))
+        elif cmd == "evaluate":
+            if not args or "=" in args[0]:
+                return _fail("evaluate needs a PATH (run directory or checkpoint file)")
+            opts = parse_overrides(args[1:])
+            unknown = set(opts) - {"episodes", "seed"}
+            if unknown:
+                return _fail(f"unknown evaluate option(s) {', '.join(sorted(unknown))}; valid: episodes, seed")
+            from .evaluate import evaluate
+
+            seed = int(opts["seed"]) if "seed" in opts else None
+            print(json.dumps(evaluate(args[0], int(opts.get("episodes", 32)), seed)))
+        elif cmd == "envs":
+            from .envs.registry import FAMILIES, scenarios
+
+            for name, (_, desc) in FAMILIES.items():
+                try:
+                    sc = scenarios(name)
+                    print(f"{name}: {desc}\n  {len(sc)} scenarios: {', '.join(sc)}")
+                except ImportError as e:
+                    print(f"{name}: {desc}\n  not installed ({e.name}); pip install 'differ-marl[gym]'")
+        elif cmd == "bench":
+            from .bench import main as bench_main
+
+            print(json.dumps(bench_main(parse_overrides(args)), indent=2))
+        else:
+            return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, bench")
+    except (ConfigError, CheckpointError, TrainingDiverged, FileExistsError, MemoryError) as e:
+        return _fail(str(e))
+    except ValueError as e:  # e.g. episodes=abc
+        return _fail(str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The one batched interface every environment family implements.
+
+A `VecEnv` holds E copies of one multi-agent task and steps them together. Episodes are
+collected in synchronous batches: `reset(seeds)` starts E new episodes, each seeded by its own
+integer (so an episode is a pure function of its seed, which makes exact resume trivial), and
+`step(actions)` advances all E copies. The runner ignores the outputs of copies whose episode
+already ended; adapters must tolerate being stepped after the end (or skip those copies).
+
+`step` returns the observation *after* the step and before any reset: for a finished episode
+that is its final observation, which truncated episodes need for their bootstrap target.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static facts about a task, fixed for the whole run."""
+
+    n_agents: int
+    n_actions: int
+    obs_dim: int
+    state_dim: int
+    episode_limit: int  # the most steps an episode can last
+    unit_type_ids: tuple[int, ...]  # one per agent (role / unit class); analyses group by it
+    unit_type_names: tuple[str, ...]  # one per agent, human readable ("stalker", "agent", ...)
+    has_battles: bool = False  # the env reports battle_won
+    has_deaths: bool = False  # the env reports per-agent deaths through `alive`
+
+
+@dataclass
+class Observation:
+    """What the agents and the mixer see at one step, batched over E envs."""
+
+    obs: np.ndarray  # float32 [E, N, obs_dim]
+    state: np.ndarray  # float32 [E, state_dim]
+    avail: np.ndarray  # bool [E, N, n_actions]; at least one action available per agent
+    alive: np.ndarray  # bool [E, N]; all True where the env has no deaths
+
+
+@dataclass
+class StepResult:
+    next: Observation  # after the step, before any reset (final observation at episode end)
+    reward: np.ndarray  # float32 [E], the shared team reward
+    terminated: np.ndarray  # bool [E], true end of the episode (no bootstrap)
+    truncated: np.ndarray  # bool [E], time limit reached (bootstrap from `next`)
+    battle_won: Optional[np.ndarray] = None  # bool [E] where spec.has_battles
+    info: dict = field(default_factory=dict)
+
+
+class VecEnv(ABC):
+    spec: EnvSpec
+    num_envs: int
+
+    @abstractmethod
+    def reset(self, seeds: Sequence[int]) -> Observation:
+        """Start one new episode per env copy; `len(seeds) == num_envs`."""
+
+    @abstractmethod
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Advance every copy by one step. `actions`: int [E, N], each available."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

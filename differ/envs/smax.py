@@ -1,0 +1,134 @@
+"""SMAX (jaxmarl's StarCraft-like micromanagement) as a batched `VecEnv`.
+
+All E copies step in one jitted, vmapped call. Facts of the package that shape this adapter
+(see ENVIRONMENTS.md):
+- The action layout is jaxmarl's own: 4 moves, index 4 = stop, then one attack per enemy. There
+  is no no-op: a dead unit has only "stop" available, and that is what it takes.
+- We call `step_env` (no auto-reset), so a finished episode's final observation is returned
+  as it is; the runner starts new episodes with `reset`.
+- The episode ends when a team is wiped out (terminated) or at the time limit (truncated); the
+  package's terminal check runs before its step counter moves, so an episode lasts up to
+  max_steps + 1 steps: that is the episode limit we report.
+- The global state is not normalised (positions in [0, 32], cooldowns up to ~11, raw type and
+  team codes); fed raw to a mixer it stalls learning, so by default it is scaled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from functools import partial
+from typing import Sequence
+
+import numpy as np
+
+from .base import EnvSpec, Observation, StepResult, VecEnv
+from .registry import UnknownEnvError
+
+with contextlib.redirect_stdout(io.StringIO()):  # jaxmarl prints about optional submodules
+    import jax
+    import jax.numpy as jnp
+    from jaxmarl.environments.smax import HeuristicEnemySMAX
+    from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO, map_name_to_scenario
+
+# state layout per unit: [health, x, y, weapon cooldown, 6 unit-type bits]; then team and type
+# codes for every unit. Scales bring all of it to about [0, 1].
+_UNIT_FEATURE_SCALE = np.array([1.0, 1 / 32, 1 / 32, 1 / 10] + [1.0] * 6, dtype=np.float32)
+_CODE_SCALE = 1 / 5
+
+
+def scenarios(family: str = "smax") -> list[str]:
+    return list(MAP_NAME_TO_SCENARIO)
+
+
+def resolve(family: str, scenario: str) -> str:
+    if scenario in MAP_NAME_TO_SCENARIO:
+        return scenario
+    raise UnknownEnvError(
+        f"unknown SMAX scenario '{scenario}'; valid choices: {', '.join(MAP_NAME_TO_SCENARIO)}"
+    )
+
+
+def make(family: str, scenario: str, num_envs: int, time_limit=None, options=None) -> "SMAXVecEnv":
+    return SMAXVecEnv(resolve(family, scenario), num_envs, time_limit, **(options or {}))
+
+
+def _strong(tree):
+    """Drop JAX weak types so the reset state and the stepped state share one compiled step."""
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype=x.dtype), tree)
+
+
+class SMAXVecEnv(VecEnv):
+    def __init__(self, scenario: str, num_envs: int, time_limit=None, normalize_state: bool = True,
+                 **env_kwargs):
+        kwargs = dict(env_kwargs)
+        if time_limit is not None:
+            kwargs["max_steps"] = int(time_limit) - 1  # episodes last up to max_steps + 1 steps
+        self.scenario = scenario
+        self.num_envs = int(num_envs)
+        self.env = env = HeuristicEnemySMAX(scenario=map_name_to_scenario(scenario), **kwargs)
+        n, n_enemies = env.num_allies, env.num_enemies
+        n_units = n + n_enemies
+        types = np.asarray(map_name_to_scenario(scenario).unit_types)[:n].astype(int)
+        self.spec = EnvSpec(
+            n_agents=n,
+            n_actions=env.num_ally_actions,
+            obs_dim=int(env.obs_size),
+            state_dim=int(env.state_size),
+            episode_limit=int(env.max_steps) + 1,
+            unit_type_ids=tuple(int(t) for t in types),
+            unit_type_names=tuple(env.unit_type_names[t] for t in types),
+            has_battles=True,
+            has_deaths=True,
+        )
+        scale = np.concatenate([np.tile(_UNIT_FEATURE_SCALE, n_units),
+                                np.full(2 * n_units, _CODE_SCALE, np.float32)])
+        scale[len(_UNIT_FEATURE_SCALE) * n_units:][:n_units] = 1.0  # team codes are already 0/1
+        self._state_scale = jnp.asarray(scale if normalize_state else np.ones_like(scale))
+
+        def pack(obs_dict, state):
+            obs = jnp.stack([obs_dict[a] for a in env.agents])
+            avail_dict = env.get_avail_actions(state)
+            avail = jnp.stack([avail_dict[a] for a in env.agents]).astype(bool)
+            alive = state.state.unit_alive[:n]
+            return obs, obs_dict["world_state"] * self._state_scale, avail, alive
+
+        def reset_one(seed):
+            obs, state = env.reset(jax.random.fold_in(jax.random.PRNGKey(seed), 0))
+            return (_strong(state),) + pack(obs, state)
+
+        def step_one(seed, t, state, actions):
+            key = jax.random.fold_in(jax.random.PRNGKey(seed), t + 1)
+            acts = {a: actions[i] for i, a in enumerate(env.agents)}
+            obs, state, rewards, dones, _ = env.step_env(key, state, acts)
+            alive_all = state.state.unit_alive
+            allies_dead = ~jnp.any(alive_all[:n])
+            enemies_dead = ~jnp.any(alive_all[n:])
+            terminated = allies_dead | enemies_dead
+            truncated = dones["__all__"] & ~terminated
+            won = enemies_dead & ~allies_dead
+            return (_strong(state),) + pack(obs, state) + (
+                rewards[env.agents[0]], terminated, truncated, won)
+
+        self._reset = jax.jit(jax.vmap(reset_one))
+        self._step = jax.jit(jax.vmap(step_one, in_axes=(0, None, 0, 0)))
+        self._state = None
+        self._seeds = None
+        self._t = 0
+
+    def reset(self, seeds: Sequence[int]) -> Observation:
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"reset needs {self.num_envs} seeds, got {len(seeds)}")
+        # seeds are folded into 32-bit keys; keep them in range so every seed is valid
+        self._seeds = jnp.asarray(np.asarray(seeds, dtype=np.int64) % (2**31), dtype=jnp.int32)
+        self._t = 0
+        self._state, *out = self._reset(self._seeds)
+        return Observation(*map(np.asarray, jax.device_get(out)))
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        self._state, *out = self._step(self._seeds, self._t, self._state,
+                                       jnp.asarray(actions, dtype=jnp.int32))
+        self._t += 1
+        obs, state, avail, alive, reward, term, trunc, won = map(np.asarray, jax.device_get(out))
+        return StepResult(next=Observation(obs, state, avail, alive), reward=reward.astype(np.float32),
+                          terminated=term, truncated=trunc, battle_won=won)

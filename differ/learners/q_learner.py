@@ -1,0 +1,105 @@
+"""Team TD learning for value factorisation (VDN, QMIX, ...): METHOD.md §2.
+
+One forward pass unrolls the live and target agent networks over whole episodes; the mixer turns
+the chosen Q_i into Q_tot; the double-Q target picks a*_i over AVAILABLE actions with the live
+network and evaluates it with the target networks.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..nets.agent import RNNAgent
+from ..replay.episode_buffer import Batch
+
+
+@dataclass
+class Forward:
+    """Everything one training step derives from a batch, shared by every loss built on it."""
+
+    q: torch.Tensor  # [B, T+1, N, A] live agent Q values (with gradient)
+    chosen: torch.Tensor  # [B, T, N] Q_i of the taken actions (with gradient)
+    target_q: torch.Tensor  # [B, T, N] target Q_i at t+1 of a*_i (no gradient)
+    target_tot: torch.Tensor  # [B, T] target Q_tot at t+1 (no gradient)
+
+
+def last_actions(actions: torch.Tensor, n_actions: int) -> torch.Tensor:
+    """Actions taken before each step: [B, T, N] -> [B, T+1, N], `n_actions` meaning none."""
+    none = torch.full_like(actions[:, :1], n_actions)
+    return torch.cat([none, actions], dim=1)
+
+
+class QLearner:
+    def __init__(self, agent: RNNAgent, mixer: nn.Module, cfg):
+        self.cfg = cfg
+        self.agent, self.mixer = agent, mixer
+        self.target_agent = copy.deepcopy(agent).requires_grad_(False)
+        self.target_mixer = copy.deepcopy(mixer).requires_grad_(False)
+        self.params = list(agent.parameters()) + list(mixer.parameters())
+        self.optimiser = torch.optim.RMSprop(self.params, lr=cfg.lr, alpha=cfg.optim_alpha, eps=cfg.optim_eps)
+
+    # ---- the shared forward pass -------------------------------------------------------
+    def forward(self, batch: Batch) -> Forward:
+        la = last_actions(batch.actions, self.agent.n_actions)
+        q, _ = self.agent(batch.obs, la)
+        chosen = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        with torch.no_grad():
+            tq, _ = self.target_agent(batch.obs, la)
+            tq = tq[:, 1:]
+            avail_next = batch.avail[:, 1:]
+            if self.cfg.double_q:
+                a_star = q[:, 1:].detach().masked_fill(~avail_next, -torch.inf).argmax(-1, keepdim=True)
+                target_q = tq.gather(-1, a_star).squeeze(-1)
+            else:
+                target_q = tq.masked_fill(~avail_next, -torch.inf).max(-1).values
+                target_q = torch.where(avail_next.any(-1), target_q, torch.zeros_like(target_q))
+            target_tot = self.target_mixer(target_q, batch.state[:, 1:])
+        return Forward(q, chosen, target_q, target_tot)
+
+    def team_td(self, fwd: Forward, batch: Batch, agent_qs: torch.Tensor):
+        """Q_tot, its target y = R + γ(1 − terminated)·Q̃_tot, and δ = Q_tot − y (masked)."""
+        q_tot = self.mixer(agent_qs, batch.state[:, :-1])
+        y = batch.reward + self.cfg.gamma * (1 - batch.terminated) * fwd.target_tot
+        delta = (q_tot - y) * batch.mask
+        return q_tot, y, delta
+
+    # ---- one training step --------------------------------------------------------------
+    def train(self, batch: Batch) -> dict[str, float]:
+        fwd = self.forward(batch)
+        q_tot, y, delta = self.team_td(fwd, batch, fwd.chosen)
+        n = batch.mask.sum()
+        loss = (delta ** 2).sum() / n
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimiser.step()
+        with torch.no_grad():
+            return {
+                "loss_td": loss.item(),
+                "grad_norm": grad_norm.item(),
+                "td_error_abs": (delta.abs().sum() / n).item(),
+                "q_taken_mean": ((q_tot * batch.mask).sum() / n).item(),
+                "target_mean": ((y * batch.mask).sum() / n).item(),
+            }
+
+    def update_targets(self) -> None:
+        self.target_agent.load_state_dict(self.agent.state_dict())
+        self.target_mixer.load_state_dict(self.mixer.state_dict())
+
+    # ---- checkpointing --------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"agent": self.agent.state_dict(), "mixer": self.mixer.state_dict(),
+                "target_agent": self.target_agent.state_dict(),
+                "target_mixer": self.target_mixer.state_dict(),
+                "optimiser": self.optimiser.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.agent.load_state_dict(sd["agent"])
+        self.mixer.load_state_dict(sd["mixer"])
+        self.target_agent.load_state_dict(sd["target_agent"])
+        self.target_mixer.load_state_dict(sd["target_mixer"])
+        self.optimiser.load_state_dict(sd["optimiser"])

@@ -1,0 +1,81 @@
+"""Metrics: one JSON object per log event in `metrics.jsonl`, mirrored to TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+
+class Accumulator:
+    """Running sums of scalar statistics between two log events (checkpointable)."""
+
+    def __init__(self, state: dict | None = None):
+        self.sums: dict[str, float] = defaultdict(float, (state or {}).get("sums", {}))
+        self.counts: dict[str, int] = defaultdict(int, (state or {}).get("counts", {}))
+
+    def add(self, stats: dict[str, float]) -> None:
+        for k, v in stats.items():
+            if v is None:
+                continue
+            self.sums[k] += float(v)
+            self.counts[k] += 1
+
+    def means(self, suffix: str = "_mean", raw: tuple[str, ...] = ()) -> dict[str, float]:
+        """Means; keys in `raw` keep their name, the others get `suffix`."""
+        return {(k if k in raw else k + suffix): self.sums[k] / self.counts[k] for k in self.sums if self.counts[k]}
+
+    def clear(self) -> None:
+        self.sums.clear()
+        self.counts.clear()
+
+    def state_dict(self) -> dict:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_t_env: int | None = None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        if resume_t_env is not None:
+            self._truncate_after(resume_t_env)
+        self.tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            # purge_step drops events a killed run wrote after its last checkpoint
+            purge = resume_t_env + 1 if resume_t_env is not None else None
+            self.tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge)
+
+    def _truncate_after(self, t_env: int) -> None:
+        """Keep only records up to the checkpoint we resume from: no duplicates, no gaps."""
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+            if rec.get("t_env", math.inf) <= t_env:
+                kept.append(line)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(self.path)
+
+    def log(self, t_env: int, values: dict[str, float]) -> None:
+        rec = {"t_env": int(t_env), **{k: float(v) for k, v in values.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, t_env)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

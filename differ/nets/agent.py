@@ -1,0 +1,54 @@
+"""The DRQN agent network shared by all agents: Linear(64) -> ReLU -> GRU(64) -> Linear(A).
+
+Its input is [observation, last action one-hot, agent id one-hot]. Instead of concatenating the
+one-hots (a copy of the whole observation tensor per step) the first layer is split into a
+Linear on the observation plus two embedding lookups, which is the same function: a linear map
+of a one-hot is a row of its weight matrix. The "no previous action" row (t = 0) is zero, as a
+zero one-hot would be. Training unrolls whole episodes with `nn.GRU` (one fused call) rather
+than a Python loop over time steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class RNNAgent(nn.Module):
+    def __init__(self, obs_dim: int, n_actions: int, n_agents: int, hidden: int = 64):
+        super().__init__()
+        self.n_actions, self.n_agents, self.hidden = n_actions, n_agents, hidden
+        self.fc_obs = nn.Linear(obs_dim, hidden)
+        self.last_action = nn.Embedding(n_actions + 1, hidden, padding_idx=n_actions)
+        self.agent_id = nn.Embedding(n_agents, hidden)
+        self.rnn = nn.GRU(hidden, hidden)
+        self.fc_out = nn.Linear(hidden, n_actions)
+        # initialise the split first layer exactly like one Linear over the concatenated input
+        bound = 1 / math.sqrt(obs_dim + n_actions + n_agents)
+        with torch.no_grad():
+            for p in (self.fc_obs.weight, self.fc_obs.bias, self.last_action.weight, self.agent_id.weight):
+                p.uniform_(-bound, bound)
+            self.last_action.weight[n_actions].zero_()
+
+    def init_hidden(self, batch: int) -> torch.Tensor:
+        return torch.zeros(1, batch, self.hidden)
+
+    def embed(self, obs: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
+        """obs [..., N, O], last_action [..., N] (n_actions = none) -> GRU input [..., N, H]."""
+        ids = torch.arange(self.n_agents, device=obs.device)
+        return F.relu(self.fc_obs(obs) + self.last_action(last_action) + self.agent_id(ids))
+
+    def forward(self, obs: torch.Tensor, last_action: torch.Tensor, h: torch.Tensor | None = None):
+        """Unroll over time. obs [B, T, N, O], last_action [B, T, N] -> Q [B, T, N, A], h_T.
+
+        h: [1, B*N, H] or None (zeros, the start of an episode).
+        """
+        B, T, N = last_action.shape
+        x = self.embed(obs, last_action)  # the big matmul runs on the stored layout
+        x = x.permute(1, 0, 2, 3).reshape(T, B * N, self.hidden)  # time-major for the GRU
+        out, h = self.rnn(x, h)
+        q = self.fc_out(out).view(T, B, N, self.n_actions).permute(1, 0, 2, 3)
+        return q, h

@@ -1,0 +1,198 @@
+"""FIFO buffer of whole episodes, stored compactly.
+
+Each episode is kept at its true length (memory follows the steps actually played, not
+capacity x episode limit), observations and states in float16 by default, booleans as bytes and
+actions as small integers. Sampling pads a mini-batch to its longest episode.
+
+Persistence is incremental: `persist` appends the episodes added since the last call as one
+chunk file, and a checkpoint records only the range of live episode ids; chunks that fall out of
+the FIFO window are deleted once a newer checkpoint no longer needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..envs.base import EnvSpec
+
+# per-step arrays (length L + 1: they include the observation after the last step)
+STEP_KEYS = ("obs", "state", "avail", "alive")
+# per-transition arrays (length L)
+TRANSITION_KEYS = ("actions", "reward")
+
+
+def action_dtype(n_actions: int):
+    return np.uint8 if n_actions <= 255 else np.int16
+
+
+def bytes_per_step(spec: EnvSpec, obs_dtype: str) -> int:
+    f = np.dtype(obs_dtype).itemsize
+    n, a = spec.n_agents, spec.n_actions
+    return (n * spec.obs_dim * f + spec.state_dim * f + n * a + n  # obs, state, avail, alive
+            + n * np.dtype(action_dtype(a)).itemsize + 4)  # actions, reward
+
+
+def worst_case_bytes(spec: EnvSpec, obs_dtype: str, capacity: int) -> int:
+    return capacity * (spec.episode_limit + 1) * bytes_per_step(spec, obs_dtype)
+
+
+def available_memory() -> int:
+    """Bytes the OS can still give us (MemAvailable), or a large number where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62
+
+
+def check_fits(spec: EnvSpec, obs_dtype: str, capacity: int, fraction: float = 0.8) -> None:
+    """Fail at start, never mid-run: the buffer full of episodes at the limit must fit."""
+    need, have = worst_case_bytes(spec, obs_dtype, capacity), available_memory()
+    if need > fraction * have:
+        raise MemoryError(
+            f"a full replay buffer of {capacity} episodes needs up to {need / 2**30:.1f} GiB "
+            f"({spec.episode_limit} steps each), but only {have / 2**30:.1f} GiB is available; "
+            f"lower algo.buffer_size or keep algo.obs_dtype=float16")
+
+
+@dataclass
+class Batch:
+    obs: torch.Tensor  # float32 [B, T+1, N, O]
+    state: torch.Tensor  # float32 [B, T+1, S]
+    avail: torch.Tensor  # bool [B, T+1, N, A]
+    alive: torch.Tensor  # bool [B, T+1, N]
+    actions: torch.Tensor  # long [B, T, N]
+    reward: torch.Tensor  # float32 [B, T]
+    terminated: torch.Tensor  # float32 [B, T]: 1 at the last step of a terminated episode
+    mask: torch.Tensor  # float32 [B, T]: 1 on steps inside the episode
+
+    @property
+    def max_t(self) -> int:
+        return self.actions.shape[1]
+
+
+class EpisodeBuffer:
+    def __init__(self, spec: EnvSpec, capacity: int, obs_dtype: str = "float16"):
+        self.spec, self.capacity = spec, capacity
+        self.obs_dtype = np.dtype(obs_dtype)
+        self.act_dtype = action_dtype(spec.n_actions)
+        self.episodes: deque[dict] = deque(maxlen=capacity)
+        self.total_added = 0  # id of the next episode; live ids are [total_added - len, total_added)
+        self._persisted_upto = 0
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def add(self, obs, state, avail, alive, actions, reward, terminated: bool) -> None:
+        """One episode of length L: obs/state/avail/alive have L + 1 rows, actions/reward L."""
+        self.episodes.append({
+            "obs": np.asarray(obs, self.obs_dtype), "state": np.asarray(state, self.obs_dtype),
+            "avail": np.asarray(avail, bool), "alive": np.asarray(alive, bool),
+            "actions": np.asarray(actions, self.act_dtype), "reward": np.asarray(reward, np.float32),
+            "terminated": bool(terminated),
+        })
+        self.total_added += 1
+
+    def nbytes(self) -> int:
+        return sum(v.nbytes for ep in self.episodes for v in ep.values() if isinstance(v, np.ndarray))
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        idx = rng.integers(0, len(self.episodes), size=batch_size)
+        return self.collate([self.episodes[i] for i in idx])
+
+    def collate(self, eps: list[dict]) -> Batch:
+        B, T = len(eps), max(len(ep["reward"]) for ep in eps)
+        s = self.spec
+        out = {
+            "obs": np.zeros((B, T + 1, s.n_agents, s.obs_dim), np.float32),
+            "state": np.zeros((B, T + 1, s.state_dim), np.float32),
+            "avail": np.zeros((B, T + 1, s.n_agents, s.n_actions), bool),
+            "alive": np.zeros((B, T + 1, s.n_agents), bool),
+            "actions": np.zeros((B, T, s.n_agents), np.int64),
+            "reward": np.zeros((B, T), np.float32),
+            "terminated": np.zeros((B, T), np.float32),
+            "mask": np.zeros((B, T), np.float32),
+        }
+        for b, ep in enumerate(eps):
+            L = len(ep["reward"])
+            for k in STEP_KEYS:
+                out[k][b, : L + 1] = ep[k]  # float16 -> float32 happens in this copy
+            for k in TRANSITION_KEYS:
+                out[k][b, :L] = ep[k]
+            out["terminated"][b, L - 1] = ep["terminated"]
+            out["mask"][b, :L] = 1.0
+        return Batch(**{k: torch.from_numpy(v) for k, v in out.items()})
+
+    # ---- incremental persistence -------------------------------------------------------
+    _CHUNK = re.compile(r"chunk_(\d+)_(\d+)\.npz$")
+
+    def persist(self, directory: Path) -> None:
+        """Write the live episodes not yet on disk as one chunk file (atomic rename)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        first_live = self.total_added - len(self.episodes)
+        start = max(self._persisted_upto, first_live)
+        if start >= self.total_added:
+            return
+        eps = list(self.episodes)[start - first_live:]
+        arrays = {"lengths": np.array([len(ep["reward"]) for ep in eps], np.int64),
+                  "terminated": np.array([ep["terminated"] for ep in eps], bool)}
+        for k in STEP_KEYS + TRANSITION_KEYS:
+            arrays[k] = np.concatenate([ep[k] for ep in eps])
+        path = directory / f"chunk_{start:09d}_{self.total_added:09d}.npz"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self._persisted_upto = self.total_added
+
+    def prune(self, directory: Path, keep_from: int) -> None:
+        """Delete chunk files whose episodes all precede id `keep_from`."""
+        for p in directory.glob("chunk_*.npz"):
+            m = self._CHUNK.search(p.name)
+            if m and int(m.group(2)) <= keep_from:
+                p.unlink()
+
+    def restore(self, directory: Path, live_from: int, total_added: int) -> None:
+        """Rebuild the buffer holding episode ids [live_from, total_added) from chunk files."""
+        self.episodes.clear()
+        chunks = []
+        for p in directory.glob("chunk_*.npz"):
+            m = self._CHUNK.search(p.name)
+            if m and int(m.group(2)) > live_from and int(m.group(1)) < total_added:
+                chunks.append((int(m.group(1)), int(m.group(2)), p))
+        expected = live_from
+        for start, end, path in sorted(chunks):
+            if start > expected:
+                break
+            with np.load(path) as z:
+                lengths = z["lengths"]
+                data = {k: z[k] for k in STEP_KEYS + TRANSITION_KEYS}
+                term = z["terminated"]
+            s_off = t_off = 0
+            for j, L in enumerate(lengths):
+                ep_id = start + j
+                if live_from <= ep_id < total_added and ep_id >= expected:
+                    ep = {k: data[k][s_off:s_off + L + 1] for k in STEP_KEYS}
+                    ep.update({k: data[k][t_off:t_off + L] for k in TRANSITION_KEYS})
+                    ep["terminated"] = bool(term[j])
+                    self.episodes.append(ep)
+                    expected = ep_id + 1
+                s_off += L + 1
+                t_off += L
+        if expected != total_added:
+            raise FileNotFoundError(
+                f"replay chunks in {directory} cover episodes up to {expected}, the checkpoint "
+                f"needs up to {total_added}: the replay files are incomplete")
+        self.total_added = self._persisted_upto = total_added

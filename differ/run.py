@@ -1,0 +1,266 @@
+"""The one run loop for every algorithm (METHOD.md §5, Algorithm 1).
+
+collect a batch of E episodes -> store them -> train (steps per episode x E) -> update targets
+every N episodes -> test / log / checkpoint on their intervals. Everything the future of the run
+depends on is in the checkpoint, and every random draw comes from a checkpointed generator or
+from a per-episode seed, so a resumed run continues exactly as the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import checkpoint as ckpt
+from .config import build_config
+from .controller import Controller
+from .envs.registry import make_env
+from .learners.q_learner import QLearner
+from .metrics import Accumulator, MetricsLogger
+from .nets.agent import RNNAgent
+from .nets.mixers import build_mixer
+from .replay.episode_buffer import EpisodeBuffer, check_fits
+from .runner import Runner
+
+TRAIN, TEST = 0, 1  # seed streams: training and test episodes never share a seed
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def episode_seeds(seed: int, stream: int, first: int, count: int) -> list[int]:
+    """Independent, reproducible seeds for episodes first..first+count-1 of a stream."""
+    return [int(np.random.SeedSequence([seed, stream, i]).generate_state(1)[0] % (2**31))
+            for i in range(first, first + count)]
+
+
+def linear(start: float, finish: float, steps: int, t: int) -> float:
+    return finish if t >= steps else start + (finish - start) * t / steps
+
+
+def build_learner(cfg: DictConfig, spec):
+    torch.manual_seed(cfg.seed)
+    agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
+    mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, cfg.algo)
+    return QLearner(agent, mixer, cfg.algo)
+
+
+def default_run_dir(cfg: DictConfig) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"runs/{cfg.algo.name}_{cfg.env.name}_{cfg.env.scenario}_s{cfg.seed}_{stamp}"
+
+
+def make_envs(cfg: DictConfig):
+    e = cfg.env
+    env = make_env(e.name, e.scenario, e.num_envs, e.time_limit, e.options)
+    test_n = e.get("test_num_envs") or None
+    test_env = make_env(e.name, e.scenario, test_n, e.time_limit, e.options) if test_n else env
+    return env, test_env
+
+
+def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int) -> dict[str, float]:
+    """Greedy test episodes with seeds from the test stream; returns test_* means."""
+    E = runner.env.num_envs
+    acc = Accumulator()
+    done = 0
+    rng = np.random.default_rng(0)  # unused by greedy action selection
+    while done < episodes:
+        eps = runner.run(episode_seeds(seed, TEST, first + done, E), 0.0, rng, greedy=True)
+        for ep in eps[: episodes - done]:
+            acc.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
+        done += E
+    return {"test_" + k: v for k, v in acc.means().items()}
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path, resume_payload: dict | None = None):
+        self.cfg, self.run_dir = cfg, run_dir
+        torch.set_num_threads(cfg.torch_threads or max(1, (torch.get_num_threads())))
+        self.env, self.test_env = make_envs(cfg)
+        spec = self.spec = self.env.spec
+        check_fits(spec, cfg.algo.obs_dtype, cfg.algo.buffer_size)
+        self.learner = build_learner(cfg, spec)
+        self.controller = Controller(self.learner.agent)
+        self.runner = Runner(self.env, self.controller)
+        self.test_runner = self.runner if self.test_env is self.env else Runner(self.test_env, self.controller)
+        self.buffer = EpisodeBuffer(spec, cfg.algo.buffer_size, cfg.algo.obs_dtype)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.c = {"t_env": 0, "episode": 0, "train_steps": 0, "train_credit": 0.0, "test_round": 0,
+                  "last_test_t": -cfg.test_interval, "last_log_t": 0, "last_ckpt_t": 0,
+                  "last_target_update_episode": 0, "wall_time": 0.0}
+        self.acc_env, self.acc_train = Accumulator(), Accumulator()
+        self.last_test: dict[str, float] = {}
+        if resume_payload is not None:
+            self._restore(resume_payload)
+        self.logger = MetricsLogger(run_dir, cfg.tensorboard,
+                                    resume_t_env=self.c["t_env"] if resume_payload is not None else None)
+        self._stop = False
+
+    # ---- checkpoint ----------------------------------------------------------------------
+    def payload(self) -> dict:
+        return {
+            "format": 1,
+            "config": OmegaConf.to_container(self.cfg),
+            "counters": dict(self.c),
+            "learner": self.learner.state_dict(),
+            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
+            "accumulators": {"env": self.acc_env.state_dict(), "train": self.acc_train.state_dict()},
+            "last_test": dict(self.last_test),
+            "buffer": {"live_from": self.buffer.total_added - len(self.buffer),
+                       "total_added": self.buffer.total_added},
+            "spec": {"n_agents": self.spec.n_agents, "n_actions": self.spec.n_actions,
+                     "obs_dim": self.spec.obs_dim, "state_dim": self.spec.state_dim},
+        }
+
+    def save_checkpoint(self) -> Path:
+        replay_dir = ckpt.checkpoint_dir(self.run_dir) / "replay"
+        self.buffer.persist(replay_dir)  # chunks first: the checkpoint must only name files on disk
+        path = ckpt.save(self.run_dir, self.c["t_env"], self.payload())
+        self.buffer.prune(replay_dir, keep_from=self.buffer.total_added - len(self.buffer))
+        self.c["last_ckpt_t"] = self.c["t_env"]
+        return path
+
+    def _restore(self, p: dict) -> None:
+        self.c.update(p["counters"])
+        self.learner.load_state_dict(p["learner"])
+        self.rng.bit_generator.state = p["rng"]["numpy"]
+        torch.set_rng_state(p["rng"]["torch"])
+        self.acc_env = Accumulator(p["accumulators"]["env"])
+        self.acc_train = Accumulator(p["accumulators"]["train"])
+        self.last_test = dict(p["last_test"])
+        b = p["buffer"]
+        self.buffer.restore(ckpt.checkpoint_dir(self.run_dir) / "replay", b["live_from"], b["total_added"])
+
+    # ---- the loop --------------------------------------------------------------------------
+    def _request_stop(self, signum, frame):
+        if self._stop:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._stop = True
+
+    def train(self) -> dict:
+        cfg, c, a = self.cfg, self.c, self.cfg.algo
+        E = self.env.num_envs
+        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        progress = _progress(cfg, c["t_env"])
+        t_start, t_env_start = time.time(), c["t_env"]
+        wall_before = c["wall_time"]
+        try:
+            while c["t_env"] < cfg.t_max and not self._stop:
+                epsilon = linear(a.epsilon_start, a.epsilon_finish, a.epsilon_anneal_steps, c["t_env"])
+                episodes = self.runner.run(episode_seeds(cfg.seed, TRAIN, c["episode"], E), epsilon, self.rng)
+                for ep in episodes:
+                    self.buffer.add(ep.obs, ep.state, ep.avail, ep.alive, ep.actions, ep.reward, ep.terminated)
+                    self.acc_env.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
+                c["t_env"] += sum(ep.length for ep in episodes)
+                c["episode"] += E
+                self.acc_env.add({"epsilon": epsilon})
+
+                if len(self.buffer) >= a.batch_size:
+                    c["train_credit"] += E * a.train_steps_per_episode
+                    while c["train_credit"] >= 1:
+                        c["train_credit"] -= 1
+                        stats = self.learner.train(self.buffer.sample(a.batch_size, self.rng))
+                        if not np.isfinite(stats["loss_td"]):
+                            raise TrainingDiverged(
+                                f"the TD loss became {stats['loss_td']} at t_env={c['t_env']} "
+                                f"(training step {c['train_steps']}); the last checkpoint is intact. "
+                                f"Lower algo.lr or algo.grad_clip, or check the environment's rewards")
+                        self.acc_train.add(stats)
+                        c["train_steps"] += 1
+                if c["episode"] - c["last_target_update_episode"] >= a.target_update_episodes:
+                    self.learner.update_targets()
+                    c["last_target_update_episode"] = c["episode"]
+
+                c["wall_time"] = wall_before + time.time() - t_start
+                self._periodic(final=False)
+                progress.update(c, self.last_test, (c["t_env"] - t_env_start) / max(1e-9, time.time() - t_start))
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        self._periodic(final=True)
+        progress.close()
+        self.logger.close()
+        return {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max, **self.last_test}
+
+    def _periodic(self, final: bool) -> None:
+        cfg, c = self.cfg, self.c
+        if final or c["t_env"] - c["last_test_t"] >= cfg.test_interval:
+            if not final or c["last_test_t"] != c["t_env"]:
+                first = c["test_round"] * cfg.test_episodes
+                self.last_test = evaluate_episodes(self.test_runner, cfg.seed, first, cfg.test_episodes)
+                c["test_round"] += 1
+                c["last_test_t"] = c["t_env"]
+                self.logger.log(c["t_env"], self.last_test)
+        if final or c["t_env"] - c["last_log_t"] >= cfg.log_interval:
+            if self.acc_env.counts or self.acc_train.counts:
+                record = {**self.acc_env.means(raw=("epsilon",)), **self.acc_train.means(suffix="", )}
+                record.update(episode=c["episode"], train_steps=c["train_steps"],
+                              steps_per_s=c["t_env"] / max(c["wall_time"], 1e-9))
+                self.logger.log(c["t_env"], record)
+                self.acc_env.clear()
+                self.acc_train.clear()
+            c["last_log_t"] = c["t_env"]
+        if final or (cfg.checkpoint_interval and c["t_env"] - c["last_ckpt_t"] >= cfg.checkpoint_interval):
+            self.save_checkpoint()
+
+
+class _progress:
+    """A tqdm bar over t_env (stderr); off when not a terminal unless progress=on."""
+
+    def __init__(self, cfg, t_env: int):
+        import sys
+
+        from tqdm import tqdm
+
+        on = cfg.progress == "on" or (cfg.progress == "auto" and sys.stderr.isatty())
+        self.bar = tqdm(total=cfg.t_max, initial=t_env, unit="step", dynamic_ncols=True,
+                        disable=not on, smoothing=0.1)
+        self.t = t_env
+
+    def update(self, c, last_test, sps):
+        self.bar.update(c["t_env"] - self.t)
+        self.t = c["t_env"]
+        post = {"sps": f"{sps:.0f}"}
+        if "test_return_mean" in last_test:
+            post["test_ret"] = f"{last_test['test_return_mean']:.2f}"
+        if "test_battle_won_mean" in last_test:
+            post["test_win"] = f"{last_test['test_battle_won_mean']:.2f}"
+        self.bar.set_postfix(post, refresh=False)
+
+    def close(self):
+        self.bar.close()
+
+
+# ---- entry points used by the CLI ----------------------------------------------------------
+def train_from_overrides(overrides: dict[str, str]) -> dict:
+    resume = overrides.pop("resume", None)
+    if resume:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").exists():
+            raise ckpt.CheckpointError(f"{run_dir} is not a run directory (no config.yaml)")
+        cfg = build_config(overrides, base=OmegaConf.load(run_dir / "config.yaml"))
+        payload = ckpt.load(ckpt.latest(run_dir))
+        OmegaConf.save(cfg, run_dir / "config.yaml")  # e.g. a raised t_max
+        trainer = Trainer(cfg, run_dir, resume_payload=payload)
+    else:
+        cfg = build_config(overrides)
+        run_dir = Path(cfg.run_dir or default_run_dir(cfg))
+        if ckpt.list_checkpoints(run_dir):
+            raise FileExistsError(f"{run_dir} already holds a run; continue it with "
+                                  f"`differ train resume={run_dir}` or choose another run_dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a start that died before any checkpoint
+        cfg.run_dir = str(run_dir)
+        OmegaConf.save(cfg, run_dir / "config.yaml")
+        trainer = Trainer(cfg, run_dir)
+    result = trainer.train()
+    result["run_dir"] = str(run_dir)
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
