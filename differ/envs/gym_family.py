@@ -86,7 +86,7 @@ def scenarios(family: str) -> list[str]:
     raise UnknownEnvError(f"unknown environment family '{family}'; valid choices: lbf, rware, mpe")
 
 
-def _aliases(family: str, name: str) -> list[str]:
+def _aliases(name: str) -> list[str]:
     """Lower-cased spellings accepted for a canonical scenario name."""
     base = _VERSION.sub("", name).lower()
     out = {name.lower(), base}
@@ -98,7 +98,7 @@ def _aliases(family: str, name: str) -> list[str]:
 
 def resolve(family: str, scenario: str) -> str:
     names = scenarios(family)
-    lookup = {alias: name for name in names for alias in _aliases(family, name)}
+    lookup = {alias: name for name in names for alias in _aliases(name)}
     key = str(scenario).strip().lower()
     for candidate in (key, _VERSION.sub("", key)):
         if candidate in lookup:
