@@ -67,7 +67,7 @@ class RunConfig:
     log_interval: int = 10_000  # env steps between metric records
     checkpoint_interval: int = 100_000  # env steps between full checkpoints (0: only the final one)
     torch_threads: int = 0  # 0: one per core
-    progress: str = "auto"  # auto | on | off
+    progress: Optional[bool] = None  # progress bar; null: only when stderr is a terminal
     tensorboard: bool = True
 
 
@@ -169,5 +169,3 @@ def validate(cfg: DictConfig) -> None:
                           f"({cfg.algo.buffer_size})")
     if cfg.algo.obs_dtype not in ("float16", "float32"):
         raise ConfigError(f"algo.obs_dtype must be float16 or float32, got '{cfg.algo.obs_dtype}'")
-    if cfg.progress not in ("auto", "on", "off"):
-        raise ConfigError(f"progress must be auto, on or off, got '{cfg.progress}'")

@@ -212,14 +212,14 @@ class Trainer:
 
 
 class _progress:
-    """A tqdm bar over t_env (stderr); off when not a terminal unless progress=on."""
+    """A tqdm bar over t_env (stderr); by default only when stderr is a terminal."""
 
     def __init__(self, cfg, t_env: int):
         import sys
 
         from tqdm import tqdm
 
-        on = cfg.progress == "on" or (cfg.progress == "auto" and sys.stderr.isatty())
+        on = sys.stderr.isatty() if cfg.progress is None else cfg.progress
         self.bar = tqdm(total=cfg.t_max, initial=t_env, unit="step", dynamic_ncols=True,
                         disable=not on, smoothing=0.1)
         self.t = t_env

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from functools import partial
 from typing import Sequence
 
@@ -27,6 +28,11 @@ from .registry import UnknownEnvError
 
 with contextlib.redirect_stdout(io.StringIO()):  # jaxmarl prints about optional submodules
     import jax
+
+    # compiling the vmapped step takes seconds per shape; keep it across processes
+    jax.config.update("jax_compilation_cache_dir",
+                      os.environ.get("DIFFER_JAX_CACHE", os.path.expanduser("~/.cache/differ/jax")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     import jax.numpy as jnp
     from jaxmarl.environments.smax import HeuristicEnemySMAX
     from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO, map_name_to_scenario
@@ -123,12 +129,12 @@ class SMAXVecEnv(VecEnv):
         self._seeds = jnp.asarray(np.asarray(seeds, dtype=np.int64) % (2**31), dtype=jnp.int32)
         self._t = 0
         self._state, *out = self._reset(self._seeds)
-        return Observation(*map(np.asarray, jax.device_get(out)))
+        return Observation(*map(np.array, jax.device_get(out)))  # writable copies
 
     def step(self, actions: np.ndarray) -> StepResult:
         self._state, *out = self._step(self._seeds, self._t, self._state,
                                        jnp.asarray(actions, dtype=jnp.int32))
         self._t += 1
-        obs, state, avail, alive, reward, term, trunc, won = map(np.asarray, jax.device_get(out))
+        obs, state, avail, alive, reward, term, trunc, won = map(np.array, jax.device_get(out))
         return StepResult(next=Observation(obs, state, avail, alive), reward=reward.astype(np.float32),
                           terminated=term, truncated=trunc, battle_won=won)
