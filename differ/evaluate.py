@@ -15,6 +15,8 @@ from .runner import Runner
 
 def evaluate(path: str, episodes: int = 32, seed: int | None = None) -> dict:
     path = Path(path)
+    if not path.exists():
+        raise ckpt.CheckpointError(f"{path} does not exist (expected a run directory or a checkpoint file)")
     ckpt_path = ckpt.latest(path) if path.is_dir() else path
     payload = ckpt.load(ckpt_path)
     cfg = build_config({}, base=OmegaConf.create(payload["config"]))

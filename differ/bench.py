@@ -1,0 +1,131 @@
+"""`differ bench`: speed and memory figures, printed as JSON.
+
+- learner_step_ms: one QMIX training step (batch 32, whole episodes of T steps) at the shapes of
+  2s3z (T=40), 3s5z_vs_3s6z (T=60) and 27m_vs_30m (T=80); median of repeated steps, sampling
+  from the buffer included.
+- rollout_steps_per_s: env steps/s of ε-greedy collection alone (agent network included).
+- train_steps_per_s: end-to-end `differ train` env steps/s under the paper's protocol (one
+  training step of batch 32 per collected episode), measured after a warm-up that fills the
+  buffer and compiles the env.
+- buffer_gb: a 5000-episode buffer: exact bytes per step times (a) the episode limit (the worst
+  case, what start-up checks) and (b) the mean episode length of a random policy, measured.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import build_config
+from .controller import Controller
+from .envs.base import EnvSpec
+from .envs.registry import make_env
+from .replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
+from .run import Trainer, build_learner
+from .runner import Runner
+
+SHAPES = {  # scenario: (n_agents, obs, state, actions, T)
+    "2s3z": (5, 127, 120, 10, 40),
+    "3s5z_vs_3s6z": (8, 218, 204, 14, 60),
+    "27m_vs_30m": (27, 738, 684, 35, 80),
+}
+
+
+def learner_step_ms(scenario: str, algo: str = "qmix", reps: int = 10) -> float:
+    n, obs, state, A, T = SHAPES[scenario]
+    spec = EnvSpec(n, A, obs, state, T, (0,) * n, ("unit",) * n)
+    cfg = build_config({"algo": algo})
+    learner = build_learner(cfg, spec)
+    buf = EpisodeBuffer(spec, 64, cfg.algo.obs_dtype)
+    rng = np.random.default_rng(0)
+    for _ in range(32):
+        buf.add(rng.random((T + 1, n, obs)), rng.random((T + 1, state)), rng.random((T + 1, n, A)) > 0.2,
+                np.ones((T + 1, n), bool), rng.integers(0, A, (T, n)), rng.random(T), True)
+    times = []
+    for i in range(reps + 2):
+        t0 = time.perf_counter()
+        learner.train(buf.sample(32, rng))
+        if i >= 2:  # the first steps allocate
+            times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def rollout_steps_per_s(env_name: str, scenario: str, num_envs: int, batches: int = 10) -> float:
+    env = make_env(env_name, scenario, num_envs)
+    spec = env.spec
+    cfg = build_config({"env": env_name})
+    runner = Runner(env, Controller(build_learner(cfg, spec).agent))
+    rng = np.random.default_rng(0)
+    runner.run(list(range(num_envs)), 1.0, rng)  # compile
+    steps, t0 = 0, time.perf_counter()
+    for b in range(batches):
+        eps = runner.run(list(range((b + 1) * num_envs, (b + 2) * num_envs)), 1.0, rng)
+        steps += sum(e.length for e in eps)
+    env.close()
+    return steps / (time.perf_counter() - t0)
+
+
+def train_steps_per_s(overrides: dict, warmup: int, measure: int) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        cfg = build_config({**overrides, "t_max": str(warmup), "tensorboard": "false", "progress": "false",
+                            "test_interval": str(10**9), "checkpoint_interval": "0"})
+        trainer = Trainer(cfg, Path(d))
+        trainer.save_checkpoint = lambda: None  # the benchmark measures training, not disk
+        trainer.train()
+        start = trainer.c["t_env"]
+        cfg.t_max = start + measure
+        t0 = time.perf_counter()
+        trainer.train()
+        return (trainer.c["t_env"] - start) / (time.perf_counter() - t0)
+
+
+def buffer_gb(scenario: str, episodes: int = 16) -> dict:
+    env = make_env("smax", scenario, episodes)
+    cfg = build_config({})
+    runner = Runner(env, Controller(build_learner(cfg, env.spec).agent))
+    eps = runner.run(list(range(episodes)), 1.0, np.random.default_rng(0))
+    mean_len = float(np.mean([e.length for e in eps]))
+    buf = EpisodeBuffer(env.spec, episodes, "float16")
+    for e in eps:
+        buf.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
+    per_step = bytes_per_step(env.spec, "float16")
+    return {"bytes_per_step": per_step,
+            "measured_bytes_per_episode": buf.nbytes() / episodes,
+            "random_policy_mean_length": mean_len,
+            "gb_5000_at_random_policy_lengths": 5000 * buf.nbytes() / episodes / 1e9,
+            "gb_5000_worst_case": worst_case_bytes(env.spec, "float16", 5000) / 1e9}
+
+
+def main(opts: dict | None = None) -> dict:
+    opts = dict(opts or {})
+    quick = str(opts.pop("quick", "false")).lower() in ("1", "true", "yes")
+    only = opts.pop("only", None)
+    if opts:
+        raise ValueError(f"unknown bench option(s) {', '.join(opts)}; valid: quick, only")
+    torch.set_num_threads(torch.get_num_threads())
+    out: dict = {"torch_threads": torch.get_num_threads(), "quick": quick}
+    sections = only.split(",") if only else ["learner", "rollout", "train", "buffer"]
+    if "learner" in sections:
+        shapes = ["2s3z"] if quick else list(SHAPES)
+        out["learner_step_ms"] = {s: {"qmix": round(learner_step_ms(s, "qmix", 3 if quick else 10), 1)}
+                                  for s in shapes}
+    if "rollout" in sections:
+        out["rollout_steps_per_s"] = {
+            "smax_2s3z_E8": round(rollout_steps_per_s("smax", "2s3z", 8, 2 if quick else 10)),
+            "lbf_8x8-2p-3f_E1": round(rollout_steps_per_s("lbf", "Foraging-8x8-2p-3f-v3", 1, 20 if quick else 200)),
+        }
+    if "train" in sections:
+        w, m = (2000, 2000) if quick else (10_000, 20_000)
+        out["train_steps_per_s"] = {
+            "qmix_smax_2s3z": round(train_steps_per_s({"env.scenario": "2s3z"}, w, m)),
+            "qmix_smax_3s5z_vs_3s6z": round(train_steps_per_s({"env.scenario": "3s5z_vs_3s6z"}, w, m)),
+            "qmix_lbf_8x8-2p-3f_E1": round(train_steps_per_s({"env": "lbf"}, w, m)),
+        }
+    if "buffer" in sections:
+        out["buffer_gb"] = {s: buffer_gb(s, 4 if quick else 16) for s in ("3s5z_vs_3s6z", "27m_vs_30m")}
+    return out

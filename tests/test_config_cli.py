@@ -1,0 +1,49 @@
+"""Configuration errors exit non-zero with one clear line; presets and overrides compose."""
+
+import pytest
+
+from differ.config import ConfigError, build_config
+
+from .conftest import run_cli
+
+
+def test_presets_and_overrides_compose():
+    cfg = build_config({"algo": "vdn", "env": "lbf", "algo.lr": "0.001", "seed": "7", "env.scenario": "8x8-2p-3f"})
+    assert cfg.algo.mixer == "vdn" and cfg.algo.lr == 0.001 and cfg.seed == 7
+    assert cfg.env.scenario == "Foraging-8x8-2p-3f-v3" and cfg.env.time_limit == 50
+    assert build_config({}).env.name == "smax"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"algo.lrr": "1"}, "unknown config key 'algo.lrr' (did you mean algo.lr"),
+    ({"t_max": "lots"}, "invalid configuration"),
+    ({"algo": "qmixx"}, "unknown algorithm 'qmixx'; valid choices: qmix, vdn"),
+    ({"env": "starcraft"}, "unknown environment 'starcraft'; valid choices: lbf, mpe, rware, smax"),
+    ({"env.scenario": "4m"}, "unknown SMAX scenario '4m'; valid choices: 3m, 2s3z"),
+    ({"algo.batch_size": "64", "algo.buffer_size": "32"}, "exceeds algo.buffer_size"),
+])
+def test_bad_config_is_a_clear_error(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        build_config(overrides)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "algo.lrr=0.1"], "unknown config key 'algo.lrr'"),
+    (["train", "env=lbf", "env.scenario=Foraging-99x99"], "unknown lbf scenario"),
+    (["train", "seed=abc"], "invalid configuration"),
+    (["evaluate", "/nonexistent/run"], "does not exist (expected a run directory"),
+    (["frobnicate"], "unknown command 'frobnicate'"),
+])
+def test_cli_errors_are_one_line_without_traceback(args, message):
+    proc = run_cli(*args, check=False, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("differ: error:")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_envs_lists_families_and_scenarios():
+    out = run_cli("envs", timeout=120).stdout
+    for word in ("smax:", "27m_vs_30m", "lbf:", "Foraging-8x8-2p-3f-v3", "rware:", "mpe:", "simple_spread"):
+        assert word in out

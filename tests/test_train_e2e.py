@@ -1,0 +1,56 @@
+"""End-to-end `differ train` / `differ evaluate` per environment family, on the real packages."""
+
+import json
+
+import pytest
+
+from differ import checkpoint as ckpt
+
+from .conftest import TINY_LBF, TINY_SMAX, read_jsonl, run_cli
+
+PYMARL_KEYS = {"return_mean", "ep_length_mean", "epsilon", "loss_td", "grad_norm", "td_error_abs",
+               "q_taken_mean", "target_mean"}
+
+
+def check_run(run_dir, battles: bool):
+    recs = read_jsonl(run_dir / "metrics.jsonl")
+    train = [r for r in recs if "loss_td" in r]
+    test = [r for r in recs if "test_return_mean" in r]
+    assert train and test
+    assert PYMARL_KEYS <= set(train[-1]) and {"test_return_mean", "test_ep_length_mean"} <= set(test[-1])
+    assert ("battle_won_mean" in train[-1]) == battles and ("test_battle_won_mean" in test[-1]) == battles
+    ts = [r["t_env"] for r in recs]
+    assert ts == sorted(ts)
+    assert (run_dir / "config.yaml").exists() and list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert ckpt.list_checkpoints(run_dir)
+    return recs
+
+
+def test_smax_train_and_evaluate(tmp_path):
+    run_dir = tmp_path / "smax"
+    out = run_cli("train", *TINY_SMAX, "t_max=300", f"run_dir={run_dir}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["t_env"] >= 300
+    check_run(run_dir, battles=True)
+    ev = json.loads(run_cli("evaluate", str(run_dir), "episodes=4").stdout.strip().splitlines()[-1])
+    assert ev["episodes"] == 4 and 0 <= ev["battle_won_mean"] <= 1 and ev["ep_length_mean"] > 0
+    assert ev["t_env"] == result["t_env"]
+
+
+@pytest.mark.parametrize("family, scenario", [("lbf", "Foraging-8x8-2p-3f-v3"), ("rware", "rware-tiny-2ag-v2"),
+                                              ("mpe", "simple_spread")])
+def test_gym_family_train(tmp_path, family, scenario):
+    run_dir = tmp_path / family
+    args = [a for a in TINY_LBF if not a.startswith("env")]
+    run_cli("train", f"env={family}", f"env.scenario={scenario}", "env.time_limit=20", "env.num_envs=2",
+            *args, "t_max=200", f"run_dir={run_dir}")
+    check_run(run_dir, battles=False)
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    run_dir = tmp_path / "lbf"
+    run_cli("train", *TINY_LBF, "t_max=100", f"run_dir={run_dir}")
+    before = (run_dir / "metrics.jsonl").read_text()
+    proc = run_cli("train", *TINY_LBF, "t_max=100", f"run_dir={run_dir}", check=False)
+    assert proc.returncode == 2 and f"resume={run_dir}" in proc.stderr
+    assert (run_dir / "metrics.jsonl").read_text() == before
