@@ -13,6 +13,7 @@ import numpy as np
 
 from .controller import Controller
 from .envs.base import VecEnv
+from .replay.episode_buffer import padded_arrays
 
 
 @dataclass
@@ -38,16 +39,7 @@ class Episode:
 class Runner:
     def __init__(self, env: VecEnv, controller: Controller):
         self.env, self.controller = env, controller
-        s, E = env.spec, env.num_envs
-        T = s.episode_limit
-        self._buf = {
-            "obs": np.zeros((E, T + 1, s.n_agents, s.obs_dim), np.float32),
-            "state": np.zeros((E, T + 1, s.state_dim), np.float32),
-            "avail": np.zeros((E, T + 1, s.n_agents, s.n_actions), bool),
-            "alive": np.zeros((E, T + 1, s.n_agents), bool),
-            "actions": np.zeros((E, T, s.n_agents), np.int64),
-            "reward": np.zeros((E, T), np.float32),
-        }
+        self._buf = padded_arrays(env.spec, env.num_envs, env.spec.episode_limit)
 
     def _record(self, t: int, o) -> None:
         b = self._buf

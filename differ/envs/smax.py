@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from functools import partial
 from typing import Sequence
 
 import numpy as np

@@ -28,6 +28,19 @@ STEP_KEYS = ("obs", "state", "avail", "alive")
 TRANSITION_KEYS = ("actions", "reward")
 
 
+def padded_arrays(spec: EnvSpec, B: int, T: int) -> dict[str, np.ndarray]:
+    """Zeroed arrays for B episodes of up to T steps (T + 1 observations), as the learner wants them."""
+    n, a = spec.n_agents, spec.n_actions
+    return {
+        "obs": np.zeros((B, T + 1, n, spec.obs_dim), np.float32),
+        "state": np.zeros((B, T + 1, spec.state_dim), np.float32),
+        "avail": np.zeros((B, T + 1, n, a), bool),
+        "alive": np.zeros((B, T + 1, n), bool),
+        "actions": np.zeros((B, T, n), np.int64),
+        "reward": np.zeros((B, T), np.float32),
+    }
+
+
 def action_dtype(n_actions: int):
     return np.uint8 if n_actions <= 255 else np.int16
 
@@ -112,17 +125,9 @@ class EpisodeBuffer:
 
     def collate(self, eps: list[dict]) -> Batch:
         B, T = len(eps), max(len(ep["reward"]) for ep in eps)
-        s = self.spec
-        out = {
-            "obs": np.zeros((B, T + 1, s.n_agents, s.obs_dim), np.float32),
-            "state": np.zeros((B, T + 1, s.state_dim), np.float32),
-            "avail": np.zeros((B, T + 1, s.n_agents, s.n_actions), bool),
-            "alive": np.zeros((B, T + 1, s.n_agents), bool),
-            "actions": np.zeros((B, T, s.n_agents), np.int64),
-            "reward": np.zeros((B, T), np.float32),
-            "terminated": np.zeros((B, T), np.float32),
-            "mask": np.zeros((B, T), np.float32),
-        }
+        out = padded_arrays(self.spec, B, T)
+        out["terminated"] = np.zeros((B, T), np.float32)
+        out["mask"] = np.zeros((B, T), np.float32)
         for b, ep in enumerate(eps):
             L = len(ep["reward"])
             for k in STEP_KEYS:
