@@ -117,7 +117,8 @@ def make(family: str, scenario: str, num_envs: int, time_limit=None, options=Non
     everything else goes to the package env's constructor (e.g. lbf penalty, mpe N)."""
     options = dict(options or {})
     workers = options.pop("workers", None)
-    context = options.pop("context", None)
+    # forkserver, not fork: forking a process that runs JAX or torch threads can deadlock
+    context = options.pop("context", "forkserver")
     name = resolve(family, scenario)
     env_fn = _EnvFactory(family, name, None if time_limit is None else int(time_limit), options)
     num_envs = int(num_envs)
@@ -192,6 +193,7 @@ class _LBFCore:
 
 class _RwareCore:
     def __init__(self, scenario, time_limit, env_kwargs):
+        importlib.import_module("rware")  # registers its ids; a fresh worker process has not yet
         limit = time_limit or gym.spec(scenario).kwargs["max_steps"]
         self.env = env = _from_spec(scenario, {**env_kwargs, "max_steps": limit})
         if not isinstance(env.action_space[0], spaces.Discrete):
