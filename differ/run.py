@@ -149,7 +149,7 @@ class Trainer:
         E = self.env.num_envs
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         progress = _progress(cfg, c["t_env"])
-        t_start, t_env_start = time.time(), c["t_env"]
+        t_start = time.time()
         wall_before = c["wall_time"]
         try:
             while c["t_env"] < cfg.t_max and not self._stop:
@@ -180,7 +180,7 @@ class Trainer:
 
                 c["wall_time"] = wall_before + time.time() - t_start
                 self._periodic(final=False)
-                progress.update(c, self.last_test, (c["t_env"] - t_env_start) / max(1e-9, time.time() - t_start))
+                progress.update(c, self.last_test, sum(ep.ret for ep in episodes) / E)
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
@@ -224,10 +224,10 @@ class _progress:
                         disable=not on, smoothing=0.1)
         self.t = t_env
 
-    def update(self, c, last_test, sps):
+    def update(self, c, last_test, recent_return):
         self.bar.update(c["t_env"] - self.t)
         self.t = c["t_env"]
-        post = {"sps": f"{sps:.0f}"}
+        post = {"return": f"{recent_return:.2f}"}
         if "test_return_mean" in last_test:
             post["test_ret"] = f"{last_test['test_return_mean']:.2f}"
         if "test_battle_won_mean" in last_test:
