@@ -53,6 +53,19 @@ class AlgoConfig:
     epsilon_finish: float = 0.05
     epsilon_anneal_steps: int = 50_000
     obs_dtype: str = "float16"  # how the buffer stores observations and states: float16 | float32
+    l1_reg: float = 0.0  # L1 weight on the agent parameters (Table 1 of the paper; unused by the authors' QMIX)
+    # ---- DIFFER (learner=differ); METHOD.md §3-4
+    learner: str = "team"  # team: one TD loss trains all | differ: mixer on team TD, agents on individual TD
+    selection: str = "per"  # per: fair experience replay | all: every valid experience, weight 1 (-divide)
+    eta_start: float = 0.8  # sample ratio η at the start of the warm-up
+    eta_end: float = 1.0
+    eta_warmup_frac: float = 0.6  # η reaches eta_end after this fraction of t_max
+    eta_warmup: bool = True  # false: η stays at eta_start (the paper's Fig. 11 ablation)
+    beta_start: float = 0.6  # importance-sampling exponent, annealed over t_max
+    beta_end: float = 1.0
+    per_alpha: float = 0.8  # prioritisation exponent
+    per_eps: float = 0.01
+    g_clamp: Optional[float] = None  # clamp ∂Q_tot/∂Q_i to [-g_clamp, g_clamp]; None: exact, unclamped
 
 
 @dataclass
@@ -167,5 +180,10 @@ def validate(cfg: DictConfig) -> None:
     if cfg.algo.batch_size > cfg.algo.buffer_size:
         raise ConfigError(f"algo.batch_size ({cfg.algo.batch_size}) exceeds algo.buffer_size "
                           f"({cfg.algo.buffer_size})")
+    for key, choices in (("learner", ("team", "differ")), ("selection", ("per", "all"))):
+        if cfg.algo[key] not in choices:
+            raise ConfigError(f"algo.{key} must be one of {', '.join(choices)}, got '{cfg.algo[key]}'")
+    if not 0 < cfg.algo.eta_start <= 1 or not 0 < cfg.algo.eta_end <= 1:
+        raise ConfigError("algo.eta_start and algo.eta_end must lie in (0, 1]")
     if cfg.algo.obs_dtype not in ("float16", "float32"):
         raise ConfigError(f"algo.obs_dtype must be float16 or float32, got '{cfg.algo.obs_dtype}'")

@@ -21,6 +21,7 @@ from . import checkpoint as ckpt
 from .config import build_config
 from .controller import Controller
 from .envs.registry import make_env
+from .learners.differ_learner import DifferLearner
 from .learners.q_learner import QLearner
 from .metrics import Accumulator, MetricsLogger
 from .nets.agent import RNNAgent
@@ -49,6 +50,8 @@ def build_learner(cfg: DictConfig, spec):
     torch.manual_seed(cfg.seed)
     agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
     mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, cfg.algo)
+    if cfg.algo.learner == "differ":
+        return DifferLearner(agent, mixer, cfg.algo, spec, cfg.t_max, cfg.seed)
     return QLearner(agent, mixer, cfg.algo)
 
 
@@ -166,7 +169,7 @@ class Trainer:
                     c["train_credit"] += E * a.train_steps_per_episode
                     while c["train_credit"] >= 1:
                         c["train_credit"] -= 1
-                        stats = self.learner.train(self.buffer.sample(a.batch_size, self.rng))
+                        stats = self.learner.train(self.buffer.sample(a.batch_size, self.rng), c["t_env"])
                         if not np.isfinite(stats["loss_td"]):
                             raise TrainingDiverged(
                                 f"the TD loss became {stats['loss_td']} at t_env={c['t_env']} "

@@ -40,7 +40,14 @@ class QLearner:
         self.target_agent = copy.deepcopy(agent).requires_grad_(False)
         self.target_mixer = copy.deepcopy(mixer).requires_grad_(False)
         self.params = list(agent.parameters()) + list(mixer.parameters())
-        self.optimiser = torch.optim.RMSprop(self.params, lr=cfg.lr, alpha=cfg.optim_alpha, eps=cfg.optim_eps)
+        self.build_optimisers()
+
+    def build_optimisers(self) -> None:
+        """One optimiser: the team TD loss trains agents and mixer together."""
+        self.optimiser = self.rmsprop(self.params)
+
+    def rmsprop(self, params: list) -> torch.optim.Optimizer:
+        return torch.optim.RMSprop(params, lr=self.cfg.lr, alpha=self.cfg.optim_alpha, eps=self.cfg.optim_eps)
 
     # ---- the shared forward pass -------------------------------------------------------
     def forward(self, batch: Batch) -> Forward:
@@ -67,24 +74,34 @@ class QLearner:
         delta = (q_tot - y) * batch.mask
         return q_tot, y, delta
 
+    def l1_penalty(self) -> torch.Tensor | float:
+        """Table 1's L1 weight on the agent parameters; off (0) by default, see METHOD.md §5."""
+        if not self.cfg.l1_reg:
+            return 0.0
+        return self.cfg.l1_reg * sum(p.abs().sum() for p in self.agent.parameters())
+
+    @staticmethod
+    def step(optimiser, loss: torch.Tensor, params: list, clip: float) -> float:
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward(inputs=params)
+        grad_norm = nn.utils.clip_grad_norm_(params, clip)
+        optimiser.step()
+        return grad_norm.item()
+
+    @staticmethod
+    @torch.no_grad()
+    def team_stats(loss, delta, q_tot, y, mask) -> dict[str, float]:
+        n = mask.sum()
+        return {"loss_td": loss.item(), "td_error_abs": (delta.abs().sum() / n).item(),
+                "q_taken_mean": ((q_tot * mask).sum() / n).item(), "target_mean": ((y * mask).sum() / n).item()}
+
     # ---- one training step --------------------------------------------------------------
-    def train(self, batch: Batch) -> dict[str, float]:
+    def train(self, batch: Batch, t_env: int = 0) -> dict[str, float]:
         fwd = self.forward(batch)
         q_tot, y, delta = self.team_td(fwd, batch, fwd.chosen)
-        n = batch.mask.sum()
-        loss = (delta ** 2).sum() / n
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-        self.optimiser.step()
-        with torch.no_grad():
-            return {
-                "loss_td": loss.item(),
-                "grad_norm": grad_norm.item(),
-                "td_error_abs": (delta.abs().sum() / n).item(),
-                "q_taken_mean": ((q_tot * batch.mask).sum() / n).item(),
-                "target_mean": ((y * batch.mask).sum() / n).item(),
-            }
+        loss = (delta ** 2).sum() / batch.mask.sum()
+        grad_norm = self.step(self.optimiser, loss + self.l1_penalty(), self.params, self.cfg.grad_clip)
+        return {**self.team_stats(loss, delta, q_tot, y, batch.mask), "grad_norm": grad_norm}
 
     def update_targets(self) -> None:
         self.target_agent.load_state_dict(self.agent.state_dict())

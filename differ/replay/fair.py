@@ -1,0 +1,55 @@
+"""Fair experience replay (DIFFER, Eq. 3-5; METHOD.md §4).
+
+A sampled mini-batch of B team episodes is the set E of its valid individual experiences
+(b, t, i). Inside it, every training step:
+  p_j = (|δ_j| + ε)^α on valid elements, 0 elsewhere;   P(j) = p_j / Σ p
+  draw n = ⌊η·|E|⌋ elements from P with replacement (an element drawn k times counts k times)
+  w_j = (1 / (|E|·P(j)))^β, normalised by its maximum
+  loss weight_j = count_j · w_j          (the agent loss is Σ weight_j · δ_j² / |E|)
+Everything is vectorised: one multinomial draw and one bincount.
+
+Schedules, linear in environment steps t_env: η from `eta_start` to `eta_end` over the first
+`eta_warmup_frac` of t_max (the "warm-up"; η = 1 still samples by P); β from `beta_start` to
+`beta_end` over all of t_max.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def eta_at(t_env: int, t_max: int, cfg) -> float:
+    """Sample ratio η at t_env; fixed at `eta_start` when the warm-up is off (the Fig. 11 ablation)."""
+    if not cfg.eta_warmup:
+        return cfg.eta_start
+    span = cfg.eta_warmup_frac * t_max
+    frac = min(1.0, t_env / span) if span > 0 else 1.0
+    return cfg.eta_start + (cfg.eta_end - cfg.eta_start) * frac
+
+
+def beta_at(t_env: int, t_max: int, cfg) -> float:
+    frac = min(1.0, t_env / t_max) if t_max > 0 else 1.0
+    return cfg.beta_start + (cfg.beta_end - cfg.beta_start) * frac
+
+
+def fair_weights(td_abs: torch.Tensor, valid: torch.Tensor, eta: float, beta: float, alpha: float,
+                 eps: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-element loss weights (draw count × IS weight) and draw counts, both shaped like td_abs.
+
+    td_abs: |δ_i| (no gradient); valid: bool mask of the elements of E.
+    """
+    flat_valid = valid.reshape(-1)
+    p = (td_abs.reshape(-1).double() + eps).pow(alpha) * flat_valid
+    n_valid = int(flat_valid.sum())
+    n_draw = int(eta * n_valid)
+    if n_valid == 0 or n_draw == 0:
+        zeros = torch.zeros_like(td_abs)
+        return zeros, zeros
+    probs = p / p.sum()
+    idx = torch.multinomial(probs, n_draw, replacement=True, generator=generator)
+    counts = torch.bincount(idx, minlength=probs.numel()).to(td_abs.dtype)
+    is_w = torch.zeros_like(probs)
+    is_w[flat_valid] = (1.0 / (n_valid * probs[flat_valid])).pow(beta)
+    is_w = is_w / is_w.max()
+    weights = (counts * is_w.to(td_abs.dtype)).view_as(td_abs)
+    return weights, counts.view_as(td_abs)
