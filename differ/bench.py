@@ -1,8 +1,8 @@
 """`differ bench`: speed and memory figures, printed as JSON.
 
-- learner_step_ms: one QMIX training step (batch 32, whole episodes of T steps) at the shapes of
-  2s3z (T=40), 3s5z_vs_3s6z (T=60) and 27m_vs_30m (T=80); median of repeated steps, sampling
-  from the buffer included.
+- learner_step_ms: one training step of QMIX and of QMIX-DIFFER (batch 32, whole episodes of T
+  steps) at the shapes of 2s3z (T=40), 3s5z_vs_3s6z (T=60) and 27m_vs_30m (T=80); median of
+  repeated steps, sampling from the buffer included; and their ratio.
 - rollout_steps_per_s: env steps/s of ε-greedy collection alone (agent network included).
 - train_steps_per_s: end-to-end `differ train` env steps/s under the paper's protocol (one
   training step of batch 32 per collected episode), measured after a warm-up that fills the
@@ -112,8 +112,10 @@ def main(opts: dict | None = None) -> dict:
     sections = only.split(",") if only else ["learner", "rollout", "train", "buffer"]
     if "learner" in sections:
         shapes = ["2s3z"] if quick else list(SHAPES)
-        out["learner_step_ms"] = {s: {"qmix": round(learner_step_ms(s, "qmix", 3 if quick else 10), 1)}
-                                  for s in shapes}
+        out["learner_step_ms"] = {}
+        for s in shapes:
+            ms = {a: round(learner_step_ms(s, a, 3 if quick else 10), 1) for a in ("qmix", "qmix_differ")}
+            out["learner_step_ms"][s] = {**ms, "differ_over_qmix": round(ms["qmix_differ"] / ms["qmix"], 3)}
     if "rollout" in sections:
         out["rollout_steps_per_s"] = {
             "smax_2s3z_E8": round(rollout_steps_per_s("smax", "2s3z", 8, 2 if quick else 10)),

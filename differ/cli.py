@@ -8,7 +8,8 @@ import sys
 USAGE = """usage:
   differ train [algo=qmix] [env=smax] [env.scenario=3m] [seed=1] [t_max=...] [run_dir=...] [key=value ...]
   differ train resume=RUN_DIR [t_max=...]
-  differ evaluate PATH [episodes=32] [seed=N]      PATH: a run directory or a checkpoint file
+  differ evaluate PATH [episodes=32] [seed=N] [dump_individual_rewards=FILE.csv]
+                                                   PATH: a run directory or a checkpoint file
   differ envs                                        list environments and their scenarios
   differ bench [quick=true] [out=FILE]               speed and memory benchmark (JSON)
 """
@@ -39,13 +40,15 @@ def main(argv: list[str] | None = None) -> int:
             if not args or "=" in args[0]:
                 return _fail("evaluate needs a PATH (run directory or checkpoint file)")
             opts = parse_overrides(args[1:])
-            unknown = set(opts) - {"episodes", "seed"}
+            unknown = set(opts) - {"episodes", "seed", "dump_individual_rewards"}
             if unknown:
-                return _fail(f"unknown evaluate option(s) {', '.join(sorted(unknown))}; valid: episodes, seed")
+                return _fail(f"unknown evaluate option(s) {', '.join(sorted(unknown))}; "
+                             f"valid: episodes, seed, dump_individual_rewards")
             from .evaluate import evaluate
 
             seed = int(opts["seed"]) if "seed" in opts else None
-            print(json.dumps(evaluate(args[0], int(opts.get("episodes", 32)), seed)))
+            print(json.dumps(evaluate(args[0], int(opts.get("episodes", 32)), seed,
+                                      opts.get("dump_individual_rewards"))))
         elif cmd == "envs":
             from .envs.registry import FAMILIES, scenarios
 

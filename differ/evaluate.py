@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from . import checkpoint as ckpt
 from .config import build_config
 from .controller import Controller
+from .learners.decomposer import decompose
+from .replay.episode_buffer import EpisodeBuffer
 from .run import build_learner, evaluate_episodes, make_envs
 from .runner import Runner
 
+DUMP_COLUMNS = ("episode", "t", "agent", "unit_type", "alive", "reward_team", "reward_i", "td_i", "g_i", "q_i")
 
-def evaluate(path: str, episodes: int = 32, seed: int | None = None) -> dict:
+
+def dump_individual_rewards(learner, spec, episodes, path: Path) -> int:
+    """Write every agent's r_i, δ_i, g_i, Q_i, unit type and alive flag per step (the data of the
+    paper's Fig. 10) as CSV; the decomposition uses the checkpoint's networks. Returns rows."""
+    buf = EpisodeBuffer(spec, len(episodes), "float32")
+    for e in episodes:
+        buf.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
+    batch = buf.collate(list(buf.episodes))
+    fwd = learner.forward(batch)
+    dec = decompose(learner.mixer, fwd.chosen, batch.state[:, :-1], batch.reward, batch.terminated, batch.mask,
+                    batch.alive, fwd.target_q, fwd.target_tot, learner.cfg.gamma, learner.cfg.g_clamp)
+    td_i = (fwd.chosen - dec.y_i).detach()
+    rows = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(DUMP_COLUMNS)
+        for b, ep in enumerate(episodes):
+            for t in range(ep.length):
+                for i in range(spec.n_agents):
+                    w.writerow([b, t, i, spec.unit_type_names[i], int(batch.alive[b, t, i]),
+                                f"{batch.reward[b, t].item():.6g}", f"{dec.reward_i[b, t, i].item():.6g}",
+                                f"{td_i[b, t, i].item():.6g}", f"{dec.g[b, t, i].item():.6g}",
+                                f"{fwd.chosen[b, t, i].item():.6g}"])
+                    rows += 1
+    return rows
+
+
+def evaluate(path: str, episodes: int = 32, seed: int | None = None,
+             dump_individual_rewards_to: str | None = None) -> dict:
     path = Path(path)
     if not path.exists():
         raise ckpt.CheckpointError(f"{path} does not exist (expected a run directory or a checkpoint file)")
@@ -25,8 +59,14 @@ def evaluate(path: str, episodes: int = 32, seed: int | None = None) -> dict:
     learner.load_state_dict(payload["learner"])
     runner = Runner(test_env, Controller(learner.agent))
     # evaluation episodes use their own seed range, apart from the ones seen in training tests
-    stats = evaluate_episodes(runner, cfg.seed if seed is None else seed, 10**9, episodes)
+    kept = [] if dump_individual_rewards_to else None
+    stats = evaluate_episodes(runner, cfg.seed if seed is None else seed, 10**9, episodes, kept)
     for e in {id(env): env, id(test_env): test_env}.values():
         e.close()
-    return {"checkpoint": str(ckpt_path), "t_env": payload["counters"]["t_env"], "episodes": episodes,
-            **{k.removeprefix("test_"): v for k, v in stats.items()}}
+    out = {"checkpoint": str(ckpt_path), "t_env": payload["counters"]["t_env"], "episodes": episodes,
+           **{k.removeprefix("test_"): v for k, v in stats.items()}}
+    if dump_individual_rewards_to:
+        out["individual_rewards_rows"] = dump_individual_rewards(learner, env.spec, kept,
+                                                                 Path(dump_individual_rewards_to))
+        out["individual_rewards_file"] = dump_individual_rewards_to
+    return out

@@ -68,8 +68,9 @@ def make_envs(cfg: DictConfig):
     return env, test_env
 
 
-def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int) -> dict[str, float]:
-    """Greedy test episodes with seeds from the test stream; returns test_* means."""
+def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep: list | None = None) -> dict[str, float]:
+    """Greedy test episodes with seeds from the test stream; returns test_* means.
+    With `keep`, the episodes themselves are appended to it."""
     E = runner.env.num_envs
     acc = Accumulator()
     done = 0
@@ -78,6 +79,8 @@ def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int) -> d
         eps = runner.run(episode_seeds(seed, TEST, first + done, E), 0.0, rng, greedy=True)
         for ep in eps[: episodes - done]:
             acc.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
+            if keep is not None:
+                keep.append(ep)
         done += E
     return {"test_" + k: v for k, v in acc.means().items()}
 

@@ -1,5 +1,6 @@
 """End-to-end `differ train` / `differ evaluate` per environment family, on the real packages."""
 
+import csv
 import json
 
 import pytest
@@ -28,13 +29,21 @@ def check_run(run_dir, battles: bool):
 
 def test_smax_train_and_evaluate(tmp_path):
     run_dir = tmp_path / "smax"
-    out = run_cli("train", *TINY_SMAX, "t_max=300", f"run_dir={run_dir}")
+    out = run_cli("train", "algo=qmix_differ", *TINY_SMAX, "t_max=300", f"run_dir={run_dir}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["t_env"] >= 300
     check_run(run_dir, battles=True)
-    ev = json.loads(run_cli("evaluate", str(run_dir), "episodes=4").stdout.strip().splitlines()[-1])
+    train = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss_agents" in r]
+    assert train and {"selected_ratio", "beta", "td_ind_std_norm", "sample_share/marine"} <= set(train[-1])
+    dump = tmp_path / "ir.csv"
+    ev = json.loads(run_cli("evaluate", str(run_dir), "episodes=4", f"dump_individual_rewards={dump}")
+                    .stdout.strip().splitlines()[-1])
     assert ev["episodes"] == 4 and 0 <= ev["battle_won_mean"] <= 1 and ev["ep_length_mean"] > 0
     assert ev["t_env"] == result["t_env"]
+    rows = list(csv.DictReader(dump.open()))
+    assert len(rows) == ev["individual_rewards_rows"] == round(4 * ev["ep_length_mean"]) * 3
+    assert {r["unit_type"] for r in rows} == {"marine"} and {r["alive"] for r in rows} <= {"0", "1"}
+    assert all(float(r["g_i"]) >= 0 for r in rows)  # QMIX is monotonic
 
 
 @pytest.mark.parametrize("family, scenario", [("lbf", "Foraging-8x8-2p-3f-v3"), ("rware", "rware-tiny-2ag-v2"),
