@@ -28,7 +28,8 @@ def kill_after_first_checkpoint(args, run_dir, timeout=240):
     assert proc.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("tiny, t_max", [(TINY_LBF, 3000), (TINY_SMAX, 1500)], ids=["lbf", "smax"])
+@pytest.mark.parametrize("tiny, t_max", [(TINY_LBF, 3000), (TINY_SMAX, 1500), (["algo=qmix_differ", *TINY_LBF], 1500)],
+                         ids=["lbf", "smax", "lbf-qmix_differ"])
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny, t_max):
     common = [*tiny, f"t_max={t_max}", "checkpoint_interval=300", "seed=3"]
     full, killed = tmp_path / "full", tmp_path / "killed"
