@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
 from . import checkpoint as ckpt

@@ -1,1 +1,3 @@
-from ..nets.mixers import MIXERS  # noqa: F401  (the valid mixer names, for config validation)
+from ..nets.mixers import MIXERS
+
+__all__ = ["MIXERS"]  # the valid mixer names, for config validation
