@@ -134,6 +134,11 @@ class Trainer:
         return path
 
     def _restore(self, p: dict) -> None:
+        now = self.payload()["spec"]
+        if p["spec"] != now:
+            raise ckpt.CheckpointError(
+                f"the checkpoint was made for env shapes {p['spec']}, but the environment now gives {now} "
+                f"(a different package version or scenario?); start a new run instead")
         self.c.update(p["counters"])
         self.learner.load_state_dict(p["learner"])
         self.rng.bit_generator.state = p["rng"]["numpy"]
@@ -173,9 +178,10 @@ class Trainer:
                     while c["train_credit"] >= 1:
                         c["train_credit"] -= 1
                         stats = self.learner.train(self.buffer.sample(a.batch_size, self.rng), c["t_env"])
-                        if not np.isfinite(stats["loss_td"]):
+                        bad = [k for k, v in stats.items() if k.startswith("loss") and not np.isfinite(v)]
+                        if bad:
                             raise TrainingDiverged(
-                                f"the TD loss became {stats['loss_td']} at t_env={c['t_env']} "
+                                f"{bad[0]} became {stats[bad[0]]} at t_env={c['t_env']} "
                                 f"(training step {c['train_steps']}); the last checkpoint is intact. "
                                 f"Lower algo.lr or algo.grad_clip, or check the environment's rewards")
                         self.acc_train.add(stats)
