@@ -121,9 +121,12 @@ class Trainer:
             "last_test": dict(self.last_test),
             "buffer": {"live_from": self.buffer.total_added - len(self.buffer),
                        "total_added": self.buffer.total_added},
-            "spec": {"n_agents": self.spec.n_agents, "n_actions": self.spec.n_actions,
-                     "obs_dim": self.spec.obs_dim, "state_dim": self.spec.state_dim},
+            "spec": self._shapes(),
         }
+
+    def _shapes(self) -> dict:
+        s = self.spec
+        return {"n_agents": s.n_agents, "n_actions": s.n_actions, "obs_dim": s.obs_dim, "state_dim": s.state_dim}
 
     def save_checkpoint(self) -> Path:
         replay_dir = ckpt.checkpoint_dir(self.run_dir) / "replay"
@@ -134,7 +137,7 @@ class Trainer:
         return path
 
     def _restore(self, p: dict) -> None:
-        now = self.payload()["spec"]
+        now = self._shapes()
         if p["spec"] != now:
             raise ckpt.CheckpointError(
                 f"the checkpoint was made for env shapes {p['spec']}, but the environment now gives {now} "
