@@ -10,7 +10,7 @@ USAGE = """usage:
   differ train resume=RUN_DIR [t_max=...]
   differ evaluate PATH [episodes=32] [seed=N] [dump_individual_rewards=FILE.csv]
                                                    PATH: a run directory or a checkpoint file
-  differ envs                                        list environments and their scenarios
+  differ envs [NAME ...]                             list environments and their scenarios
   differ bench [quick=true] [out=FILE]               speed and memory benchmark (JSON)
 """
 
@@ -52,12 +52,19 @@ def main(argv: list[str] | None = None) -> int:
         elif cmd == "envs":
             from .envs.registry import FAMILIES, scenarios
 
-            for name, (_, desc) in FAMILIES.items():
+            wanted = args or list(FAMILIES)
+            unknown = [a for a in wanted if a not in FAMILIES]
+            if unknown:
+                return _fail(f"unknown environment '{unknown[0]}'; valid choices: {', '.join(FAMILIES)}")
+            for name in wanted:
+                desc = FAMILIES[name][1]
                 try:
                     sc = scenarios(name)
-                    print(f"{name}: {desc}\n  {len(sc)} scenarios: {', '.join(sc)}")
                 except ImportError as e:
                     print(f"{name}: {desc}\n  not installed ({e.name}); pip install 'differ-marl[gym]'")
+                    continue
+                shown = sc if args or len(sc) <= 30 else sc[:12] + [f"... (all {len(sc)}: differ envs {name})"]
+                print(f"{name}: {desc}\n  {len(sc)} scenarios: {', '.join(shown)}")
         elif cmd == "bench":
             from .bench import main as bench_main
 

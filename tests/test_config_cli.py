@@ -45,5 +45,5 @@ def test_cli_errors_are_one_line_without_traceback(args, message):
 
 def test_envs_lists_families_and_scenarios():
     out = run_cli("envs", timeout=120).stdout
-    for word in ("smax:", "27m_vs_30m", "lbf:", "Foraging-8x8-2p-3f-v3", "rware:", "mpe:", "simple_spread"):
+    for word in ("smax:", "27m_vs_30m", "lbf:", "rware:", "mpe:", "simple_spread"):
         assert word in out

@@ -16,8 +16,8 @@ All E copies step in one jitted, vmapped call. Facts of the package that shape t
 from __future__ import annotations
 
 import contextlib
-import io
 import os
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +25,31 @@ import numpy as np
 from .base import EnvSpec, Observation, StepResult, VecEnv
 from .registry import UnknownEnvError
 
-with contextlib.redirect_stdout(io.StringIO()):  # jaxmarl prints about optional submodules
+@contextlib.contextmanager
+def _quiet_import():
+    """jaxmarl prints about optional submodules on import, and its mabrax module resets
+    sys.stdout to sys.__stdout__ (so contextlib.redirect_stdout cannot hold): silence file
+    descriptor 1 itself, then put back both it and whatever sys.stdout was."""
+    saved_obj = sys.stdout
+    for stream in (sys.stdout, sys.__stdout__):
+        if stream is not None:
+            stream.flush()
+    saved_fd = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.__stdout__):
+            if stream is not None:
+                stream.flush()
+        os.dup2(saved_fd, 1)
+        os.close(saved_fd)
+        os.close(devnull)
+        sys.stdout = saved_obj
+
+
+with _quiet_import():
     import jax
 
     # compiling the vmapped step takes seconds per shape; keep it across processes
