@@ -21,7 +21,6 @@ from ..replay.episode_buffer import Batch
 class Forward:
     """Everything one training step derives from a batch, shared by every loss built on it."""
 
-    q: torch.Tensor  # [B, T+1, N, A] live agent Q values (with gradient)
     chosen: torch.Tensor  # [B, T, N] Q_i of the taken actions (with gradient)
     target_q: torch.Tensor  # [B, T, N] target Q_i at t+1 of a*_i (no gradient)
     target_tot: torch.Tensor  # [B, T] target Q_tot at t+1 (no gradient)
@@ -65,7 +64,7 @@ class QLearner:
                 target_q = tq.masked_fill(~avail_next, -torch.inf).max(-1).values
                 target_q = torch.where(avail_next.any(-1), target_q, torch.zeros_like(target_q))
             target_tot = self.target_mixer(target_q, batch.state[:, 1:])
-        return Forward(q, chosen, target_q, target_tot)
+        return Forward(chosen, target_q, target_tot)
 
     def team_td(self, fwd: Forward, batch: Batch, agent_qs: torch.Tensor):
         """Q_tot, its target y = R + γ(1 − terminated)·Q̃_tot, and δ = Q_tot − y (masked)."""
