@@ -12,6 +12,16 @@ USAGE = """usage:
                                                    PATH: a run directory or a checkpoint file
   differ envs [NAME ...]                             list environments and their scenarios
   differ bench [quick=true] [out=FILE]               speed and memory benchmark (JSON)
+
+  differ sweep key=v1,v2 ... out=DIR [workers=N] [backend=local|ray] [ray_address=auto|HOST:PORT]
+               [preset=warmup_ablation]              a grid of runs; re-run to skip finished / resume
+  differ plot DIR... [metric=test_battle_won_mean] [out=FILE]    curves: mean over seeds, min-max band
+  differ summary DIR... [metric=...] [out=PREFIX] [reps=2000]    final, AUC, IQM [95% CI], P(improvement)
+  differ analyze fig9|fig10|fig11|fig12 PATH... [out=FILE]       the paper's analysis figures:
+      fig9   normalised std of individual TD errors over training   (run or sweep dirs)
+      fig10  individual rewards along an evaluation episode         (a run dir, or a dump CSV) [episode=0]
+      fig11  warm-up ablation: η warm-up vs fixed η                 (the warmup_ablation sweep dir)
+      fig12  share of sampled individual experiences per unit type  (run or sweep dirs)
 """
 
 
@@ -69,12 +79,26 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import main as bench_main
 
             print(json.dumps(bench_main(parse_overrides(args)), indent=2))
+        elif cmd == "sweep":
+            from .experiments.sweep import summary_table, sweep
+
+            runs, out = sweep(parse_overrides(args))
+            print(summary_table(runs))
+            print(f"summary written to {out / 'sweep_summary.md'}; plots: differ plot {out}")
+            return 1 if any(r.status == "failed" for r in runs) else 0
+        elif cmd in ("plot", "summary", "analyze"):
+            from .experiments.commands import run_command
+
+            return run_command(cmd, args)
         else:
-            return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, bench")
-    except (ConfigError, CheckpointError, TrainingDiverged, FileExistsError, MemoryError) as e:
+            return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, bench, sweep, plot, summary, analyze")
+    except (ConfigError, CheckpointError, TrainingDiverged, FileExistsError, FileNotFoundError,
+            MemoryError) as e:
         return _fail(str(e))
     except ValueError as e:  # e.g. episodes=abc
         return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted; finished runs and checkpoints are kept (re-run the same command to resume)", 130)
     return 0
 
 

@@ -177,6 +177,8 @@ def validate(cfg: DictConfig) -> None:
     for k, v in positive.items():
         if v <= 0:
             raise ConfigError(f"{k} must be positive, got {v}")
+    if not 0 < cfg.algo.lr < float("inf"):  # also rejects nan
+        raise ConfigError(f"algo.lr must be a positive finite number, got {cfg.algo.lr}")
     if cfg.algo.batch_size > cfg.algo.buffer_size:
         raise ConfigError(f"algo.batch_size ({cfg.algo.batch_size}) exceeds algo.buffer_size "
                           f"({cfg.algo.buffer_size})")

@@ -202,7 +202,8 @@ class Trainer:
         self._periodic(final=True)
         progress.close()
         self.logger.close()
-        return {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max, **self.last_test}
+        return {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max,
+                "wall_time_s": round(c["wall_time"], 1), **self.last_test}
 
     def _periodic(self, final: bool) -> None:
         cfg, c = self.cfg, self.c

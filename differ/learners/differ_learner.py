@@ -79,15 +79,19 @@ class DifferLearner(QLearner):
         td = delta_i.abs()[valid]
         out = {"reward_i_mean": dec.reward_i[valid].mean().item(), "td_error_ind_abs": td.mean().item(),
                "td_ind_std_norm": (td.std() / td.mean()).item() if td.numel() > 1 else 0.0}
-        per_agent = counts.sum((0, 1))
-        total = per_agent.sum()
-        if total > 0:
-            share = per_agent / total
-            for i, s in enumerate(share.tolist()):
-                out[f"sample_share/agent_{i}"] = s
+        # drawn share per agent and unit type, beside each type's share of the valid experiences
+        # (what uniform sampling would draw): Fig. 12 plots one against the other
+        for prefix, per_agent in (("sample_share", counts.sum((0, 1))), ("valid_share", valid.sum((0, 1)))):
+            total = per_agent.sum()
+            if total == 0:
+                continue
+            share = per_agent.to(torch.float64) / total
+            if prefix == "sample_share":
+                for i, s in enumerate(share.tolist()):
+                    out[f"sample_share/agent_{i}"] = s
             for name in dict.fromkeys(self.unit_types):
                 idx = [i for i, u in enumerate(self.unit_types) if u == name]
-                out[f"sample_share/{name}"] = share[idx].sum().item()
+                out[f"{prefix}/{name}"] = share[idx].sum().item()
         return out
 
     def state_dict(self) -> dict:

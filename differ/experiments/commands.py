@@ -1,0 +1,103 @@
+"""`differ plot`, `differ summary` and `differ analyze`: figures and tables from run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import ConfigError, parse_overrides
+from . import plots
+from .results import find_runs, markdown, pick_metric, summarise, write_csv
+
+OPTIONS = {"plot": {"metric", "out", "title"}, "summary": {"metric", "out", "reps"},
+           "fig9": {"out"}, "fig10": {"out", "episode", "episodes", "seed"}, "fig11": {"out", "metric", "reps"},
+           "fig12": {"out"}}
+
+
+def _split(cmd: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    paths = [a for a in args if "=" not in a]
+    opts = parse_overrides([a for a in args if "=" in a])
+    unknown = set(opts) - OPTIONS[cmd]
+    if unknown:
+        raise ConfigError(f"unknown {cmd} option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(OPTIONS[cmd]))}")
+    if not paths:
+        raise ConfigError(f"{cmd} needs at least one run or sweep directory")
+    return paths, opts
+
+
+def _default_out(paths: list[str], name: str) -> Path:
+    """Next to the data: DIR/figures/NAME for one directory, ./figures/NAME otherwise."""
+    base = Path(paths[0]) if len(paths) == 1 and Path(paths[0]).is_dir() else Path(".")
+    return base / "figures" / name
+
+
+def _print_files(files: list[str]) -> None:
+    print("wrote " + ", ".join(files))
+
+
+def run_command(cmd: str, args: list[str]) -> int:
+    if cmd == "analyze":
+        if not args or args[0] not in ("fig9", "fig10", "fig11", "fig12"):
+            raise ConfigError("analyze needs one of fig9, fig10, fig11, fig12 (see `differ --help`)")
+        cmd, args = args[0], args[1:]
+    paths, opts = _split(cmd, args)
+    if cmd == "plot":
+        runs = find_runs(paths)
+        metric = pick_metric(runs, opts.get("metric"))
+        _print_files(plots.plot_curves(runs, metric, opts.get("out") or _default_out(paths, metric), opts.get("title")))
+    elif cmd == "summary":
+        summary(paths, opts, runs=None)
+    elif cmd == "fig9":
+        runs = [r for r in find_runs(paths) if "td_ind_std_norm" in r.metrics()]
+        if not runs:
+            raise ValueError("no run logged td_ind_std_norm (DIFFER and -divide runs do)")
+        _print_files(plots.plot_curves(runs, "td_ind_std_norm", opts.get("out") or _default_out(paths, "fig9_td_std"),
+                                       "Fig. 9: normalised std of individual TD errors"))
+    elif cmd == "fig10":
+        _print_files(fig10(paths[0], opts))
+    elif cmd == "fig11":
+        runs = [r for r in find_runs(paths) if r.config.get("algo.learner") == "differ"
+                and r.config.get("algo.selection") == "per"]
+        if not runs:
+            raise ValueError("no DIFFER runs (algo.learner=differ, selection=per) found; run "
+                             "`differ sweep preset=warmup_ablation ...` first")
+        for r in runs:
+            r.label = plots.eta_label(r)
+        metric = pick_metric(runs, opts.get("metric"))
+        out = opts.get("out") or _default_out(paths, "fig11_warmup")
+        _print_files(plots.plot_curves(runs, metric, out, "Fig. 11: η warm-up vs fixed η"))
+        summary(paths, {"out": str(out), "metric": metric, **({"reps": opts["reps"]} if "reps" in opts else {})}, runs)
+    elif cmd == "fig12":
+        _print_files(plots.plot_sample_share(find_runs(paths), opts.get("out") or _default_out(paths, "fig12_sample_share")))
+    return 0
+
+
+def summary(paths: list[str], opts: dict[str, str], runs=None) -> None:
+    runs = runs or find_runs(paths)
+    metric = pick_metric(runs, opts.get("metric"))
+    rows = summarise(runs, metric, reps=int(opts.get("reps", 2000)))
+    text = markdown(rows, metric)
+    print(text)
+    out = Path(opts.get("out") or _default_out(paths, "summary"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text)
+    write_csv(rows, metric, out.with_suffix(".csv"))
+    print(f"wrote {out.with_suffix('.md')}, {out.with_suffix('.csv')}")
+
+
+def fig10(path: str, opts: dict[str, str]) -> list[str]:
+    """From a dump CSV, or from a run directory (its dump is made first with `differ evaluate`)."""
+    p = Path(path)
+    if p.is_dir():
+        csv_path = p / "individual_rewards.csv"
+        if not csv_path.exists():
+            from ..evaluate import evaluate
+
+            seed = int(opts["seed"]) if "seed" in opts else None
+            evaluate(str(p), int(opts.get("episodes", 8)), seed, str(csv_path))
+    else:
+        csv_path = p
+    if not csv_path.exists():
+        raise FileNotFoundError(f"{csv_path} does not exist (a run directory or an individual-reward dump CSV)")
+    episode = int(opts.get("episode", 0))
+    default = (p if p.is_dir() else p.parent) / "figures" / f"fig10_individual_rewards_ep{episode}"
+    return plots.plot_individual_rewards(csv_path, opts.get("out") or default, episode)

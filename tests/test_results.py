@@ -1,0 +1,133 @@
+"""`differ plot / summary / analyze` on small synthetic run directories: files appear, and the
+statistics equal values computed by hand."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from differ.experiments import results
+
+from .conftest import run_cli
+
+T = [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
+
+
+def make_run(root, name, algo, seed, values, scenario="3m", extra_algo=None, train=None):
+    d = root / name
+    d.mkdir(parents=True)
+    algo_cfg = {"name": algo, "learner": "differ" if "differ" in algo else "team", **(extra_algo or {})}
+    OmegaConf.save(OmegaConf.create({"algo": algo_cfg, "env": {"name": "smax", "scenario": scenario},
+                                     "seed": seed, "t_max": T[-1]}), d / "config.yaml")
+    lines = [{"t_env": t, "test_battle_won_mean": v, "test_return_mean": 2 * v} for t, v in zip(T, values)]
+    for t, rec in (train or {}).items():
+        lines.append({"t_env": t, **rec})
+    lines.sort(key=lambda r: r["t_env"])
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return d
+
+
+def ramp(end, start=0.0):
+    return list(np.linspace(start, end, len(T)))
+
+
+def test_final_and_auc_by_hand():
+    t = np.array(T, float)
+    v = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0.5, 1.0])
+    assert results.final_score(t, v) == pytest.approx(0.75)  # evaluations at t >= 900
+    # trapezoids: 0 up to 800, then (0+0.5)/2*100 + (0.5+1)/2*100 = 25 + 75 = 100, over 1000 steps
+    assert results.auc_score(t, v) == pytest.approx(0.1)
+
+
+def test_iqm_and_probability_of_improvement_by_hand():
+    m, lo, hi = results.iqm_ci(np.array([0.1, 0.4, 0.5, 0.9]), reps=500)
+    assert m == pytest.approx(0.45)  # 25% trimmed on each side: mean of 0.4 and 0.5
+    assert lo <= m <= hi and 0.1 <= lo and hi <= 0.9
+    # pairs x > y: (1,0) (2,0) (3,0) (3,2) and the tie (2,2) counts half: 4.5 of 9
+    p, lo, hi = results.prob_improvement(np.array([1, 2, 3]), np.array([0, 2, 5]), reps=500)
+    assert p == pytest.approx(0.5)
+    assert 0 <= lo <= p <= hi <= 1
+    assert results.prob_improvement(np.array([3, 4]), np.array([1, 2]), reps=100)[0] == 1.0
+
+
+def test_summary_command_writes_tables_with_hand_checked_numbers(tmp_path):
+    finals_q, finals_d = [0.2, 0.4, 0.6], [0.5, 0.7, 0.9]
+    for s, (fq, fd) in enumerate(zip(finals_q, finals_d), 1):
+        make_run(tmp_path, f"qmix_s{s}", "qmix", s, ramp(fq))
+        make_run(tmp_path, f"qmix_differ_s{s}", "qmix_differ", s, ramp(fd))
+    out = tmp_path / "sum"
+    proc = run_cli("summary", str(tmp_path), f"out={out}", "reps=300")
+    # finals 0.95·f: DIFFER 0.475 0.665 0.855 vs QMIX 0.19 0.38 0.57; only 0.475 < 0.57 loses: 8 of 9
+    assert "P(qmix_differ > qmix) = 0.89" in proc.stdout
+    rows = {r["algorithm"]: r for r in csv.DictReader(open(out.with_suffix(".csv")))}
+    assert set(rows) == {"qmix", "qmix_differ"}
+    # a linear ramp 0 -> f: final = mean of the last two points (0.9 f and f); AUC = f / 2
+    for algo, finals in (("qmix", finals_q), ("qmix_differ", finals_d)):
+        expect_final = [0.95 * f for f in finals]
+        assert float(rows[algo]["final_mean"]) == pytest.approx(np.mean(expect_final), rel=1e-5)
+        assert float(rows[algo]["auc_mean"]) == pytest.approx(np.mean(finals) / 2, rel=1e-5)
+        assert float(rows[algo]["iqm_final"]) == pytest.approx(np.mean(expect_final), rel=1e-5)  # 3 seeds: no trim
+        assert rows[algo]["seeds"] == "1 2 3"
+    assert float(rows["qmix_differ"]["poi"]) == pytest.approx(8 / 9, rel=1e-5) and rows["qmix_differ"]["poi_base"] == "qmix"
+    assert "| smax 3m | qmix_differ | 3 |" in out.with_suffix(".md").read_text()
+
+
+def test_plot_and_labels_for_an_ablation(tmp_path):
+    for s in (1, 2):
+        make_run(tmp_path, f"w{s}", "qmix_differ", s, ramp(0.8))
+        make_run(tmp_path, f"f{s}", "qmix_differ", s, ramp(0.4), extra_algo={"eta_warmup": False, "eta_start": 0.94})
+        make_run(tmp_path, f"q{s}", "qmix", s, ramp(0.3), scenario="3s5z")
+    runs = results.find_runs([tmp_path])
+    labels = {r.path.name: r.label for r in runs}
+    assert labels["q1"] == "qmix"
+    assert labels["w1"] != labels["f1"] and "eta_warmup=False" in labels["f1"]
+    assert set(results.group(runs)) == {"smax 3m", "smax 3s5z"}
+    out = tmp_path / "fig"
+    run_cli("plot", str(tmp_path), f"out={out}")
+    _check_image(out)
+    run_cli("analyze", "fig11", str(tmp_path), f"out={tmp_path / 'fig11'}", "reps=200")
+    _check_image(tmp_path / "fig11")
+    rows = list(csv.DictReader(open(tmp_path / "fig11.csv")))
+    assert {r["algorithm"] for r in rows} == {"η warm-up 0.8 → 1", "fixed η = 0.94"}
+
+
+def test_analysis_figures_from_logged_diagnostics(tmp_path):
+    for s in (1, 2):
+        train = {t: {"td_ind_std_norm": 1.0 + t / 1000 * s, "sample_share/stalker": 0.4, "sample_share/zealot": 0.6,
+                     "valid_share/stalker": 0.375, "valid_share/zealot": 0.625, "sample_share/agent_0": 0.1}
+                 for t in T[1:]}
+        make_run(tmp_path, f"d{s}", "qmix_differ", s, ramp(0.5), scenario="3s5z", train=train)
+    run_cli("analyze", "fig9", str(tmp_path), f"out={tmp_path / 'f9'}")
+    _check_image(tmp_path / "f9")
+    run_cli("analyze", "fig12", str(tmp_path), f"out={tmp_path / 'f12'}")
+    _check_image(tmp_path / "f12")
+    # fig10 from a dump CSV: two unit types, one agent dies at t=2
+    dump = tmp_path / "ir.csv"
+    with open(dump, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["episode", "t", "agent", "unit_type", "alive", "reward_team", "reward_i", "td_i", "g_i", "q_i"])
+        for t in range(5):
+            for i, ut in enumerate(["stalker", "zealot", "zealot"]):
+                w.writerow([0, t, i, ut, int(not (i == 2 and t >= 2)), 0.1, 0.05 * i + 0.01 * t, 0, 1, 0])
+    run_cli("analyze", "fig10", str(dump), f"out={tmp_path / 'f10'}")
+    _check_image(tmp_path / "f10")
+
+
+def test_clear_errors(tmp_path):
+    make_run(tmp_path, "a", "qmix", 1, ramp(0.5))
+    p = run_cli("plot", str(tmp_path), "metric=nope", check=False)
+    assert p.returncode == 2 and "no run logged metric 'nope'" in p.stderr and "test_return_mean" in p.stderr
+    p = run_cli("summary", str(tmp_path / "missing"), check=False)
+    assert p.returncode == 2 and "does not exist" in p.stderr
+    p = run_cli("analyze", "fig12", str(tmp_path), check=False)
+    assert p.returncode == 2 and "sample_share" in p.stderr
+    p = run_cli("plot", str(tmp_path), "colour=red", check=False)
+    assert p.returncode == 2 and "unknown plot option" in p.stderr
+
+
+def _check_image(stem):
+    png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
+    assert png.stat().st_size > 10_000 and pdf.stat().st_size > 1_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,110 @@
+"""`differ sweep`: grid expansion, skip-finished / resume-interrupted (a worker killed mid-run), a
+failing run reported without stopping the others, and the Ray backend on a local Ray."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from differ.config import ConfigError
+from differ.experiments.sweep import expand_grid, load_preset, plan
+
+from .conftest import read_jsonl, run_cli
+
+TINY = ["env=lbf", "env.time_limit=20", "test_episodes=2", "algo.batch_size=4", "algo.buffer_size=50",
+        "test_interval=100", "log_interval=100", "checkpoint_interval=100"]
+
+
+def test_grid_expansion_names_and_defaults():
+    grid = expand_grid({"algo": "qmix,qmix_differ", "env.scenario": "3m,3s5z", "seed": "1,2,3",
+                        "t_max": "1000", "algo.lr": "0.001"})
+    assert len(grid) == 12
+    names = [n for n, _ in grid]
+    assert names[0] == "qmix-3m-s1" and names[-1] == "qmix_differ-3s5z-s3" and len(set(names)) == 12
+    overrides = dict(grid)["qmix_differ-3m-s2"]
+    assert overrides == {"algo": "qmix_differ", "env.scenario": "3m", "seed": "2", "t_max": "1000",
+                         "algo.lr": "0.001", "torch_threads": "1", "progress": "false"}
+    # other swept keys join the name; a list literal is one value
+    grid = expand_grid({"algo.lr": "1e-3,5e-4", "env.options.sizes": "[1,2]"})
+    assert [n for n, _ in grid] == ["lr1e-3", "lr5e-4"] and grid[0][1]["env.options.sizes"] == "[1,2]"
+
+
+def test_preset_variants_and_validation_up_front(tmp_path):
+    preset = load_preset("warmup_ablation")
+    grid = expand_grid({"algo": "qmix_differ", "seed": "1,2"}, preset["variants"])
+    assert len(grid) == 8
+    fixed = dict(grid)["eta0.94-qmix_differ-s2"]
+    assert fixed["algo.eta_warmup"] == "False" and fixed["algo.eta_start"] == "0.94"
+    with pytest.raises(ConfigError, match="unknown sweep preset 'nope'"):
+        load_preset("nope")
+    with pytest.raises(ConfigError, match="run qmix-3m-s1: unknown config key 'algo.lrr'"):
+        plan({"algo": "qmix", "env.scenario": "3m", "seed": "1", "algo.lrr": "1", "out": str(tmp_path)})
+    with pytest.raises(ConfigError, match="out="):
+        plan({"seed": "1,2"})
+    p = run_cli("sweep", "env.scenario=3m,nope", f"out={tmp_path}", check=False)
+    assert p.returncode == 2 and "unknown" in p.stderr and "nope" in p.stderr
+
+
+def _wait_for(cond, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sweep_survives_a_killed_worker_and_a_failing_run_then_resumes(tmp_path):
+    out = tmp_path / "sw"
+    # lr=1e30 makes the loss non-finite within two training steps: a run that fails at run time
+    args = ["sweep", *TINY, "seed=1,2", "algo.lr=0.0005,1e30", "t_max=800", f"out={out}", "workers=2"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "differ", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    victim = out / "lbf-s1-lr0.0005"
+    # kill the worker of the first run once it has written a checkpoint (it is mid-run then)
+    assert _wait_for(lambda: (victim / "worker.pid").exists() and any((victim / "checkpoints").glob("ckpt_*.pt")))
+    os.kill(int((victim / "worker.pid").read_text()), signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr  # failures make the sweep's exit status 1, after every run
+    state = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert state["lbf-s1-lr0.0005"]["status"] == "failed" and "exit -9" in state["lbf-s1-lr0.0005"]["error"]
+    assert state["lbf-s2-lr0.0005"]["status"] == "finished"
+    for name in ("lbf-s1-lr1e30", "lbf-s2-lr1e30"):
+        assert state[name]["status"] == "failed" and "loss_td became" in state[name]["error"]
+    assert "| lbf-s2-lr0.0005 | finished | " in stdout and "| lbf-s1-lr0.0005 | failed |" in stdout
+    assert (out / "sweep_summary.md").exists()
+
+    # the same command again: the finished run is skipped, the killed one resumed from its checkpoint
+    finished_before = (out / "lbf-s2-lr0.0005" / "metrics.jsonl").read_text()
+    p = run_cli(*args, check=False)
+    assert p.returncode == 1  # the diverging runs fail again
+    assert "1 finished already" in p.stderr
+    state = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert state["lbf-s1-lr0.0005"]["status"] == "finished" and state["lbf-s2-lr0.0005"]["status"] == "skipped"
+    assert "resume=" in (victim / "train.log").read_text()
+    assert (out / "lbf-s2-lr0.0005" / "metrics.jsonl").read_text() == finished_before
+    result = json.loads((victim / "result.json").read_text())
+    assert result["t_env"] >= 800 and not result["stopped_early"]
+    t = [r["t_env"] for r in read_jsonl(victim / "metrics.jsonl")]
+    assert t == sorted(t)  # the resumed run continued its log, no repeated or missing segment
+
+    # analyses read a sweep's run directories: Fig. 10 from a run directory (evaluate + dump)
+    p = run_cli("analyze", "fig10", str(victim), "episodes=2")
+    assert (victim / "individual_rewards.csv").exists()
+    assert (victim / "figures" / "fig10_individual_rewards_ep0.png").stat().st_size > 10_000
+
+
+def test_ray_backend_on_a_local_ray(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'differ-marl[ray]'); CI installs it")
+    out = tmp_path / "ray"
+    p = run_cli("sweep", *TINY, "algo=qmix,vdn", "t_max=200", f"out={out}", "backend=ray", "workers=2",
+                timeout=600)
+    state = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert {n: s["status"] for n, s in state.items()} == {"lbf-qmix": "finished", "lbf-vdn": "finished"}, p.stderr
+    for name in state:
+        assert json.loads((out / name / "result.json").read_text())["t_env"] >= 200
