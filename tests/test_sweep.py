@@ -31,6 +31,9 @@ def test_grid_expansion_names_and_defaults():
     # other swept keys join the name; a list literal is one value
     grid = expand_grid({"algo.lr": "1e-3,5e-4", "env.options.sizes": "[1,2]"})
     assert [n for n, _ in grid] == ["lr1e-3", "lr5e-4"] and grid[0][1]["env.options.sizes"] == "[1,2]"
+    # argument order sets the start order, not the names
+    grid = expand_grid({"seed": "1,2", "algo": "vdn,qmix"})
+    assert [n for n, _ in grid] == ["vdn-s1", "qmix-s1", "vdn-s2", "qmix-s2"]
 
 
 def test_preset_variants_and_validation_up_front(tmp_path):
@@ -105,6 +108,6 @@ def test_ray_backend_on_a_local_ray(tmp_path):
     p = run_cli("sweep", *TINY, "algo=qmix,vdn", "t_max=200", f"out={out}", "backend=ray", "workers=2",
                 timeout=600)
     state = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
-    assert {n: s["status"] for n, s in state.items()} == {"lbf-qmix": "finished", "lbf-vdn": "finished"}, p.stderr
+    assert {n: s["status"] for n, s in state.items()} == {"qmix-lbf": "finished", "vdn-lbf": "finished"}, p.stderr
     for name in state:
         assert json.loads((out / name / "result.json").read_text())["t_env"] >= 200

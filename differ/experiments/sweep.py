@@ -82,10 +82,13 @@ def expand_grid(args: dict[str, str], variants: dict[str, dict] | None = None) -
             raise ConfigError(f"the preset's variants set {', '.join(sorted(clash))}; do not pass it as well")
         for combo in itertools.product(*lists.values()):
             run = dict(zip(lists, combo))
+            # names in a fixed key order, whatever the order of the arguments (which sets the
+            # order the runs start in): a re-run with reordered arguments finds the same runs
+            named = [k for k in ALWAYS_NAMED if k in run] + [k for k in swept if k not in ALWAYS_NAMED]
             parts = [vname] if vname else []
-            for k, v in run.items():
-                if k in ALWAYS_NAMED or k in swept:
-                    parts.append(f"s{v}" if k == "seed" else v if k in ALWAYS_NAMED else f"{k.split('.')[-1]}{v}")
+            for k in named:
+                v = run[k]
+                parts.append(f"s{v}" if k == "seed" else v if k in ALWAYS_NAMED else f"{k.split('.')[-1]}{v}")
             run.update({k: str(v) for k, v in vover.items()})
             for k, v in RUN_DEFAULTS.items():
                 run.setdefault(k, v)
@@ -277,8 +280,11 @@ def run_local(runs: list[PlannedRun], workers: int, progress: Progress) -> None:
                 with open(log, "a") as f:
                     f.write(f"\n# differ {' '.join(r.command())}\n")
                     f.flush()
+                    # own session: a terminal's Ctrl-C reaches only the sweep, which then sends
+                    # each worker one SIGTERM (a second signal would stop it without a checkpoint)
                     proc = subprocess.Popen([sys.executable, "-m", "differ", *r.command()], stdout=f,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
                 (r.run_dir / "worker.pid").write_text(str(proc.pid))
                 r.status = "running"
                 active[r.name] = (proc, time.time(), log)
@@ -383,12 +389,18 @@ def sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
     print(f"sweep {out}: {len(runs)} runs ({n['new']} new, {n['resume']} to resume, {n['skip']} finished "
           f"already), backend {backend}", file=sys.stderr)
     progress = Progress(runs, out)
+
+    def _terminate(signum, frame):  # SIGTERM (a scheduler, `kill`) stops the sweep like Ctrl-C
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, _terminate)
     try:
         if backend == "ray":
             run_ray(runs, workers, opts.get("ray_address"), progress)
         else:
             run_local(runs, workers or default_workers(), progress)
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         progress.close()
         progress.write_state()
         (out / "sweep_summary.md").write_text(summary_table(runs))
