@@ -91,7 +91,9 @@ class Trainer:
         torch.set_num_threads(cfg.torch_threads or max(1, (torch.get_num_threads())))
         self.env, self.test_env = make_envs(cfg)
         spec = self.spec = self.env.spec
-        check_fits(spec, cfg.algo.obs_dtype, cfg.algo.buffer_size)
+        # the last batch may run past t_max by up to one episode per env
+        check_fits(spec, cfg.algo.obs_dtype, cfg.algo.buffer_size,
+                   total_steps=cfg.t_max + self.env.num_envs * spec.episode_limit)
         self.learner = build_learner(cfg, spec)
         self.controller = Controller(self.learner.agent)
         self.runner = Runner(self.env, self.controller)

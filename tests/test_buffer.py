@@ -70,3 +70,7 @@ def test_buffer_that_cannot_fit_fails_at_start():
     huge = EnvSpec(27, 35, 738, 684, 101, (0,) * 27, ("marine",) * 27)
     with pytest.raises(MemoryError, match="GiB"):
         check_fits(huge, "float32", capacity=10**6)
+    # a short run cannot fill it: the bound is what t_max can store, 2 rows per step at most
+    check_fits(huge, "float32", capacity=10**6, total_steps=1000)
+    with pytest.raises(MemoryError):
+        check_fits(huge, "float32", capacity=10**6, total_steps=10**9)

@@ -68,9 +68,14 @@ def available_memory() -> int:
     return 1 << 62
 
 
-def check_fits(spec: EnvSpec, obs_dtype: str, capacity: int, fraction: float = 0.8) -> None:
-    """Fail at start, never mid-run: the buffer full of episodes at the limit must fit."""
+def check_fits(spec: EnvSpec, obs_dtype: str, capacity: int, total_steps: int | None = None,
+               fraction: float = 0.8) -> None:
+    """Fail at start, never mid-run: the buffer full of episodes at the limit must fit. A run that
+    collects at most `total_steps` env steps never stores more than 2 x total_steps rows (each
+    episode stores its length + 1 and lasts at least one step), whatever the capacity."""
     need, have = worst_case_bytes(spec, obs_dtype, capacity), available_memory()
+    if total_steps is not None:
+        need = min(need, 2 * total_steps * bytes_per_step(spec, obs_dtype))
     if need > fraction * have:
         raise MemoryError(
             f"a full replay buffer of {capacity} episodes needs up to {need / 2**30:.1f} GiB "
