@@ -134,9 +134,9 @@ def _decide(run: PlannedRun, cfg) -> None:
         return  # new (a start that died before its first checkpoint starts over)
     old = OmegaConf.to_container(OmegaConf.load(saved)) if saved.exists() else {}
     now = OmegaConf.to_container(cfg)
-    for d in (old, now):
-        d.pop("run_dir", None)
-        d.pop("t_max", None)
+    for d in (old, now):  # keys that change neither what a run computes nor where it stops
+        for k in ("run_dir", "t_max", "checkpoint_interval", "progress", "tensorboard"):
+            d.pop(k, None)
     if old != now:
         diff = _first_difference(old, now)
         raise ConfigError(f"{run.run_dir} holds a run with a different config ({diff}); "
