@@ -267,6 +267,16 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def _start(r: PlannedRun, backend: str) -> Path:
+    """Mark a run running and head its log (train.log, appended over resumes) with the command."""
+    r.run_dir.mkdir(parents=True, exist_ok=True)
+    log = r.run_dir / "train.log"
+    with open(log, "a") as f:
+        f.write(f"\n# differ {' '.join(r.command())} ({backend}, {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    r.status = "running"
+    return log
+
+
 def run_local(runs: list[PlannedRun], workers: int, progress: Progress) -> None:
     """Worker processes, at most `workers` at once, each `python -m differ train ...`."""
     queue = [r for r in runs if r.action != "skip"]
@@ -275,18 +285,14 @@ def run_local(runs: list[PlannedRun], workers: int, progress: Progress) -> None:
         while queue or active:
             while queue and len(active) < workers:
                 r = queue.pop(0)
-                r.run_dir.mkdir(parents=True, exist_ok=True)
-                log = r.run_dir / "train.log"
+                log = _start(r, "local")
                 with open(log, "a") as f:
-                    f.write(f"\n# differ {' '.join(r.command())}\n")
-                    f.flush()
                     # own session: a terminal's Ctrl-C reaches only the sweep, which then sends
                     # each worker one SIGTERM (a second signal would stop it without a checkpoint)
                     proc = subprocess.Popen([sys.executable, "-m", "differ", *r.command()], stdout=f,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             start_new_session=True)
                 (r.run_dir / "worker.pid").write_text(str(proc.pid))
-                r.status = "running"
                 active[r.name] = (proc, time.time(), log)
             for name in list(active):
                 proc, start, log = active[name]
@@ -341,11 +347,7 @@ def run_ray(runs: list[PlannedRun], workers: int | None, address: str | None, pr
         while queue or active:
             while queue and len(active) < limit:
                 r = queue.pop(0)
-                r.run_dir.mkdir(parents=True, exist_ok=True)
-                log = r.run_dir / "train.log"
-                with open(log, "a") as f:
-                    f.write(f"\n# differ {' '.join(r.command())} (ray)\n")
-                r.status = "running"
+                log = _start(r, "ray")
                 active[train_task.remote(r.command(), str(log))] = (r, time.time(), log)
             done, _ = ray.wait(list(active), num_returns=1, timeout=1.0)
             for ref in done:
