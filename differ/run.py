@@ -36,6 +36,28 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+def machine_info() -> dict[str, str]:
+    """What a run's numbers depend on beyond its config: runs are bit-for-bit reproducible for a
+    seed on one CPU model and package set, but not across CPUs (AVX2 and AVX-512 kernels round
+    differently, and RL trajectories amplify the difference)."""
+    import platform
+    from importlib import metadata
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {"cpu": cpu, "python": platform.python_version()}
+    for pkg in ("torch", "numpy", "jax", "jaxlib", "jaxmarl"):
+        try:
+            info[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return info
+
+
 def episode_seeds(seed: int, stream: int, first: int, count: int) -> list[int]:
     """Independent, reproducible seeds for episodes first..first+count-1 of a stream."""
     return [int(np.random.SeedSequence([seed, stream, i]).generate_state(1)[0] % (2**31))
@@ -280,5 +302,6 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
         trainer = Trainer(cfg, run_dir)
     result = trainer.train()
     result["run_dir"] = str(run_dir)
+    result["machine"] = machine_info()  # of the session that finished the run
     (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -32,6 +32,7 @@ def test_smax_train_and_evaluate(tmp_path):
     out = run_cli("train", "algo=qmix_differ", *TINY_SMAX, "t_max=300", f"run_dir={run_dir}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["t_env"] >= 300
+    assert result["machine"]["cpu"] and result["machine"]["torch"].startswith("2.")
     check_run(run_dir, battles=True)
     train = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss_agents" in r]
     assert train and {"selected_ratio", "beta", "td_ind_std_norm", "sample_share/marine"} <= set(train[-1])
