@@ -15,12 +15,12 @@ from .conftest import run_cli
 T = [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
 
 
-def make_run(root, name, algo, seed, values, scenario="3m", extra_algo=None, train=None):
+def make_run(root, name, algo, seed, values, scenario="3m", extra_algo=None, train=None, t_max=T[-1]):
     d = root / name
     d.mkdir(parents=True)
     algo_cfg = {"name": algo, "learner": "differ" if "differ" in algo else "team", **(extra_algo or {})}
     OmegaConf.save(OmegaConf.create({"algo": algo_cfg, "env": {"name": "smax", "scenario": scenario},
-                                     "seed": seed, "t_max": T[-1]}), d / "config.yaml")
+                                     "seed": seed, "t_max": t_max}), d / "config.yaml")
     lines = [{"t_env": t, "test_battle_won_mean": v, "test_return_mean": 2 * v} for t, v in zip(T, values)]
     for t, rec in (train or {}).items():
         lines.append({"t_env": t, **rec})
@@ -113,6 +113,21 @@ def test_analysis_figures_from_logged_diagnostics(tmp_path):
                 w.writerow([0, t, i, ut, int(not (i == 2 and t >= 2)), 0.1, 0.05 * i + 0.01 * t, 0, 1, 0])
     run_cli("analyze", "fig10", str(dump), f"out={tmp_path / 'f10'}")
     _check_image(tmp_path / "f10")
+
+
+def test_unfinished_runs_are_left_out_unless_asked_for(tmp_path):
+    make_run(tmp_path, "done", "qmix", 1, ramp(0.5))
+    make_run(tmp_path, "going", "qmix", 2, ramp(0.9), t_max=2000)  # logged up to 1000 of 2000 steps
+    out = tmp_path / "sum"
+    p = run_cli("summary", str(tmp_path), f"out={out}", "reps=100")
+    assert "leaving out 1 unfinished run(s): going (1,000/2,000)" in p.stderr
+    row = next(csv.DictReader(open(out.with_suffix(".csv"))))
+    assert row["seeds"] == "1" and float(row["final_mean"]) == pytest.approx(0.95 * 0.5)
+    run_cli("summary", str(tmp_path), f"out={out}", "reps=100", "unfinished=true")
+    row = next(csv.DictReader(open(out.with_suffix(".csv"))))
+    assert row["seeds"] == "1 2" and float(row["final_mean"]) == pytest.approx(0.95 * 0.7)
+    p = run_cli("plot", str(tmp_path / "going"), check=False)
+    assert p.returncode == 2 and "none of the 1 runs has reached its t_max" in p.stderr
 
 
 def test_clear_errors(tmp_path):

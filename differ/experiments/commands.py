@@ -8,9 +8,9 @@ from ..config import ConfigError, parse_overrides
 from . import plots
 from .results import find_runs, markdown, pick_metric, summarise, write_csv
 
-OPTIONS = {"plot": {"metric", "out", "title"}, "summary": {"metric", "out", "reps"},
-           "fig9": {"out"}, "fig10": {"out", "episode", "episodes", "seed"}, "fig11": {"out", "metric", "reps"},
-           "fig12": {"out"}}
+OPTIONS = {"plot": {"metric", "out", "title", "unfinished"}, "summary": {"metric", "out", "reps", "unfinished"},
+           "fig9": {"out", "unfinished"}, "fig10": {"out", "episode", "episodes", "seed"},
+           "fig11": {"out", "metric", "reps", "unfinished"}, "fig12": {"out", "unfinished"}}
 
 
 def _split(cmd: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -30,6 +30,30 @@ def _default_out(paths: list[str], name: str) -> Path:
     return base / "figures" / name
 
 
+def load_runs(paths: list[str], opts: dict[str, str]):
+    """The runs under `paths`. Runs that have not reached their t_max (still going, stopped or
+    killed) are left out, with a note, unless `unfinished=true`: a half-done seed would otherwise
+    cut every curve short and enter the statistics with an early score."""
+    import sys
+
+    flag = opts.get("unfinished", "false").lower()
+    if flag not in ("true", "false"):
+        raise ConfigError(f"unfinished must be true or false, got '{flag}'")
+    runs = find_runs(paths)
+    if flag == "true":
+        return runs
+    done = [r for r in runs if r.finished]
+    left = [r for r in runs if not r.finished]
+    if left:
+        if not done:
+            raise ValueError(f"none of the {len(runs)} runs has reached its t_max yet; pass unfinished=true "
+                             f"to use them as they are")
+        names = ", ".join(f"{r.path.name} ({r.t_env:,}/{r.t_max:,})" for r in left)
+        print(f"note: leaving out {len(left)} unfinished run(s): {names}; unfinished=true includes them",
+              file=sys.stderr)
+    return done
+
+
 def _print_files(files: list[str]) -> None:
     print("wrote " + ", ".join(files))
 
@@ -41,13 +65,13 @@ def run_command(cmd: str, args: list[str]) -> int:
         cmd, args = args[0], args[1:]
     paths, opts = _split(cmd, args)
     if cmd == "plot":
-        runs = find_runs(paths)
+        runs = load_runs(paths, opts)
         metric = pick_metric(runs, opts.get("metric"))
         _print_files(plots.plot_curves(runs, metric, opts.get("out") or _default_out(paths, metric), opts.get("title")))
     elif cmd == "summary":
         summary(paths, opts, runs=None)
     elif cmd == "fig9":
-        runs = [r for r in find_runs(paths) if "td_ind_std_norm" in r.metrics()]
+        runs = [r for r in load_runs(paths, opts) if "td_ind_std_norm" in r.metrics()]
         if not runs:
             raise ValueError("no run logged td_ind_std_norm (DIFFER and -divide runs do)")
         _print_files(plots.plot_curves(runs, "td_ind_std_norm", opts.get("out") or _default_out(paths, "fig9_td_std"),
@@ -55,7 +79,7 @@ def run_command(cmd: str, args: list[str]) -> int:
     elif cmd == "fig10":
         _print_files(fig10(paths[0], opts))
     elif cmd == "fig11":
-        runs = [r for r in find_runs(paths) if r.config.get("algo.learner") == "differ"
+        runs = [r for r in load_runs(paths, opts) if r.config.get("algo.learner") == "differ"
                 and r.config.get("algo.selection") == "per"]
         if not runs:
             raise ValueError("no DIFFER runs (algo.learner=differ, selection=per) found; run "
@@ -67,12 +91,12 @@ def run_command(cmd: str, args: list[str]) -> int:
         _print_files(plots.plot_curves(runs, metric, out, "Fig. 11: η warm-up vs fixed η"))
         summary(paths, {"out": str(out), "metric": metric, **({"reps": opts["reps"]} if "reps" in opts else {})}, runs)
     elif cmd == "fig12":
-        _print_files(plots.plot_sample_share(find_runs(paths), opts.get("out") or _default_out(paths, "fig12_sample_share")))
+        _print_files(plots.plot_sample_share(load_runs(paths, opts), opts.get("out") or _default_out(paths, "fig12_sample_share")))
     return 0
 
 
 def summary(paths: list[str], opts: dict[str, str], runs=None) -> None:
-    runs = runs or find_runs(paths)
+    runs = runs or load_runs(paths, opts)
     metric = pick_metric(runs, opts.get("metric"))
     rows = summarise(runs, metric, reps=int(opts.get("reps", 2000)))
     text = markdown(rows, metric)

@@ -57,6 +57,20 @@ class Run:
         t, v = zip(*pts)
         return np.asarray(t, float), np.asarray(v, float)
 
+    @property
+    def t_max(self) -> int:
+        return int(self.config["t_max"])
+
+    @property
+    def t_env(self) -> int:
+        """The last env step the run logged."""
+        return max((r["t_env"] for r in self.records), default=0)
+
+    @property
+    def finished(self) -> bool:
+        """Reached its t_max (a run still going, killed or stopped early has not)."""
+        return self.t_env >= self.t_max
+
     def metrics(self) -> set[str]:
         return set().union(*(r.keys() for r in self.records)) - {"t_env"} if self.records else set()
 
