@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd, args = argv[0], argv[1:]
     from .checkpoint import CheckpointError
     from .config import ConfigError, parse_overrides
-    from .run import TrainingDiverged
+    from .run import RunInUse, TrainingDiverged
 
     try:
         if cmd == "train":
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_command(cmd, args)
         else:
             return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, bench, sweep, plot, summary, analyze")
-    except (ConfigError, CheckpointError, TrainingDiverged, FileExistsError, FileNotFoundError,
+    except (ConfigError, CheckpointError, TrainingDiverged, RunInUse, FileExistsError, FileNotFoundError,
             MemoryError) as e:
         return _fail(str(e))
     except ValueError as e:  # e.g. episodes=abc

@@ -9,8 +9,10 @@ from a per-episode seed, so a resumed run continues exactly as the uninterrupted
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,10 @@ TRAIN, TEST = 0, 1  # seed streams: training and test episodes never share a see
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+class RunInUse(RuntimeError):
+    """Another process is training in this run directory."""
 
 
 def machine_info() -> dict[str, str]:
@@ -279,6 +285,28 @@ class _progress:
 
 
 # ---- entry points used by the CLI ----------------------------------------------------------
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold an exclusive lock on a run directory while a process trains in it: a second `differ
+    train` (or a second sweep over the same out=) on the same directory stops at once instead of
+    interleaving checkpoints and metrics. The OS drops the lock when the process dies, even on
+    SIGKILL, so a killed run never leaves a stale lock behind."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise RunInUse(f"{run_dir} is in use by another differ process (pid {f.read().strip() or '?'}); "
+                           f"wait for it to finish or stop it first") from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+
+
 def train_from_overrides(overrides: dict[str, str]) -> dict:
     resume = overrides.pop("resume", None)
     if resume:
@@ -286,21 +314,23 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
         if not (run_dir / "config.yaml").exists():
             raise ckpt.CheckpointError(f"{run_dir} is not a run directory (no config.yaml)")
         cfg = build_config(overrides, base=OmegaConf.load(run_dir / "config.yaml"))
-        payload = ckpt.load(ckpt.latest(run_dir))
-        OmegaConf.save(cfg, run_dir / "config.yaml")  # e.g. a raised t_max
-        trainer = Trainer(cfg, run_dir, resume_payload=payload)
     else:
         cfg = build_config(overrides)
         run_dir = Path(cfg.run_dir or default_run_dir(cfg))
-        if ckpt.list_checkpoints(run_dir):
-            raise FileExistsError(f"{run_dir} already holds a run; continue it with "
-                                  f"`differ train resume={run_dir}` or choose another run_dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a start that died before any checkpoint
-        cfg.run_dir = str(run_dir)
-        OmegaConf.save(cfg, run_dir / "config.yaml")
-        trainer = Trainer(cfg, run_dir)
-    result = trainer.train()
+    with run_lock(run_dir):
+        if resume:
+            payload = ckpt.load(ckpt.latest(run_dir))
+            OmegaConf.save(cfg, run_dir / "config.yaml")  # e.g. a raised t_max
+            trainer = Trainer(cfg, run_dir, resume_payload=payload)
+        else:
+            if ckpt.list_checkpoints(run_dir):
+                raise FileExistsError(f"{run_dir} already holds a run; continue it with "
+                                      f"`differ train resume={run_dir}` or choose another run_dir")
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a start that died before any checkpoint
+            cfg.run_dir = str(run_dir)
+            OmegaConf.save(cfg, run_dir / "config.yaml")
+            trainer = Trainer(cfg, run_dir)
+        result = trainer.train()
     result["run_dir"] = str(run_dir)
     result["machine"] = machine_info()  # of the session that finished the run
     (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -85,3 +85,27 @@ def test_ctrl_c_stops_with_a_final_checkpoint(tmp_path):
     assert proc.returncode == 0, err
     assert '"stopped_early": true' in out
     assert ckpt.list_checkpoints(run_dir)
+
+
+def test_a_run_directory_in_use_is_refused_and_freed_by_a_kill(tmp_path):
+    """A second process training in the same run directory (say, two sweeps over one out=) stops
+    at once; the lock dies with its holder, so a SIGKILLed run can be resumed."""
+    import fcntl
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with open(run_dir / ".lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        f.write("4242")
+        f.flush()
+        for args in (["train", *TINY_LBF, "t_max=100", f"run_dir={run_dir}"], ["train", f"resume={run_dir}"]):
+            if args[1].startswith("resume"):
+                (run_dir / "config.yaml").write_text("seed: 1\n")
+            p = run_cli(*args, check=False)
+            assert p.returncode == 2 and "in use by another differ process (pid 4242)" in p.stderr, p.stderr
+    assert not ckpt.list_checkpoints(run_dir) and not (run_dir / "metrics.jsonl").exists()
+    # a holder killed with SIGKILL releases it: the killed run resumes
+    args = [*TINY_LBF, "t_max=400", "checkpoint_interval=100", f"run_dir={run_dir}"]
+    (run_dir / "config.yaml").unlink()
+    kill_after_first_checkpoint(args, run_dir)
+    run_cli("train", f"resume={run_dir}")
