@@ -156,7 +156,7 @@ def plot_individual_rewards(csv_path: str | Path, out: str | Path, episode: int 
         ax_sum.scatter(k + np.random.default_rng(i).uniform(-0.15, 0.15), sum(x[1] for x in per_agent[i]),
                        color=f"C{k}", s=20)
     ax_sum.set_xticks(range(len(types)), types)
-    ax_sum.set_ylabel(r"$\sum_t r_i$ over the episode")
+    ax_sum.set_ylabel(r"$\Sigma_t\, r_i$ over the episode")
     ax_sum.set_title("per agent, by unit type")
     ax_sum.grid(alpha=0.3)
     return _save(fig, out)
