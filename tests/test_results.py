@@ -52,6 +52,20 @@ def test_iqm_and_probability_of_improvement_by_hand():
     assert results.prob_improvement(np.array([3, 4]), np.array([1, 2]), reps=100)[0] == 1.0
 
 
+def test_confidence_intervals_are_reproducible():
+    """Same scores, same interval, whatever the global numpy RNG has done in between (rliable's
+    bootstraps draw from np.random, not from the random_state they are given)."""
+    x, y = np.array([0.76, 0.74, 0.79, 0.90, 0.72]), np.array([0.99, 0.74, 0.77, 0.38, 1.13])
+    first = results.iqm_ci(x, reps=300), results.prob_improvement(x, y, reps=300)
+    for s in range(3):
+        np.random.seed(100 + s)
+        np.random.random(17)
+        assert (results.iqm_ci(x, reps=300), results.prob_improvement(x, y, reps=300)) == first
+    state = np.random.get_state()[1].copy()
+    results.iqm_ci(x, reps=50)
+    assert (np.random.get_state()[1] == state).all()  # the caller's global RNG is left as it was
+
+
 def test_summary_command_writes_tables_with_hand_checked_numbers(tmp_path):
     finals_q, finals_d = [0.2, 0.4, 0.6], [0.5, 0.7, 0.9]
     for s, (fq, fd) in enumerate(zip(finals_q, finals_d), 1):

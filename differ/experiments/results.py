@@ -188,10 +188,18 @@ def _interval(data, func, reps: int, seed: int) -> tuple[float, float, float]:
         from rliable import library
     except ImportError:
         raise ImportError("summary statistics need rliable: pip install 'differ-marl[analysis]'") from None
-    with warnings.catch_warnings():  # arch (under rliable) calls its own `random_state` deprecated
-        warnings.simplefilter("ignore", FutureWarning)
-        point, ci = library.get_interval_estimates({"k": data}, func, reps=reps,
-                                                   random_state=np.random.RandomState(seed))
+    # rliable's stratified bootstraps draw their resampling indices from the global np.random,
+    # whatever random_state says: seed that too (and put it back) so the same scores always give
+    # the same interval
+    global_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():  # arch (under rliable) calls its own `random_state` deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            point, ci = library.get_interval_estimates({"k": data}, func, reps=reps,
+                                                       random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(global_state)
     return float(point["k"][0]), float(ci["k"][0, 0]), float(ci["k"][1, 0])
 
 
