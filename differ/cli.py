@@ -32,7 +32,9 @@ def _fail(msg: str, code: int = 2) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    # `differ --help`, and also `differ plot --help`: print the usage instead of reading
+    # "--help" as a directory or a key=value.
+    if not argv or argv[0] == "help" or any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
     cmd, args = argv[0], argv[1:]

@@ -47,3 +47,9 @@ def test_envs_lists_families_and_scenarios():
     out = run_cli("envs", timeout=120).stdout
     for word in ("smax:", "27m_vs_30m", "lbf:", "rware:", "mpe:", "simple_spread"):
         assert word in out
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plot", "--help"], ["sweep", "-h"]])
+def test_help_prints_usage_for_every_command(args):
+    proc = run_cli(*args, timeout=120)
+    assert proc.stdout.startswith("usage:") and "differ sweep" in proc.stdout
