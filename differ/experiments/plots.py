@@ -40,7 +40,9 @@ def _panels(n: int, width: float = 5.0, height: float = 3.6):
     plt = _plt()
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    # constrained layout keeps a panel title clear of the x label of the panel above it
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -73,6 +75,8 @@ def plot_curves(runs: list[Run], metric: str | None, out: str | Path, title: str
             ax.fill_between(grid, values.min(0), values.max(0), color=colour[label], alpha=0.2, lw=0)
         ax.set_title(scenario)
         ax.set_ylabel(PRETTY.get(metric, metric))
+        if "won" in metric:  # a rate: no negative axis when every run is at 0
+            ax.set_ylim(bottom=-0.01, top=max(ax.get_ylim()[1], 0.05))
         _steps_axis(ax)
         ax.legend(fontsize=8, loc="best")
     if title:
