@@ -180,7 +180,13 @@ class Trainer:
         self.acc_train = Accumulator(p["accumulators"]["train"])
         self.last_test = dict(p["last_test"])
         b = p["buffer"]
-        self.buffer.restore(ckpt.checkpoint_dir(self.run_dir) / "replay", b["live_from"], b["total_added"])
+        replay = ckpt.checkpoint_dir(self.run_dir) / "replay"
+        if b["total_added"] > b["live_from"] and not replay.is_dir():
+            raise ckpt.CheckpointError(
+                f"{replay} is gone: a sweep deletes a finished run's replay buffer unless keep_replay=true, "
+                f"and without it the run cannot be continued exactly; start a new run with the larger t_max "
+                f"(or sweep with keep_replay=true next time)")
+        self.buffer.restore(replay, b["live_from"], b["total_added"])
 
     # ---- the loop --------------------------------------------------------------------------
     def _request_stop(self, signum, frame):

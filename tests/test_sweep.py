@@ -81,6 +81,11 @@ def test_sweep_survives_a_killed_worker_and_a_failing_run_then_resumes(tmp_path)
         assert state[name]["status"] == "failed" and "loss_td became" in state[name]["error"]
     assert "| lbf-s2-lr0.0005 | finished | " in stdout and "| lbf-s1-lr0.0005 | failed |" in stdout
     assert (out / "sweep_summary.md").exists()
+    # a finished run's replay chunks are deleted (keep_replay=false), its model checkpoints kept;
+    # the killed run keeps its replay, which its resume needs
+    assert not (out / "lbf-s2-lr0.0005" / "checkpoints" / "replay").exists()
+    assert any((out / "lbf-s2-lr0.0005" / "checkpoints").glob("ckpt_*.pt"))
+    assert any((victim / "checkpoints" / "replay").glob("chunk_*.npz"))
 
     # the same command again: the finished run is skipped, the killed one resumed from its checkpoint
     finished_before = (out / "lbf-s2-lr0.0005" / "metrics.jsonl").read_text()
@@ -95,6 +100,9 @@ def test_sweep_survives_a_killed_worker_and_a_failing_run_then_resumes(tmp_path)
     assert result["t_env"] >= 800 and not result["stopped_early"]
     t = [r["t_env"] for r in read_jsonl(victim / "metrics.jsonl")]
     assert t == sorted(t)  # the resumed run continued its log, no repeated or missing segment
+    # continuing a finished run whose replay the sweep deleted is refused, naming the fix
+    p = run_cli("train", f"resume={out / 'lbf-s2-lr0.0005'}", "t_max=1600", check=False)
+    assert p.returncode != 0 and "keep_replay=true" in p.stderr and "replay" in p.stderr
 
     # analyses read a sweep's run directories: Fig. 10 from a run directory (evaluate + dump)
     p = run_cli("analyze", "fig10", str(victim), "episodes=2")
@@ -106,8 +114,9 @@ def test_ray_backend_on_a_local_ray(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'differ-marl[ray]'); CI installs it")
     out = tmp_path / "ray"
     p = run_cli("sweep", *TINY, "algo=qmix,vdn", "t_max=200", f"out={out}", "backend=ray", "workers=2",
-                timeout=600)
+                "keep_replay=true", timeout=600)
     state = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
     assert {n: s["status"] for n, s in state.items()} == {"qmix-lbf": "finished", "vdn-lbf": "finished"}, p.stderr
     for name in state:
         assert json.loads((out / name / "result.json").read_text())["t_env"] >= 200
+        assert any((out / name / "checkpoints" / "replay").glob("chunk_*.npz"))  # keep_replay=true

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from omegaconf import OmegaConf
 from .. import checkpoint as ckpt
 from ..config import ConfigError, build_config
 
-SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset")
+SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset", "keep_replay")
 RUN_DEFAULTS = {"torch_threads": "1", "progress": "false"}  # one core per run; no bars from workers
 ALWAYS_NAMED = ("algo", "env", "env.scenario", "seed")
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "sweep"
@@ -196,12 +197,13 @@ def _error_line(log: Path) -> str:
 # ---- running ---------------------------------------------------------------------------------------
 class Progress:
     """Across runs: finished / running / failed counts, aggregate env steps/s, and a tqdm bar
-    over the grid's total env steps when stderr is a terminal; one line per finished run."""
+    over the grid's total env steps when stderr is a terminal; one line per finished run.
+    `on_finish(run)` is called for every run that finishes (the sweep's replay pruning)."""
 
-    def __init__(self, runs: list[PlannedRun], out: Path):
+    def __init__(self, runs: list[PlannedRun], out: Path, on_finish=None):
         from tqdm import tqdm
 
-        self.runs, self.out = runs, out
+        self.runs, self.out, self.on_finish = runs, out, on_finish
         self.t0, self.steps0 = time.time(), sum(r.t_env for r in runs)
         self.bar = tqdm(total=sum(r.t_max for r in runs), initial=self.steps0, unit="step",
                         disable=not sys.stderr.isatty(), dynamic_ncols=True)
@@ -229,6 +231,8 @@ class Progress:
         msg = f"[{done}/{len(self.runs)}] {run.status} {run.name}"
         if run.status == "finished":
             msg += f" ({_metric_text(run.result)}, {run.wall_s / 60:.1f} min)"
+            if self.on_finish:
+                self.on_finish(run)
         elif run.status in ("failed", "interrupted"):
             msg += f": {run.error}" if run.error else ""
         self.bar.write(msg, file=sys.stderr)
@@ -261,6 +265,17 @@ def _finish(run: PlannedRun, rc: int, log: Path) -> None:
     else:
         run.status = "failed"
         run.error = (f"exit {rc}: " if rc else "") + _error_line(log) + f" (log: {log})"
+
+
+def drop_replay(run: PlannedRun) -> int:
+    """Delete a finished run's replay chunks (GBs on big maps; only a continued run needs them) and
+    return the bytes freed. The model checkpoints stay, for `differ evaluate` and Fig. 10."""
+    replay = ckpt.checkpoint_dir(run.run_dir) / "replay"
+    if run.status not in ("finished", "skipped") or not replay.is_dir():
+        return 0
+    freed = sum(p.stat().st_size for p in replay.iterdir() if p.is_file())
+    shutil.rmtree(replay)
+    return freed
 
 
 def default_workers() -> int:
@@ -387,10 +402,18 @@ def sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
     workers = int(opts["workers"]) if "workers" in opts else None
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    keep = str(opts.get("keep_replay", "false")).lower()
+    if keep not in ("true", "false"):
+        raise ConfigError(f"keep_replay must be true or false, got '{opts['keep_replay']}'")
     n = {a: sum(r.action == a for r in runs) for a in ("new", "resume", "skip")}
     print(f"sweep {out}: {len(runs)} runs ({n['new']} new, {n['resume']} to resume, {n['skip']} finished "
           f"already), backend {backend}", file=sys.stderr)
-    progress = Progress(runs, out)
+    if keep == "false":  # runs finished by an earlier sweep, too
+        freed = sum(drop_replay(r) for r in runs)
+        if freed:
+            print(f"deleted {freed / 2**30:.1f} GiB of replay chunks of finished runs (keep_replay=false)",
+                  file=sys.stderr)
+    progress = Progress(runs, out, on_finish=None if keep == "true" else drop_replay)
 
     def _terminate(signum, frame):  # SIGTERM (a scheduler, `kill`) stops the sweep like Ctrl-C
         raise KeyboardInterrupt
