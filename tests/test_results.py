@@ -115,8 +115,14 @@ def test_analysis_figures_from_logged_diagnostics(tmp_path):
         make_run(tmp_path, f"d{s}", "qmix_differ", s, ramp(0.5), scenario="3s5z", train=train)
     run_cli("analyze", "fig9", str(tmp_path), f"out={tmp_path / 'f9'}")
     _check_image(tmp_path / "f9")
-    run_cli("analyze", "fig12", str(tmp_path), f"out={tmp_path / 'f12'}")
+    # a homogeneous map: one unit type, share 1 by definition, so no Fig. 12 panel for it
+    make_run(tmp_path, "m1", "qmix_differ", 1, ramp(0.5), scenario="27m_vs_30m",
+             train={t: {"td_ind_std_norm": 1.0, "sample_share/marine": 1.0} for t in T[1:]})
+    p = run_cli("analyze", "fig12", str(tmp_path), f"out={tmp_path / 'f12'}")
+    assert "leaving out smax 27m_vs_30m: one unit type" in p.stderr
     _check_image(tmp_path / "f12")
+    p = run_cli("analyze", "fig12", str(tmp_path / "m1"), check=False)
+    assert p.returncode == 2 and "two or more unit types" in p.stderr
     # fig10 from a dump CSV: two unit types, one agent dies at t=2
     dump = tmp_path / "ir.csv"
     with open(dump, "w", newline="") as f:

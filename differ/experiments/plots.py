@@ -6,6 +6,7 @@ PNG and PDF next to each other."""
 from __future__ import annotations
 
 import csv
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def plot_curves(runs: list[Run], metric: str | None, out: str | Path, title: str
             if not len(grid):
                 continue
             name = relabel(rs[0]) if relabel else label
-            ax.plot(grid, values.mean(0), color=colour[label], lw=1.8, label=f"{name} ({len(values)} seed{'s' if len(values) > 1 else ''})")
+            ax.plot(grid, values.mean(0), color=colour[label], lw=1.8, label=f"{name} ({_seeds(len(values))})")
             ax.fill_between(grid, values.min(0), values.max(0), color=colour[label], alpha=0.2, lw=0)
         ax.set_title(scenario)
         ax.set_ylabel(PRETTY.get(metric, metric))
@@ -82,6 +83,10 @@ def plot_curves(runs: list[Run], metric: str | None, out: str | Path, title: str
     if title:
         fig.suptitle(title)
     return _save(fig, out)
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
 
 
 def eta_label(run: Run) -> str:
@@ -96,15 +101,21 @@ def plot_sample_share(runs: list[Run], out: str | Path) -> list[str]:
     """Fig. 12: share of drawn individual experiences per unit type over training (mean over seeds,
     min-max band), one panel per scenario and DIFFER variant; dashed: each type's share of the
     valid experiences (what uniform sampling would give), where logged."""
-    panels = []
+    panels, single = [], set()
     for scenario, by_label in group(runs).items():
         for label, rs in by_label.items():
             types = sorted({m.split("/", 1)[1] for r in rs for m in r.metrics()
                             if m.startswith("sample_share/") and not m.startswith("sample_share/agent_")})
-            if types:
+            if len(types) == 1:  # a homogeneous team: the share is 1 by definition
+                single.add(scenario)
+            elif types:
                 panels.append((scenario, label, rs, types))
+    if single:
+        print(f"note: leaving out {', '.join(sorted(single))}: one unit type, whose share is always 1",
+              file=sys.stderr)
     if not panels:
-        raise ValueError("no run logged sample_share/<unit type> (only DIFFER runs with selection=per do)")
+        raise ValueError("no run with two or more unit types logged sample_share/<unit type> "
+                         "(only DIFFER runs with selection=per do, on heterogeneous scenarios)")
     fig, axes = _panels(len(panels))
     for ax, (scenario, label, rs, types) in zip(axes, panels):
         for k, ut in enumerate(types):
@@ -114,7 +125,7 @@ def plot_sample_share(runs: list[Run], out: str | Path) -> list[str]:
             grid, values = aligned(rs, f"valid_share/{ut}")
             if len(grid):
                 ax.plot(grid, values.mean(0), color=f"C{k}", lw=1.2, ls="--", label=f"{ut} valid (uniform)")
-        ax.set_title(f"{scenario}: {label} ({len(rs)} seeds)")
+        ax.set_title(f"{scenario}: {label} ({_seeds(len(rs))})")
         ax.set_ylabel("share of sampled individual experiences")
         ax.set_ylim(0, 1)
         _steps_axis(ax)
