@@ -16,6 +16,7 @@ from .results import Run, aligned, group, pick_metric
 
 PRETTY = {"test_battle_won_mean": "test win rate", "test_return_mean": "test return",
           "td_ind_std_norm": "normalised std of individual |TD|", "return_mean": "train return"}
+RATES = {"test_battle_won_mean", "battle_won_mean"}  # in [0, 1]: the axis never goes negative
 
 
 def _plt():
@@ -76,7 +77,7 @@ def plot_curves(runs: list[Run], metric: str | None, out: str | Path, title: str
             ax.fill_between(grid, values.min(0), values.max(0), color=colour[label], alpha=0.2, lw=0)
         ax.set_title(scenario)
         ax.set_ylabel(PRETTY.get(metric, metric))
-        if "won" in metric:  # a rate: no negative axis when every run is at 0
+        if metric in RATES:  # a flat 0 line would otherwise get a symmetric, negative axis
             ax.set_ylim(bottom=-0.01, top=max(ax.get_ylim()[1], 0.05))
         _steps_axis(ax)
         ax.legend(fontsize=8, loc="best")
