@@ -25,6 +25,11 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+def replay_dir(run_dir: Path) -> Path:
+    """Where the replay buffer's chunk files live, beside the checkpoints that name them."""
+    return checkpoint_dir(run_dir) / "replay"
+
+
 def save(run_dir: Path, t_env: int, payload: dict) -> Path:
     d = checkpoint_dir(run_dir)
     d.mkdir(parents=True, exist_ok=True)

@@ -129,6 +129,14 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
     return out
 
 
+def flag_option(opts: dict[str, str], key: str, default: bool = False) -> bool:
+    """A command option (not a config key) that is `true` or `false`, e.g. `unfinished=true`."""
+    value = str(opts.get(key, str(default))).lower()
+    if value not in ("true", "false"):
+        raise ConfigError(f"{key} must be true or false, got '{opts[key]}'")
+    return value == "true"
+
+
 def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -> DictConfig:
     """Compose the run config from presets and `key=value` overrides; validate everything.
 

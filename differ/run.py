@@ -159,7 +159,7 @@ class Trainer:
         return {"n_agents": s.n_agents, "n_actions": s.n_actions, "obs_dim": s.obs_dim, "state_dim": s.state_dim}
 
     def save_checkpoint(self) -> Path:
-        replay_dir = ckpt.checkpoint_dir(self.run_dir) / "replay"
+        replay_dir = ckpt.replay_dir(self.run_dir)
         self.buffer.persist(replay_dir)  # chunks first: the checkpoint must only name files on disk
         path = ckpt.save(self.run_dir, self.c["t_env"], self.payload())
         self.buffer.prune(replay_dir, keep_from=self.buffer.total_added - len(self.buffer))
@@ -180,7 +180,7 @@ class Trainer:
         self.acc_train = Accumulator(p["accumulators"]["train"])
         self.last_test = dict(p["last_test"])
         b = p["buffer"]
-        replay = ckpt.checkpoint_dir(self.run_dir) / "replay"
+        replay = ckpt.replay_dir(self.run_dir)
         if b["total_added"] > b["live_from"] and not replay.is_dir():
             raise ckpt.CheckpointError(
                 f"{replay} is gone: a sweep deletes a finished run's replay buffer unless keep_replay=true, "

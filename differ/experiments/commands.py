@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import ConfigError, parse_overrides
+from ..config import ConfigError, flag_option, parse_overrides
 from . import plots
 from .results import find_runs, markdown, pick_metric, summarise, write_csv
 
@@ -36,11 +36,9 @@ def load_runs(paths: list[str], opts: dict[str, str]):
     cut every curve short and enter the statistics with an early score."""
     import sys
 
-    flag = opts.get("unfinished", "false").lower()
-    if flag not in ("true", "false"):
-        raise ConfigError(f"unfinished must be true or false, got '{flag}'")
+    unfinished = flag_option(opts, "unfinished")
     runs = find_runs(paths)
-    if flag == "true":
+    if unfinished:
         return runs
     done = [r for r in runs if r.finished]
     left = [r for r in runs if not r.finished]

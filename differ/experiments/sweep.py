@@ -27,7 +27,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .. import checkpoint as ckpt
-from ..config import ConfigError, build_config
+from ..config import ConfigError, build_config, flag_option
 
 SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset", "keep_replay")
 RUN_DEFAULTS = {"torch_threads": "1", "progress": "false"}  # one core per run; no bars from workers
@@ -270,7 +270,7 @@ def _finish(run: PlannedRun, rc: int, log: Path) -> None:
 def drop_replay(run: PlannedRun) -> int:
     """Delete a finished run's replay chunks (GBs on big maps; only a continued run needs them) and
     return the bytes freed. The model checkpoints stay, for `differ evaluate` and Fig. 10."""
-    replay = ckpt.checkpoint_dir(run.run_dir) / "replay"
+    replay = ckpt.replay_dir(run.run_dir)
     if run.status not in ("finished", "skipped") or not replay.is_dir():
         return 0
     freed = sum(p.stat().st_size for p in replay.iterdir() if p.is_file())
@@ -402,18 +402,16 @@ def sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
     workers = int(opts["workers"]) if "workers" in opts else None
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
-    keep = str(opts.get("keep_replay", "false")).lower()
-    if keep not in ("true", "false"):
-        raise ConfigError(f"keep_replay must be true or false, got '{opts['keep_replay']}'")
+    keep_replay = flag_option(opts, "keep_replay")
     n = {a: sum(r.action == a for r in runs) for a in ("new", "resume", "skip")}
     print(f"sweep {out}: {len(runs)} runs ({n['new']} new, {n['resume']} to resume, {n['skip']} finished "
           f"already), backend {backend}", file=sys.stderr)
-    if keep == "false":  # runs finished by an earlier sweep, too
+    if not keep_replay:  # runs finished by an earlier sweep, too
         freed = sum(drop_replay(r) for r in runs)
         if freed:
             print(f"deleted {freed / 2**30:.1f} GiB of replay chunks of finished runs (keep_replay=false)",
                   file=sys.stderr)
-    progress = Progress(runs, out, on_finish=None if keep == "true" else drop_replay)
+    progress = Progress(runs, out, on_finish=None if keep_replay else drop_replay)
 
     def _terminate(signum, frame):  # SIGTERM (a scheduler, `kill`) stops the sweep like Ctrl-C
         raise KeyboardInterrupt
