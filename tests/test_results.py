@@ -85,6 +85,8 @@ def test_summary_command_writes_tables_with_hand_checked_numbers(tmp_path):
         assert float(rows[algo]["iqm_final"]) == pytest.approx(np.mean(expect_final), rel=1e-5)  # 3 seeds: no trim
         assert rows[algo]["seeds"] == "1 2 3"
     assert float(rows["qmix_differ"]["poi"]) == pytest.approx(8 / 9, rel=1e-5) and rows["qmix_differ"]["poi_base"] == "qmix"
+    # AUCs f/2: DIFFER 0.25 0.35 0.45 vs QMIX 0.1 0.2 0.3; 0.25 < 0.3 is the one loss of 9
+    assert float(rows["qmix_differ"]["poi_auc"]) == pytest.approx(8 / 9, rel=1e-5) and rows["qmix"]["poi_auc"] == ""
     assert "| smax 3m | qmix_differ | 3 |" in out.with_suffix(".md").read_text()
 
 

@@ -232,7 +232,8 @@ class Row:
     final: list[float]
     auc: list[float]
     iqm: tuple[float, float, float]
-    poi: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # over base label
+    poi: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # over base label, final
+    poi_auc: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # the same on the AUC
 
 
 def summarise(runs: list[Run], metric: str, reps: int = 2000) -> list[Row]:
@@ -246,7 +247,7 @@ def summarise(runs: list[Run], metric: str, reps: int = 2000) -> list[Row]:
                 continue
             final = [final_score(*s) for _, s in keep]
             auc = [auc_score(*s) for _, s in keep]
-            scores[label] = (keep[0][0].algo, final)
+            scores[label] = (keep[0][0].algo, final, auc)
             rows.append(Row(scenario, label, [r.seed for r, _ in keep], final, auc, iqm_ci(np.array(final), reps)))
         for row in rows:
             if row.scenario != scenario:
@@ -255,17 +256,22 @@ def summarise(runs: list[Run], metric: str, reps: int = 2000) -> list[Row]:
             base = base_of(algo)
             if base is not None and base in scores:
                 row.poi[base] = prob_improvement(np.array(row.final), np.array(scores[base][1]), reps)
+                # learning speed, not only the end point: budgets here are far below the paper's
+                row.poi_auc[base] = prob_improvement(np.array(row.auc), np.array(scores[base][2]), reps)
     return rows
 
 
 def fmt_row(row: Row) -> dict[str, str]:
     m, lo, hi = row.iqm
-    poi = "; ".join(f"P({row.label} > {b}) = {p:.2f} [{a:.2f}, {c:.2f}]" for b, (p, a, c) in row.poi.items())
+    def poi(d):
+        return "; ".join(f"P({row.label} > {b}) = {p:.2f} [{a:.2f}, {c:.2f}]" for b, (p, a, c) in d.items()) or "-"
+
     return {"scenario": row.scenario, "algorithm": row.label, "seeds": str(len(row.seeds)),
             "final (mean ± sd)": f"{np.mean(row.final):.3f} ± {np.std(row.final):.3f}",
             "AUC (mean)": f"{np.mean(row.auc):.3f}",
             "IQM final [95% CI]": f"{m:.3f} [{lo:.3f}, {hi:.3f}]",
-            "prob. of improvement [95% CI]": poi or "-"}
+            "prob. of improvement, final [95% CI]": poi(row.poi),
+            "prob. of improvement, AUC [95% CI]": poi(row.poi_auc)}
 
 
 def markdown(rows: list[Row], metric: str) -> str:
@@ -288,10 +294,11 @@ def write_csv(rows: list[Row], metric: str, path: Path) -> None:
         w = csv.writer(f)
         w.writerow(["scenario", "algorithm", "metric", "seeds", "final_mean", "final_std", "auc_mean",
                     "iqm_final", "iqm_ci_low", "iqm_ci_high", "poi_base", "poi", "poi_ci_low", "poi_ci_high",
-                    "final_per_seed", "auc_per_seed"])
+                    "poi_auc", "poi_auc_ci_low", "poi_auc_ci_high", "final_per_seed", "auc_per_seed"])
         for r in rows:
             poi = next(iter(r.poi.items()), ("", ("", "", "")))
+            poi_auc = next(iter(r.poi_auc.values()), ("", "", ""))
             w.writerow([r.scenario, r.label, metric, " ".join(map(str, r.seeds)), f"{np.mean(r.final):.6g}",
                         f"{np.std(r.final):.6g}", f"{np.mean(r.auc):.6g}", *(f"{x:.6g}" for x in r.iqm),
-                        poi[0], *(f"{x:.6g}" if x != "" else "" for x in poi[1]),
+                        poi[0], *(f"{x:.6g}" if x != "" else "" for x in (*poi[1], *poi_auc)),
                         " ".join(f"{x:.6g}" for x in r.final), " ".join(f"{x:.6g}" for x in r.auc)])
