@@ -228,6 +228,7 @@ def base_of(algo: str) -> str | None:
 class Row:
     scenario: str
     label: str
+    algo: str  # the label may name a variant (an ablation); the base method is found from the algo
     seeds: list[int]
     final: list[float]
     auc: list[float]
@@ -239,25 +240,22 @@ class Row:
 def summarise(runs: list[Run], metric: str, reps: int = 2000) -> list[Row]:
     rows = []
     for scenario, by_label in group(runs).items():
-        scores = {}
+        here = {}
         for label, rs in by_label.items():
             series = [r.series(metric) for r in rs]
             keep = [(r, s) for r, s in zip(rs, series) if len(s[0])]
             if not keep:
                 continue
             final = [final_score(*s) for _, s in keep]
-            auc = [auc_score(*s) for _, s in keep]
-            scores[label] = (keep[0][0].algo, final, auc)
-            rows.append(Row(scenario, label, [r.seed for r, _ in keep], final, auc, iqm_ci(np.array(final), reps)))
-        for row in rows:
-            if row.scenario != scenario:
-                continue
-            algo = scores[row.label][0]
-            base = base_of(algo)
-            if base is not None and base in scores:
-                row.poi[base] = prob_improvement(np.array(row.final), np.array(scores[base][1]), reps)
+            here[label] = Row(scenario, label, keep[0][0].algo, [r.seed for r, _ in keep], final,
+                              [auc_score(*s) for _, s in keep], iqm_ci(np.array(final), reps))
+        for row in here.values():
+            base = here.get(base_of(row.algo))
+            if base is not None:
+                row.poi[base.label] = prob_improvement(np.array(row.final), np.array(base.final), reps)
                 # learning speed, not only the end point: budgets here are far below the paper's
-                row.poi_auc[base] = prob_improvement(np.array(row.auc), np.array(scores[base][2]), reps)
+                row.poi_auc[base.label] = prob_improvement(np.array(row.auc), np.array(base.auc), reps)
+        rows += here.values()
     return rows
 
 
