@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import build_config
+from .config import ConfigError, build_config
 from .controller import Controller
 from .envs.base import EnvSpec
 from .envs.registry import make_env
@@ -108,7 +108,7 @@ def main(opts: dict | None = None) -> dict:
     quick = str(opts.pop("quick", "false")).lower() in ("1", "true", "yes")
     only = opts.pop("only", None)
     if opts:
-        raise ValueError(f"unknown bench option(s) {', '.join(opts)}; valid: quick, only")
+        raise ConfigError(f"unknown bench option(s) {', '.join(opts)}; valid: quick, only")
     torch.set_num_threads(torch.get_num_threads())
     out: dict = {"torch_threads": torch.get_num_threads(), "quick": quick}
     sections = only.split(",") if only else ["learner", "rollout", "train", "buffer"]

@@ -3,22 +3,27 @@
 A checkpoint is a nested dict of tensors and plain Python values saved with `torch.save` and read
 back with `torch.load(weights_only=True)`, which refuses anything that would run code. The replay
 buffer is not inside it: its episodes are persisted incrementally as chunk files beside it
-(`checkpoints/replay/`), and the checkpoint records which episode ids are live.
+(`checkpoints/replay/`), and the checkpoint records which episode ids are live. The chunks of the
+newest two checkpoints are kept, so a damaged newest checkpoint falls back to the one before.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 
+from .errors import CheckpointError, CorruptCheckpoint
+
+__all__ = ["CheckpointError", "CorruptCheckpoint", "save", "load", "latest", "list_checkpoints",
+           "load_newest", "readable_newest_first", "write_atomic", "remove_stale_tmp"]
+
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing or cannot be read; the message names the file and the fix."""
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -30,16 +35,38 @@ def replay_dir(run_dir: Path) -> Path:
     return checkpoint_dir(run_dir) / "replay"
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename: a reader sees the old file
+    or the whole new one, never a part. A failed write (disk full) removes its temporary file
+    and raises the OSError, so the caller can say so in one line."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_tmp(run_dir: Path) -> None:
+    """Temporary files of writes cut short by a kill (never renamed into place)."""
+    run_dir = Path(run_dir)
+    for d in (run_dir, checkpoint_dir(run_dir), replay_dir(run_dir)):
+        if d.is_dir():
+            for p in d.glob("*.tmp"):
+                p.unlink(missing_ok=True)
+
+
 def save(run_dir: Path, t_env: int, payload: dict) -> Path:
     d = checkpoint_dir(run_dir)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"ckpt_{t_env:012d}.pt"
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    buf = io.BytesIO()  # serialise in memory: a full disk then fails in one plain OSError
+    torch.save(payload, buf)
+    write_atomic(path, buf.getbuffer())
     return path
 
 
@@ -49,24 +76,62 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def t_env_of(path: Path) -> int:
+    return int(_NAME.search(Path(path).name).group(1))
+
+
 def latest(run_dir: Path) -> Path:
     found = list_checkpoints(run_dir)
     if not found:
-        raise CheckpointError(f"no checkpoint in {checkpoint_dir(run_dir)}: the run saved none yet "
-                              f"(checkpoints are written every checkpoint_interval steps and at the end)")
+        raise CheckpointError(f"no checkpoint in {checkpoint_dir(run_dir)}: the run was stopped before its "
+                              f"first checkpoint (written every checkpoint_interval steps and at the end); "
+                              f"re-run the original `differ train ... run_dir={run_dir}` command to start it afresh")
     return found[-1]
 
 
 def load(path: Path) -> dict:
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CorruptCheckpoint(f"checkpoint {path} is empty (0 bytes; a write cut short)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # truncated or corrupt file, or one holding code
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-            f"it is corrupt or not a differ checkpoint: delete it to fall back to the previous one") from None
+        first = (str(e).splitlines() or [""])[0][:120]
+        raise CorruptCheckpoint(f"checkpoint {path} cannot be read ({type(e).__name__}: {first}); it is "
+                                f"corrupt or not a differ checkpoint") from None
     if not isinstance(payload, dict) or payload.get("format") != 1:
-        raise CheckpointError(f"{path} is not a differ checkpoint (format 1)")
+        raise CorruptCheckpoint(f"{path} is not a differ checkpoint (format 1)")
     return payload
+
+
+def warn(msg: str) -> None:
+    print(f"differ: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def _warn_and_go_on(msg: str) -> None:
+    warn(f"{msg}; trying the checkpoint before it")
+
+
+def readable_newest_first(run_dir: Path, on_bad: Callable[[str], None] = _warn_and_go_on) -> Iterator[tuple[Path, dict]]:
+    """(path, payload) of the run's checkpoints, newest first, skipping (and reporting) the ones
+    that cannot be read. Nothing is deleted: a damaged file stays for the user to inspect."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        latest(run_dir)  # raises the "no checkpoint" error
+    for path in reversed(found):
+        try:
+            payload = load(path)
+        except CorruptCheckpoint as e:
+            on_bad(str(e))
+            continue
+        yield path, payload
+
+
+def load_newest(run_dir: Path, on_bad: Callable[[str], None] = _warn_and_go_on) -> tuple[Path, dict]:
+    """The newest checkpoint that can be read (evaluation needs no replay buffer)."""
+    for path, payload in readable_newest_first(run_dir, on_bad):
+        return path, payload
+    raise CheckpointError(f"no checkpoint in {checkpoint_dir(run_dir)} can be read (see the warnings above); "
+                          f"the run cannot be continued: start a new one")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
+
+from .errors import DifferError
 
 USAGE = """usage:
   differ train [algo=qmix] [env=smax] [env.scenario=3m] [seed=1] [t_max=...] [run_dir=...] [key=value ...]
@@ -11,7 +15,8 @@ USAGE = """usage:
   differ evaluate PATH [episodes=32] [seed=N] [dump_individual_rewards=FILE.csv]
                                                    PATH: a run directory or a checkpoint file
   differ envs [NAME ...]                             list environments and their scenarios
-  differ bench [quick=true] [out=FILE]               speed and memory benchmark (JSON)
+  differ bench [quick=true] [only=learner,rollout,train,buffer] [out=FILE]
+                                                   speed and memory benchmark (JSON)
 
   differ sweep key=v1,v2 ... out=DIR [workers=N] [backend=local|ray] [ray_address=auto|HOST:PORT]
                [preset=warmup_ablation]              a grid of runs; re-run to skip finished / resume
@@ -22,6 +27,8 @@ USAGE = """usage:
       fig10  individual rewards along an evaluation episode         (a run dir, or a dump CSV) [episode=0]
       fig11  warm-up ablation: η warm-up vs fixed η                 (the warmup_ablation sweep dir)
       fig12  share of sampled individual experiences per unit type  (run or sweep dirs)
+
+  --debug (or DIFFER_DEBUG=1) shows the traceback behind an unexpected error.
 """
 
 
@@ -32,75 +39,91 @@ def _fail(msg: str, code: int = 2) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("DIFFER_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     # `differ --help`, and also `differ plot --help`: print the usage instead of reading
     # "--help" as a directory or a key=value.
     if not argv or argv[0] == "help" or any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
-    cmd, args = argv[0], argv[1:]
-    from .checkpoint import CheckpointError
-    from .config import ConfigError, parse_overrides
-    from .run import RunInUse, TrainingDiverged
-
     try:
-        if cmd == "train":
-            from .run import train_from_overrides
-
-            result = train_from_overrides(parse_overrides(args))
-            print(json.dumps(result))
-        elif cmd == "evaluate":
-            if not args or "=" in args[0]:
-                return _fail("evaluate needs a PATH (run directory or checkpoint file)")
-            opts = parse_overrides(args[1:])
-            unknown = set(opts) - {"episodes", "seed", "dump_individual_rewards"}
-            if unknown:
-                return _fail(f"unknown evaluate option(s) {', '.join(sorted(unknown))}; "
-                             f"valid: episodes, seed, dump_individual_rewards")
-            from .evaluate import evaluate
-
-            seed = int(opts["seed"]) if "seed" in opts else None
-            print(json.dumps(evaluate(args[0], int(opts.get("episodes", 32)), seed,
-                                      opts.get("dump_individual_rewards"))))
-        elif cmd == "envs":
-            from .envs.registry import FAMILIES, scenarios
-
-            wanted = args or list(FAMILIES)
-            unknown = [a for a in wanted if a not in FAMILIES]
-            if unknown:
-                return _fail(f"unknown environment '{unknown[0]}'; valid choices: {', '.join(FAMILIES)}")
-            for name in wanted:
-                desc = FAMILIES[name][1]
-                try:
-                    sc = scenarios(name)
-                except ImportError as e:
-                    print(f"{name}: {desc}\n  not installed ({e.name}); pip install 'differ-marl[gym]'")
-                    continue
-                shown = sc if args or len(sc) <= 30 else sc[:12] + [f"... (all {len(sc)}: differ envs {name})"]
-                print(f"{name}: {desc}\n  {len(sc)} scenarios: {', '.join(shown)}")
-        elif cmd == "bench":
-            from .bench import main as bench_main
-
-            print(json.dumps(bench_main(parse_overrides(args)), indent=2))
-        elif cmd == "sweep":
-            from .experiments.sweep import summary_table, sweep
-
-            runs, out = sweep(parse_overrides(args))
-            print(summary_table(runs))
-            print(f"summary written to {out / 'sweep_summary.md'}; plots: differ plot {out}")
-            return 1 if any(r.status == "failed" for r in runs) else 0
-        elif cmd in ("plot", "summary", "analyze"):
-            from .experiments.commands import run_command
-
-            return run_command(cmd, args)
-        else:
-            return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, bench, sweep, plot, summary, analyze")
-    except (ConfigError, CheckpointError, TrainingDiverged, RunInUse, FileExistsError, FileNotFoundError,
-            MemoryError) as e:
+        return _command(argv[0], argv[1:])
+    except DifferError as e:
+        if debug:
+            raise
         return _fail(str(e))
-    except ValueError as e:  # e.g. episodes=abc
+    except (FileExistsError, MemoryError) as e:
+        if debug:
+            raise
         return _fail(str(e))
     except KeyboardInterrupt:
         return _fail("interrupted; finished runs and checkpoints are kept (re-run the same command to resume)", 130)
+    except Exception as e:  # a bug or an unforeseen input: still one line, the traceback on request
+        if debug:
+            raise
+        first = (str(e).splitlines() or [""])[0][:300]
+        return _fail(f"{type(e).__name__}: {first} (run with --debug for the traceback)", 1)
+
+
+def _command(cmd: str, args: list[str]) -> int:
+    from .config import int_option, parse_overrides
+
+    if cmd == "train":
+        from .run import train_from_overrides
+
+        result = train_from_overrides(parse_overrides(args))
+        print(json.dumps(result))
+    elif cmd == "evaluate":
+        if not args or "=" in args[0]:
+            return _fail("evaluate needs a PATH (run directory or checkpoint file)")
+        opts = parse_overrides(args[1:])
+        unknown = set(opts) - {"episodes", "seed", "dump_individual_rewards"}
+        if unknown:
+            return _fail(f"unknown evaluate option(s) {', '.join(sorted(unknown))}; "
+                         f"valid: episodes, seed, dump_individual_rewards")
+        from .evaluate import evaluate
+
+        seed = int_option(opts, "seed", None, minimum=0)
+        episodes = int_option(opts, "episodes", 32, minimum=1)
+        print(json.dumps(evaluate(args[0], episodes, seed, opts.get("dump_individual_rewards"))))
+    elif cmd == "envs":
+        from .envs.registry import FAMILIES, scenarios
+
+        wanted = args or list(FAMILIES)
+        unknown = [a for a in wanted if a not in FAMILIES]
+        if unknown:
+            return _fail(f"unknown environment '{unknown[0]}'; valid choices: {', '.join(FAMILIES)}")
+        for name in wanted:
+            desc = FAMILIES[name][1]
+            try:
+                sc = scenarios(name)
+            except ImportError as e:
+                print(f"{name}: {desc}\n  not installed ({e.name}); pip install 'differ-marl[gym]'")
+                continue
+            shown = sc if args or len(sc) <= 30 else sc[:12] + [f"... (all {len(sc)}: differ envs {name})"]
+            print(f"{name}: {desc}\n  {len(sc)} scenarios: {', '.join(shown)}")
+    elif cmd == "bench":
+        from .bench import main as bench_main
+
+        opts = parse_overrides(args)
+        out = opts.pop("out", None)
+        text = json.dumps(bench_main(opts), indent=2)
+        print(text)
+        if out:
+            Path(out).write_text(text + "\n")
+    elif cmd == "sweep":
+        from .experiments.sweep import summary_table, sweep
+
+        runs, out = sweep(parse_overrides(args))
+        print(summary_table(runs))
+        print(f"summary written to {out / 'sweep_summary.md'}; plots: differ plot {out}")
+        return 1 if any(r.status == "failed" for r in runs) else 0
+    elif cmd in ("plot", "summary", "analyze"):
+        from .experiments.commands import run_command
+
+        return run_command(cmd, args)
+    else:
+        return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, bench, sweep, plot, summary, analyze")
     return 0
 
 

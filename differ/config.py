@@ -8,6 +8,8 @@ key and type against the schema, so a typo fails at start-up instead of being si
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -15,11 +17,9 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .errors import ConfigError  # re-exported: bad user input, reported as one line
+
 PRESETS = Path(__file__).parent / "presets"
-
-
-class ConfigError(ValueError):
-    """Bad user input in the configuration; the message names the problem and the fix."""
 
 
 @dataclass
@@ -84,6 +84,14 @@ class RunConfig:
     tensorboard: bool = True
 
 
+# Keys a resumed run may change: they steer how long it runs, what it reports and how the
+# optimiser steps, not the shapes or meaning of anything in the checkpoint. Anything else would
+# silently mismatch the checkpoint (or fail to load it), so it is refused on resume.
+RESUME_KEYS = ("t_max", "checkpoint_interval", "test_interval", "log_interval", "progress", "tensorboard",
+               "torch_threads", "algo.lr", "algo.optim_alpha", "algo.optim_eps", "algo.grad_clip")
+_PRESET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
 def algo_choices() -> list[str]:
     return sorted(p.stem for p in (PRESETS / "algo").glob("*.yaml"))
 
@@ -93,12 +101,11 @@ def env_choices() -> list[str]:
 
 
 def _preset(kind: str, name: str) -> DictConfig:
-    path = PRESETS / kind / f"{name}.yaml"
-    if not path.exists():
-        choices = algo_choices() if kind == "algo" else env_choices()
-        raise ConfigError(f"unknown {'algorithm' if kind == 'algo' else 'environment'} '{name}'; "
+    choices = algo_choices() if kind == "algo" else env_choices()
+    if not _PRESET_NAME.match(str(name)) or name not in choices:  # also refuses algo=../env/lbf
+        raise ConfigError(f"{kind}={name}: unknown {'algorithm' if kind == 'algo' else 'environment'}; "
                           f"valid choices: {', '.join(choices)}")
-    return OmegaConf.load(path)
+    return OmegaConf.load(PRESETS / kind / f"{name}.yaml")
 
 
 def _suggest(key: str) -> str:
@@ -137,11 +144,46 @@ def flag_option(opts: dict[str, str], key: str, default: bool = False) -> bool:
     return value == "true"
 
 
+def int_option(opts: dict[str, str], key: str, default: int | None = None, minimum: int = 1) -> int | None:
+    """A command option (not a config key) that is an integer >= minimum, e.g. `episodes=32`."""
+    if key not in opts:
+        return default
+    try:
+        value = int(opts[key])
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got '{opts[key]}'") from None
+    if value < minimum:
+        raise ConfigError(f"{key} must be at least {minimum}, got {value}")
+    return value
+
+
+def _omegaconf_error(e: OmegaConfBaseException) -> ConfigError:
+    """OmegaConf's message, first line only, with the key it is about in front."""
+    msg = (str(getattr(e, "msg", "") or e).splitlines() or [type(e).__name__])[0]
+    key = getattr(e, "full_key", None)
+    return ConfigError(f"invalid value for {key}: {msg}" if key else f"invalid configuration: {msg}")
+
+
+def load_run_config(path: Path) -> DictConfig:
+    """A run directory's config.yaml, or one line saying why it cannot be used."""
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # YAML syntax, a python/object tag, unreadable file, ...
+        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise ConfigError(f"{path} cannot be read ({type(e).__name__}: {first}); it is not a differ "
+                          f"config: restore it, or start a new run in another run_dir") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path} is not a differ config (a YAML mapping of keys), it holds a "
+                          f"{type(cfg).__name__}; restore it, or start a new run in another run_dir")
+    return cfg
+
+
 def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -> DictConfig:
     """Compose the run config from presets and `key=value` overrides; validate everything.
 
     `algo=NAME` and `env=NAME` choose presets. With `base` (a resumed run's config) presets are
-    not re-applied: the overrides go on top of the saved config.
+    not re-applied: the overrides go on top of the saved config, and only `RESUME_KEYS` may
+    change.
     """
     overrides = dict(overrides)
     schema = OmegaConf.structured(RunConfig)
@@ -154,7 +196,11 @@ def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -
             for group in ("algo", "env"):
                 if group in overrides:
                     raise ConfigError(f"'{group}=' cannot change on resume; start a new run instead")
-            cfg = OmegaConf.merge(schema, base)
+            try:
+                cfg = OmegaConf.merge(schema, base)
+            except OmegaConfBaseException as e:
+                raise ConfigError(f"the run's saved config does not fit this version of differ "
+                                  f"({_omegaconf_error(e)}); start a new run") from None
         dotlist = [f"{k}={v}" for k, v in overrides.items()]
         for item in dotlist:
             key = item.split("=", 1)[0]
@@ -162,38 +208,90 @@ def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -
                 raise ConfigError(f"unknown config key '{key}'{_suggest(key)}")
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except OmegaConfBaseException as e:
-        msg = str(e).splitlines()[0]
-        raise ConfigError(f"invalid configuration: {msg}") from None
+        raise _omegaconf_error(e) from None
+    if base is not None:
+        _check_resume_changes(base, cfg, overrides)
     validate(cfg)
     return cfg
 
 
+def _check_resume_changes(base: DictConfig, cfg: DictConfig, overrides: dict[str, str]) -> None:
+    for key in overrides:
+        if key in RESUME_KEYS:
+            continue
+        if OmegaConf.select(base, key, default=None) != OmegaConf.select(cfg, key, default=None):
+            raise ConfigError(
+                f"{key} cannot change on resume (the checkpoint was trained with "
+                f"{OmegaConf.select(base, key, default=None)!r}); start a new run in another run_dir. "
+                f"A resume may change: {', '.join(RESUME_KEYS)}")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Semantic checks that a schema cannot express; resolves the scenario to its canonical name."""
+    """Range checks for every value, naming the key; resolves the scenario to its canonical name."""
     from .envs.registry import UnknownEnvError, resolve_scenario
     from .learners import MIXERS
 
-    if cfg.algo.mixer not in MIXERS:
-        raise ConfigError(f"unknown mixer '{cfg.algo.mixer}'; valid choices: {', '.join(MIXERS)}")
+    a, e = cfg.algo, cfg.env
+
+    def need(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            value = OmegaConf.select(cfg, key)
+            raise ConfigError(f"{key} must be {what}, got {value!r}")
+
+    ints_at_least = {  # key: minimum
+        "seed": 0, "t_max": 1, "test_interval": 1, "test_episodes": 1, "log_interval": 1,
+        "checkpoint_interval": 0, "torch_threads": 0,
+        "env.num_envs": 1, "algo.agent_hidden": 1, "algo.mixing_embed_dim": 1, "algo.hypernet_hidden": 1,
+        "algo.batch_size": 1, "algo.buffer_size": 1, "algo.target_update_episodes": 1,
+        "algo.epsilon_anneal_steps": 0,
+    }
+    for key, lo in ints_at_least.items():
+        need(OmegaConf.select(cfg, key) >= lo, key, f"an integer >= {lo}")
+    need(cfg.seed < 2**32, "seed", "below 2**32")
+    need(cfg.torch_threads <= 1024, "torch_threads", "at most 1024 (0: one per core)")
+    for key in ("env.time_limit", "env.test_num_envs"):
+        v = OmegaConf.select(cfg, key)
+        need(v is None or v >= 1, key, "null or an integer >= 1")
+    need(isinstance(e.options, DictConfig), "env.options", "a mapping of keyword arguments")
+
+    def in_range(key: str, lo: float, hi: float, lo_open=False, hi_open=False) -> None:
+        v = OmegaConf.select(cfg, key)
+        ok = _finite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        need(ok, key, f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
+
+    in_range("algo.gamma", 0, 1)
+    in_range("algo.lr", 0, math.inf, lo_open=True, hi_open=True)
+    in_range("algo.optim_alpha", 0, 1, hi_open=True)
+    in_range("algo.optim_eps", 0, math.inf, hi_open=True)
+    in_range("algo.grad_clip", 0, math.inf, lo_open=True, hi_open=True)
+    in_range("algo.train_steps_per_episode", 0, math.inf, lo_open=True, hi_open=True)
+    in_range("algo.epsilon_start", 0, 1)
+    in_range("algo.epsilon_finish", 0, 1)
+    in_range("algo.l1_reg", 0, math.inf, hi_open=True)
+    in_range("algo.eta_start", 0, 1, lo_open=True)
+    in_range("algo.eta_end", 0, 1, lo_open=True)
+    in_range("algo.eta_warmup_frac", 0, 1)
+    in_range("algo.beta_start", 0, 1)
+    in_range("algo.beta_end", 0, 1)
+    in_range("algo.per_alpha", 0, math.inf, hi_open=True)
+    in_range("algo.per_eps", 0, math.inf, lo_open=True, hi_open=True)
+    if a.g_clamp is not None:
+        in_range("algo.g_clamp", 0, math.inf, lo_open=True, hi_open=True)
+    if a.mixer not in MIXERS:
+        raise ConfigError(f"algo.mixer: unknown mixer '{a.mixer}'; valid choices: {', '.join(MIXERS)}")
+    for key, choices in (("learner", ("team", "differ")), ("selection", ("per", "all")),
+                         ("obs_dtype", ("float16", "float32"))):
+        if a[key] not in choices:
+            raise ConfigError(f"algo.{key} must be one of {', '.join(choices)}, got '{a[key]}'")
+    if a.batch_size > a.buffer_size:
+        raise ConfigError(f"algo.batch_size ({a.batch_size}) exceeds algo.buffer_size ({a.buffer_size})")
+    if cfg.run_dir is not None and not str(cfg.run_dir).strip():
+        raise ConfigError("run_dir must not be empty (leave it out for runs/<algo>_<env>_...)")
     try:
-        cfg.env.scenario = resolve_scenario(cfg.env.name, cfg.env.scenario)
-    except UnknownEnvError as e:
-        raise ConfigError(str(e)) from None
-    positive = {"t_max": cfg.t_max, "env.num_envs": cfg.env.num_envs,
-                "algo.batch_size": cfg.algo.batch_size, "algo.buffer_size": cfg.algo.buffer_size,
-                "test_interval": cfg.test_interval, "log_interval": cfg.log_interval}
-    for k, v in positive.items():
-        if v <= 0:
-            raise ConfigError(f"{k} must be positive, got {v}")
-    if not 0 < cfg.algo.lr < float("inf"):  # also rejects nan
-        raise ConfigError(f"algo.lr must be a positive finite number, got {cfg.algo.lr}")
-    if cfg.algo.batch_size > cfg.algo.buffer_size:
-        raise ConfigError(f"algo.batch_size ({cfg.algo.batch_size}) exceeds algo.buffer_size "
-                          f"({cfg.algo.buffer_size})")
-    for key, choices in (("learner", ("team", "differ")), ("selection", ("per", "all"))):
-        if cfg.algo[key] not in choices:
-            raise ConfigError(f"algo.{key} must be one of {', '.join(choices)}, got '{cfg.algo[key]}'")
-    if not 0 < cfg.algo.eta_start <= 1 or not 0 < cfg.algo.eta_end <= 1:
-        raise ConfigError("algo.eta_start and algo.eta_end must lie in (0, 1]")
-    if cfg.algo.obs_dtype not in ("float16", "float32"):
-        raise ConfigError(f"algo.obs_dtype must be float16 or float32, got '{cfg.algo.obs_dtype}'")
+        cfg.env.scenario = resolve_scenario(e.name, e.scenario)
+    except UnknownEnvError as err:
+        raise ConfigError(str(err)) from None

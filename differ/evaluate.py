@@ -50,8 +50,7 @@ def evaluate(path: str, episodes: int = 32, seed: int | None = None,
     path = Path(path)
     if not path.exists():
         raise ckpt.CheckpointError(f"{path} does not exist (expected a run directory or a checkpoint file)")
-    ckpt_path = ckpt.latest(path) if path.is_dir() else path
-    payload = ckpt.load(ckpt_path)
+    ckpt_path, payload = ckpt.load_newest(path) if path.is_dir() else (path, ckpt.load(path))
     cfg = build_config({}, base=OmegaConf.create(payload["config"]))
     env, test_env = make_envs(cfg)
     learner = build_learner(cfg, env.spec)

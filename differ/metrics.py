@@ -71,9 +71,16 @@ class MetricsLogger:
             for k, v in values.items():
                 self.tb.add_scalar(k, v, t_env)
 
-    def close(self) -> None:
+    def close(self, quiet: bool = False) -> None:
+        """Flush and close TensorBoard; `quiet` (on the way out of an error) ignores its failures,
+        so the error that stopped the run is the one reported."""
         if self.tb is not None:
-            self.tb.close()
+            try:
+                self.tb.close()
+            except Exception:
+                if not quiet:
+                    raise
+            self.tb = None
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -9,10 +9,8 @@ from a per-episode seed, so a resumed run continues exactly as the uninterrupted
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
-from .config import build_config
+from .config import build_config, load_run_config
+from .lock import exclusive
+from .errors import CheckpointError, ConfigError, CorruptCheckpoint, RunInUse, TrainingDiverged, storage_error
 from .controller import Controller
 from .envs.registry import make_env
 from .learners.differ_learner import DifferLearner
@@ -34,12 +34,7 @@ from .runner import Runner
 TRAIN, TEST = 0, 1  # seed streams: training and test episodes never share a seed
 
 
-class TrainingDiverged(RuntimeError):
-    pass
-
-
-class RunInUse(RuntimeError):
-    """Another process is training in this run directory."""
+__all__ = ["Trainer", "train_from_overrides", "TrainingDiverged", "RunInUse"]
 
 
 def machine_info() -> dict[str, str]:
@@ -114,7 +109,7 @@ def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, run_dir: Path, resume_payload: dict | None = None):
+    def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
         torch.set_num_threads(cfg.torch_threads or max(1, (torch.get_num_threads())))
         self.env, self.test_env = make_envs(cfg)
@@ -133,11 +128,48 @@ class Trainer:
                   "last_target_update_episode": 0, "wall_time": 0.0}
         self.acc_env, self.acc_train = Accumulator(), Accumulator()
         self.last_test: dict[str, float] = {}
-        if resume_payload is not None:
-            self._restore(resume_payload)
-        self.logger = MetricsLogger(run_dir, cfg.tensorboard,
-                                    resume_t_env=self.c["t_env"] if resume_payload is not None else None)
+        self.logger: MetricsLogger | None = None
+        self.last_checkpoint: Path | None = None  # the newest checkpoint known good (saved or resumed from)
+        self._prev_live_from = 0  # first live episode of the checkpoint before it: its chunks stay
         self._stop = False
+
+    def start_new(self) -> None:
+        """A fresh run in a directory without checkpoints: anything a start killed before its
+        first checkpoint left there (metrics, TensorBoard events, replay chunks) goes."""
+        import shutil
+
+        for name in ("metrics.jsonl", "result.json"):
+            (self.run_dir / name).unlink(missing_ok=True)
+        for d in (ckpt.replay_dir(self.run_dir), self.run_dir / "tb"):
+            shutil.rmtree(d, ignore_errors=True)
+        ckpt.remove_stale_tmp(self.run_dir)
+        self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard)
+
+    def resume(self) -> Path:
+        """Restore the newest checkpoint whose files are all readable; a damaged one (empty,
+        truncated, unreadable, or with a bad replay chunk) is reported and the one before it is
+        tried. Returns the checkpoint resumed from. Files are only cleaned up once it succeeded."""
+        damaged: list[str] = []
+
+        def bad(msg: str) -> None:
+            damaged.append(msg)
+            ckpt.warn(f"{msg}; trying the checkpoint before it")
+
+        for path, payload in ckpt.readable_newest_first(self.run_dir, on_bad=bad):
+            try:
+                self._restore(payload)
+            except CorruptCheckpoint as e:
+                bad(f"{e}: cannot resume from {path}")
+                continue
+            if damaged:
+                ckpt.warn(f"resuming from {path}, the newest checkpoint that is intact")
+            self.last_checkpoint = path
+            ckpt.remove_stale_tmp(self.run_dir)
+            self.buffer.drop_from(ckpt.replay_dir(self.run_dir), self.buffer.total_added)
+            self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard, resume_t_env=self.c["t_env"])
+            return path
+        raise CheckpointError(f"no checkpoint in {ckpt.checkpoint_dir(self.run_dir)} can be resumed "
+                              f"(the oldest: {damaged[-1]}); the run cannot be continued: start a new one")
 
     # ---- checkpoint ----------------------------------------------------------------------
     def payload(self) -> dict:
@@ -158,35 +190,55 @@ class Trainer:
         s = self.spec
         return {"n_agents": s.n_agents, "n_actions": s.n_actions, "obs_dim": s.obs_dim, "state_dim": s.state_dim}
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self, periodic: bool = True) -> Path:
+        """Save everything the rest of the run depends on. A periodic checkpoint moves the
+        checkpoint schedule (and records the moved schedule); the one a stop (Ctrl-C, SIGTERM)
+        writes does not, so the resumed run checkpoints and logs where the uninterrupted one does."""
+        if not self.learner.all_finite():
+            raise TrainingDiverged(f"the networks hold non-finite values at t_env={self.c['t_env']}; "
+                                   f"not saving them")
         replay_dir = ckpt.replay_dir(self.run_dir)
         self.buffer.persist(replay_dir)  # chunks first: the checkpoint must only name files on disk
+        if periodic:
+            self.c["last_ckpt_t"] = self.c["t_env"]
         path = ckpt.save(self.run_dir, self.c["t_env"], self.payload())
-        self.buffer.prune(replay_dir, keep_from=self.buffer.total_added - len(self.buffer))
-        self.c["last_ckpt_t"] = self.c["t_env"]
+        live_from = self.buffer.total_added - len(self.buffer)
+        # keep the chunks the previous checkpoint needs as well: if this one turns out damaged,
+        # resume falls back to that one
+        self.buffer.prune(replay_dir, keep_from=min(live_from, self._prev_live_from))
+        self._prev_live_from = live_from
+        self.last_checkpoint = path
         return path
 
     def _restore(self, p: dict) -> None:
+        """Load a checkpoint's payload into this trainer. Every piece of state is overwritten, so
+        a failed attempt leaves nothing behind that a second attempt (an older checkpoint) keeps."""
         now = self._shapes()
         if p["spec"] != now:
-            raise ckpt.CheckpointError(
+            raise CheckpointError(
                 f"the checkpoint was made for env shapes {p['spec']}, but the environment now gives {now} "
                 f"(a different package version or scenario?); start a new run instead")
+        b = p["buffer"]
+        replay = ckpt.replay_dir(self.run_dir)
+        if b["total_added"] > b["live_from"] and not replay.is_dir():
+            raise CheckpointError(
+                f"{replay} is gone: a sweep deletes a finished run's replay buffer unless keep_replay=true, "
+                f"and without it the run cannot be continued exactly; start a new run with the larger t_max "
+                f"(or sweep with keep_replay=true next time)")
+        self.buffer.restore(replay, b["live_from"], b["total_added"])
+        self._prev_live_from = b["live_from"]
         self.c.update(p["counters"])
-        self.learner.load_state_dict(p["learner"])
+        try:
+            self.learner.load_state_dict(p["learner"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"the checkpoint's networks do not fit the ones built from the config "
+                                  f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}); "
+                                  f"was config.yaml edited? start a new run instead") from None
         self.rng.bit_generator.state = p["rng"]["numpy"]
         torch.set_rng_state(p["rng"]["torch"])
         self.acc_env = Accumulator(p["accumulators"]["env"])
         self.acc_train = Accumulator(p["accumulators"]["train"])
         self.last_test = dict(p["last_test"])
-        b = p["buffer"]
-        replay = ckpt.replay_dir(self.run_dir)
-        if b["total_added"] > b["live_from"] and not replay.is_dir():
-            raise ckpt.CheckpointError(
-                f"{replay} is gone: a sweep deletes a finished run's replay buffer unless keep_replay=true, "
-                f"and without it the run cannot be continued exactly; start a new run with the larger t_max "
-                f"(or sweep with keep_replay=true next time)")
-        self.buffer.restore(replay, b["live_from"], b["total_added"])
 
     # ---- the loop --------------------------------------------------------------------------
     def _request_stop(self, signum, frame):
@@ -201,6 +253,7 @@ class Trainer:
         progress = _progress(cfg, c["t_env"])
         t_start = time.time()
         wall_before = c["wall_time"]
+        completed = False
         try:
             while c["t_env"] < cfg.t_max and not self._stop:
                 epsilon = linear(a.epsilon_start, a.epsilon_finish, a.epsilon_anneal_steps, c["t_env"])
@@ -216,32 +269,47 @@ class Trainer:
                     c["train_credit"] += E * a.train_steps_per_episode
                     while c["train_credit"] >= 1:
                         c["train_credit"] -= 1
-                        stats = self.learner.train(self.buffer.sample(a.batch_size, self.rng), c["t_env"])
-                        bad = [k for k, v in stats.items() if k.startswith("loss") and not np.isfinite(v)]
-                        if bad:
-                            raise TrainingDiverged(
-                                f"{bad[0]} became {stats[bad[0]]} at t_env={c['t_env']} "
-                                f"(training step {c['train_steps']}); the last checkpoint is intact. "
-                                f"Lower algo.lr or algo.grad_clip, or check the environment's rewards")
-                        self.acc_train.add(stats)
+                        self.acc_train.add(self._train_step())
                         c["train_steps"] += 1
                 if c["episode"] - c["last_target_update_episode"] >= a.target_update_episodes:
                     self.learner.update_targets()
                     c["last_target_update_episode"] = c["episode"]
 
                 c["wall_time"] = wall_before + time.time() - t_start
-                self._periodic(final=False)
+                self._periodic(final=c["t_env"] >= cfg.t_max)
                 progress.update(c, self.last_test, sum(ep.ret for ep in episodes) / E)
+            if c["t_env"] < cfg.t_max:
+                # stopped by a signal between two batches: checkpoint the state as it is, with no
+                # extra test or log row, so a resumed run logs exactly what an uninterrupted one does
+                self.save_checkpoint(periodic=False)
+            completed = True
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
-        self._periodic(final=True)
-        progress.close()
-        self.logger.close()
+            progress.close()
+            self.logger.close(quiet=not completed)  # an error on the way out is the one to report
         return {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max,
                 "wall_time_s": round(c["wall_time"], 1), **self.last_test}
 
+    def _train_step(self) -> dict[str, float]:
+        c = self.c
+        try:
+            stats = self.learner.train(self.buffer.sample(self.cfg.algo.batch_size, self.rng), c["t_env"])
+            bad = [k for k, v in stats.items() if k.startswith("loss") and not np.isfinite(v)]
+            if bad:
+                raise TrainingDiverged(f"{bad[0]} became {stats[bad[0]]}")
+        except TrainingDiverged as e:
+            good = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                    else "no checkpoint was saved yet")
+            raise TrainingDiverged(
+                f"training diverged: {e} at t_env={c['t_env']} (training step {c['train_steps']}); {good}. "
+                f"Resume from it with a lower learning rate, e.g. `differ train resume={self.run_dir} "
+                f"algo.lr={self.cfg.algo.lr / 10:g}` (or a lower algo.grad_clip), or check the "
+                f"environment's rewards") from None
+        return stats
+
     def _periodic(self, final: bool) -> None:
+        """Test, log and checkpoint on their schedules; at t_max (final) all three, once."""
         cfg, c = self.cfg, self.c
         if final or c["t_env"] - c["last_test_t"] >= cfg.test_interval:
             if not final or c["last_test_t"] != c["t_env"]:
@@ -291,53 +359,82 @@ class _progress:
 
 
 # ---- entry points used by the CLI ----------------------------------------------------------
-@contextmanager
 def run_lock(run_dir: Path):
     """Hold an exclusive lock on a run directory while a process trains in it: a second `differ
     train` (or a second sweep over the same out=) on the same directory stops at once instead of
-    interleaving checkpoints and metrics. The OS drops the lock when the process dies, even on
-    SIGKILL, so a killed run never leaves a stale lock behind."""
-    import fcntl
-
+    interleaving checkpoints and metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise RunInUse(f"{run_dir} is in use by another differ process (pid {f.read().strip() or '?'}); "
-                           f"wait for it to finish or stop it first") from None
-        f.truncate(0)
-        f.write(str(os.getpid()))
-        f.flush()
-        yield
+    return exclusive(run_dir / ".lock", str(run_dir))
+
+
+def _prepare_run_dir(run_dir: Path) -> bool:
+    """Create the run directory (and its parents); True if this call created it. A path that
+    cannot be a directory (too long, under a file, read-only) is bad input: one line naming it."""
+    existed = run_dir.is_dir()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        shown = str(run_dir) if len(str(run_dir)) <= 120 else str(run_dir)[:117] + "..."
+        raise ConfigError(f"run_dir={shown} cannot be used: {e.strerror or type(e).__name__}"
+                          f"{' (is a parent a file?)' if isinstance(e, (NotADirectoryError, FileExistsError)) else ''}"
+                          ) from None
+    return not existed
+
+
+def _resume_config(run_dir: Path, overrides: dict[str, str]) -> DictConfig:
+    if not str(run_dir).strip():
+        raise ConfigError("resume= needs a run directory, e.g. resume=runs/my_run")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"resume={run_dir}: no such directory")
+    if not (run_dir / "config.yaml").exists():
+        raise CheckpointError(f"{run_dir} holds no run to resume (no config.yaml: it was stopped before "
+                              f"writing anything, or is not a run directory); re-run the original "
+                              f"`differ train ... run_dir={run_dir}` command to start it afresh")
+    return build_config(overrides, base=load_run_config(run_dir / "config.yaml"))
 
 
 def train_from_overrides(overrides: dict[str, str]) -> dict:
-    resume = overrides.pop("resume", None)
+    """`differ train`: a new run, or `resume=DIR` to continue one. Nothing in the run directory
+    changes until the run is known to start: the config, the environment and (on resume) a
+    readable checkpoint are all checked first, so a failed command leaves the directory as it
+    was."""
+    overrides = dict(overrides)
+    resume = "resume" in overrides
     if resume:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").exists():
-            raise ckpt.CheckpointError(f"{run_dir} is not a run directory (no config.yaml)")
-        cfg = build_config(overrides, base=OmegaConf.load(run_dir / "config.yaml"))
+        run_dir = Path(overrides.pop("resume"))
+        cfg = _resume_config(run_dir, overrides)
     else:
         cfg = build_config(overrides)
         run_dir = Path(cfg.run_dir or default_run_dir(cfg))
-    with run_lock(run_dir):
-        if resume:
-            payload = ckpt.load(ckpt.latest(run_dir))
-            OmegaConf.save(cfg, run_dir / "config.yaml")  # e.g. a raised t_max
-            trainer = Trainer(cfg, run_dir, resume_payload=payload)
-        else:
-            if ckpt.list_checkpoints(run_dir):
-                raise FileExistsError(f"{run_dir} already holds a run; continue it with "
-                                      f"`differ train resume={run_dir}` or choose another run_dir")
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a start that died before any checkpoint
-            cfg.run_dir = str(run_dir)
-            OmegaConf.save(cfg, run_dir / "config.yaml")
+        if ckpt.list_checkpoints(run_dir):
+            raise FileExistsError(f"{run_dir} already holds a run; continue it with "
+                                  f"`differ train resume={run_dir}` or choose another run_dir")
+    created = _prepare_run_dir(run_dir)
+    try:
+        with run_lock(run_dir):
             trainer = Trainer(cfg, run_dir)
-        result = trainer.train()
-    result["run_dir"] = str(run_dir)
-    result["machine"] = machine_info()  # of the session that finished the run
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+            if resume:
+                trainer.resume()
+            else:
+                if ckpt.list_checkpoints(run_dir):  # appeared while we built the trainer
+                    raise FileExistsError(f"{run_dir} already holds a run; continue it with "
+                                          f"`differ train resume={run_dir}` or choose another run_dir")
+                cfg.run_dir = str(run_dir)
+                trainer.start_new()
+            OmegaConf.save(cfg, run_dir / "config.yaml")  # only now: e.g. a raised t_max on resume
+            result = trainer.train()
+            result["run_dir"] = str(run_dir)
+            result["machine"] = machine_info()  # of the session that finished the run
+            ckpt.write_atomic(run_dir / "result.json", (json.dumps(result, indent=2) + "\n").encode())
+    except OSError as e:
+        if isinstance(e, FileExistsError) and not e.filename:
+            raise
+        raise storage_error(e, run_dir) from None
+    finally:
+        if created and {p.name for p in run_dir.iterdir()} <= {".lock"}:  # failed before writing anything
+            (run_dir / ".lock").unlink(missing_ok=True)
+            run_dir.rmdir()
     return result

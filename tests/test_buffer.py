@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from differ.envs.base import EnvSpec
+from differ.errors import CorruptCheckpoint
 from differ.replay.episode_buffer import EpisodeBuffer, bytes_per_step, check_fits
 
 SPEC = EnvSpec(n_agents=3, n_actions=6, obs_dim=4, state_dim=5, episode_limit=10,
@@ -62,7 +63,7 @@ def test_persist_restore_round_trip(tmp_path):
     for a, b in zip(buf.episodes, restored.episodes):
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
-    with pytest.raises(FileNotFoundError, match="incomplete"):
+    with pytest.raises(CorruptCheckpoint, match="incomplete"):
         EpisodeBuffer(SPEC, 5).restore(tmp_path, live_from, buf.total_added + 1)
 
 

@@ -16,9 +16,9 @@ def test_presets_and_overrides_compose():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"algo.lrr": "1"}, "unknown config key 'algo.lrr' (did you mean algo.lr"),
-    ({"t_max": "lots"}, "invalid configuration"),
-    ({"algo": "qmixx"}, "unknown algorithm 'qmixx'; valid choices: qmix, qmix_differ, qmix_divide, vdn, vdn_differ, vdn_divide"),
-    ({"env": "starcraft"}, "unknown environment 'starcraft'; valid choices: lbf, mpe, rware, smax"),
+    ({"t_max": "lots"}, "invalid value for t_max"),
+    ({"algo": "qmixx"}, "algo=qmixx: unknown algorithm; valid choices: qmix, qmix_differ, qmix_divide, vdn, vdn_differ, vdn_divide"),
+    ({"env": "starcraft"}, "env=starcraft: unknown environment; valid choices: lbf, mpe, rware, smax"),
     ({"env.scenario": "4m"}, "unknown SMAX scenario '4m'; valid choices: 3m, 2s3z"),
     ({"algo.batch_size": "64", "algo.buffer_size": "32"}, "exceeds algo.buffer_size"),
 ])
@@ -31,7 +31,7 @@ def test_bad_config_is_a_clear_error(overrides, message):
 @pytest.mark.parametrize("args, message", [
     (["train", "algo.lrr=0.1"], "unknown config key 'algo.lrr'"),
     (["train", "env=lbf", "env.scenario=Foraging-99x99"], "unknown lbf scenario"),
-    (["train", "seed=abc"], "invalid configuration"),
+    (["train", "seed=abc"], "invalid value for seed"),
     (["evaluate", "/nonexistent/run"], "does not exist (expected a run directory"),
     (["frobnicate"], "unknown command 'frobnicate'"),
 ])

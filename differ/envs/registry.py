@@ -10,7 +10,10 @@ the family name first so one module may serve several families:
 from __future__ import annotations
 
 import importlib
+import re
 from types import ModuleType
+
+from ..errors import ConfigError
 
 FAMILIES: dict[str, tuple[str, str]] = {
     # name: (module, one-line description)
@@ -21,7 +24,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
 }
 
 
-class UnknownEnvError(ValueError):
+class UnknownEnvError(ConfigError):
     """An environment family or scenario that does not exist; the message names valid choices."""
 
 
@@ -40,4 +43,13 @@ def resolve_scenario(name: str, scenario: str) -> str:
 
 
 def make_env(name: str, scenario: str, num_envs: int, time_limit=None, options=None):
-    return family_module(name).make(name, scenario, num_envs, time_limit, dict(options or {}))
+    module = family_module(name)
+    try:
+        return module.make(name, scenario, num_envs, time_limit, dict(options or {}))
+    except TypeError as e:
+        # an env.options key the family or its package does not take ("unexpected keyword")
+        if "keyword argument" not in str(e):
+            raise
+        m = re.search(r"argument '([^']+)'", str(e))
+        key = f"env.options.{m.group(1)}" if m else "env.options"
+        raise ConfigError(f"{key} is not an option of {name} {scenario} ({e}); remove it") from None

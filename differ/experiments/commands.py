@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import ConfigError, flag_option, parse_overrides
+from ..config import ConfigError, flag_option, int_option, parse_overrides
 from . import plots
 from .results import find_runs, markdown, pick_metric, summarise, write_csv
 
@@ -44,7 +44,7 @@ def load_runs(paths: list[str], opts: dict[str, str]):
     left = [r for r in runs if not r.finished]
     if left:
         if not done:
-            raise ValueError(f"none of the {len(runs)} runs has reached its t_max yet; pass unfinished=true "
+            raise ConfigError(f"none of the {len(runs)} runs has reached its t_max yet; pass unfinished=true "
                              f"to use them as they are")
         names = ", ".join(f"{r.path.name} ({r.t_env:,}/{r.t_max:,})" for r in left)
         print(f"note: leaving out {len(left)} unfinished run(s): {names}; unfinished=true includes them",
@@ -71,7 +71,7 @@ def run_command(cmd: str, args: list[str]) -> int:
     elif cmd == "fig9":
         runs = [r for r in load_runs(paths, opts) if "td_ind_std_norm" in r.metrics()]
         if not runs:
-            raise ValueError("no run logged td_ind_std_norm (DIFFER and -divide runs do)")
+            raise ConfigError("no run logged td_ind_std_norm (DIFFER and -divide runs do)")
         _print_files(plots.plot_curves(runs, "td_ind_std_norm", opts.get("out") or _default_out(paths, "fig9_td_std"),
                                        "Fig. 9: normalised std of individual TD errors"))
     elif cmd == "fig10":
@@ -80,7 +80,7 @@ def run_command(cmd: str, args: list[str]) -> int:
         runs = [r for r in load_runs(paths, opts) if r.config.get("algo.learner") == "differ"
                 and r.config.get("algo.selection") == "per"]
         if not runs:
-            raise ValueError("no DIFFER runs (algo.learner=differ, selection=per) found; run "
+            raise ConfigError("no DIFFER runs (algo.learner=differ, selection=per) found; run "
                              "`differ sweep preset=warmup_ablation ...` first")
         for r in runs:
             r.label = plots.eta_label(r)
@@ -96,7 +96,7 @@ def run_command(cmd: str, args: list[str]) -> int:
 def summary(paths: list[str], opts: dict[str, str], runs=None) -> None:
     runs = runs or load_runs(paths, opts)
     metric = pick_metric(runs, opts.get("metric"))
-    rows = summarise(runs, metric, reps=int(opts.get("reps", 2000)))
+    rows = summarise(runs, metric, reps=int_option(opts, "reps", 2000))
     text = markdown(rows, metric)
     print(text)
     out = Path(opts.get("out") or _default_out(paths, "summary"))
@@ -114,12 +114,12 @@ def fig10(path: str, opts: dict[str, str]) -> list[str]:
         if not csv_path.exists():
             from ..evaluate import evaluate
 
-            seed = int(opts["seed"]) if "seed" in opts else None
-            evaluate(str(p), int(opts.get("episodes", 8)), seed, str(csv_path))
+            evaluate(str(p), int_option(opts, "episodes", 8), int_option(opts, "seed", None, minimum=0),
+                     str(csv_path))
     else:
         csv_path = p
     if not csv_path.exists():
-        raise FileNotFoundError(f"{csv_path} does not exist (a run directory or an individual-reward dump CSV)")
-    episode = int(opts.get("episode", 0))
+        raise ConfigError(f"{csv_path} does not exist (a run directory or an individual-reward dump CSV)")
+    episode = int_option(opts, "episode", 0, minimum=0)
     default = (p if p.is_dir() else p.parent) / "figures" / f"fig10_individual_rewards_ep{episode}"
     return plots.plot_individual_rewards(csv_path, opts.get("out") or default, episode)

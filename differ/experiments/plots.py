@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from .results import Run, aligned, group, pick_metric
 
 PRETTY = {"test_battle_won_mean": "test win rate", "test_return_mean": "test return",
@@ -115,7 +116,7 @@ def plot_sample_share(runs: list[Run], out: str | Path) -> list[str]:
         print(f"note: leaving out {', '.join(sorted(single))}: one unit type, whose share is always 1",
               file=sys.stderr)
     if not panels:
-        raise ValueError("no run with two or more unit types logged sample_share/<unit type> "
+        raise ConfigError("no run with two or more unit types logged sample_share/<unit type> "
                          "(only DIFFER runs with selection=per do, on heterogeneous scenarios)")
     fig, axes = _panels(len(panels))
     for ax, (scenario, label, rs, types) in zip(axes, panels):
@@ -139,7 +140,7 @@ def plot_individual_rewards(csv_path: str | Path, out: str | Path, episode: int 
     type (steps after an agent's death are not drawn), with the team reward in black."""
     rows = [r for r in csv.DictReader(open(csv_path)) if int(r["episode"]) == episode]
     if not rows:
-        raise ValueError(f"{csv_path} has no rows for episode {episode}")
+        raise ConfigError(f"{csv_path} has no rows for episode {episode}")
     per_agent: dict[int, list] = defaultdict(list)
     team: dict[int, float] = {}
     unit: dict[int, str] = {}

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from ..errors import ConfigError
+
 DEFAULT_METRIC = "test_battle_won_mean"
 FINAL_FRACTION = 0.1  # `final` averages the evaluations in the last 10% of a run
 # keys that never distinguish two runs' algorithms: bookkeeping, seeds and budgets
@@ -103,7 +105,7 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
     dirs: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist (expected a run or sweep directory)")
+            raise ConfigError(f"{p} does not exist (expected a run or sweep directory)")
         found = [p] if (p / "config.yaml").exists() else sorted(c.parent for c in p.rglob("config.yaml"))
         dirs += [d for d in found if (d / "metrics.jsonl").exists()]
     runs = []
@@ -118,7 +120,7 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
                 continue
         runs.append(Run(d, cfg, records))
     if not runs:
-        raise FileNotFoundError(f"no run directories (config.yaml + metrics.jsonl) under {', '.join(map(str, paths))}")
+        raise ConfigError(f"no run directories (config.yaml + metrics.jsonl) under {', '.join(map(str, paths))}")
     label_runs(runs)
     return runs
 
@@ -149,7 +151,7 @@ def pick_metric(runs: list[Run], metric: str | None) -> str:
     if metric:
         if not any(metric in r.metrics() for r in runs):
             known = sorted(set().union(*(r.metrics() for r in runs)))
-            raise ValueError(f"no run logged metric '{metric}'; logged metrics: {', '.join(known)}")
+            raise ConfigError(f"no run logged metric '{metric}'; logged metrics: {', '.join(known)}")
         return metric
     return DEFAULT_METRIC if any(DEFAULT_METRIC in r.metrics() for r in runs) else "test_return_mean"
 

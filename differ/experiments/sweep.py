@@ -27,7 +27,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .. import checkpoint as ckpt
-from ..config import ConfigError, build_config, flag_option
+from ..config import ConfigError, build_config, flag_option, int_option
+from ..lock import exclusive
 
 SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset", "keep_replay")
 RUN_DEFAULTS = {"torch_threads": "1", "progress": "false"}  # one core per run; no bars from workers
@@ -147,7 +148,7 @@ def _decide(run: PlannedRun, cfg) -> None:
         run.action, run.status, run.result, run.t_env = "skip", "skipped", result, result["t_env"]
     else:
         run.action = "resume"
-        run.t_env = int(ckpt.latest(run.run_dir).stem.split("_")[-1])
+        run.t_env = ckpt.t_env_of(ckpt.latest(run.run_dir))
 
 
 def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
@@ -265,6 +266,10 @@ def _finish(run: PlannedRun, rc: int, log: Path) -> None:
     else:
         run.status = "failed"
         run.error = (f"exit {rc}: " if rc else "") + _error_line(log) + f" (log: {log})"
+    if run.status != "finished":
+        # what a re-run continues from is the newest checkpoint, not the last metrics row
+        found = ckpt.list_checkpoints(run.run_dir)
+        run.t_env = ckpt.t_env_of(found[-1]) if found else 0
 
 
 def drop_replay(run: PlannedRun) -> int:
@@ -393,15 +398,28 @@ def summary_table(runs: list[PlannedRun]) -> str:
 
 
 def sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
+    """Plan and run a grid. One sweep at a time per out=: a second one stops at once (before it
+    plans, starts or reports anything), whatever state the first one's runs are in."""
+    if not str(args.get("out", "x")).strip():
+        raise ConfigError("out= needs a directory, e.g. out=sweeps/demo")
+    if "out" in args:
+        out = Path(args["out"]).resolve()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"out={args['out']} cannot be used: {e.strerror or type(e).__name__}") from None
+        with exclusive(out / ".sweep.lock", f"sweep directory {out}"):
+            return _sweep(args)
+    return _sweep(args)  # plan() reports the missing out=
+
+
+def _sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
     opts, runs = plan(args)
     out = Path(opts["out"]).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     backend = opts.get("backend", "local")
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be local or ray, got '{backend}'")
-    workers = int(opts["workers"]) if "workers" in opts else None
-    if workers is not None and workers < 1:
-        raise ConfigError(f"workers must be at least 1, got {workers}")
+    workers = int_option(opts, "workers", None, minimum=1)
     keep_replay = flag_option(opts, "keep_replay")
     n = {a: sum(r.action == a for r in runs) for a in ("new", "resume", "skip")}
     print(f"sweep {out}: {len(runs)} runs ({n['new']} new, {n['resume']} to resume, {n['skip']} finished "

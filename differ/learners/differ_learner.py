@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..envs.base import EnvSpec
+from ..errors import TrainingDiverged
 from ..replay.episode_buffer import Batch
 from ..replay.fair import beta_at, eta_at, fair_weights
 from .decomposer import decompose
@@ -36,6 +37,9 @@ class DifferLearner(QLearner):
         self.mixer_params = list(self.mixer.parameters())
         self.optimiser = self.rmsprop(self.agent_params)
         self.mixer_optimiser = self.rmsprop(self.mixer_params) if self.mixer_params else None
+
+    def optimisers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimiser] + ([self.mixer_optimiser] if self.mixer_optimiser is not None else [])
 
     def selection_weights(self, delta_i: torch.Tensor, valid: torch.Tensor, t_env: int):
         """Loss weights and draw counts over the individual experiences of this batch."""
@@ -61,6 +65,8 @@ class DifferLearner(QLearner):
         # the agents: individual TD on the selected experiences
         delta_i = fwd.chosen - dec.y_i
         valid = dec.mask_i > 0
+        if not bool(torch.isfinite(delta_i[valid]).all()):  # fair replay cannot draw from nan priorities
+            raise TrainingDiverged("the individual TD errors became non-finite")
         n_valid = valid.sum().clamp(min=1)
         weights, counts, eta, beta = self.selection_weights(delta_i, valid, t_env)
         loss_agents = (weights * delta_i ** 2).sum() / n_valid
@@ -106,3 +112,4 @@ class DifferLearner(QLearner):
         self.generator.set_state(sd["generator"])
         if self.mixer_optimiser is not None:
             self.mixer_optimiser.load_state_dict(sd["mixer_optimiser"])
+        self.apply_optimiser_settings()

@@ -8,11 +8,13 @@ network and evaluates it with the target networks.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..errors import TrainingDiverged
 from ..nets.agent import RNNAgent
 from ..replay.episode_buffer import Batch
 
@@ -44,6 +46,17 @@ class QLearner:
     def build_optimisers(self) -> None:
         """One optimiser: the team TD loss trains agents and mixer together."""
         self.optimiser = self.rmsprop(self.params)
+
+    def optimisers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimiser]
+
+    def apply_optimiser_settings(self) -> None:
+        """Set lr, alpha and eps from the config on every optimiser. A loaded optimiser state
+        carries the values it was saved with; a resumed run that changes them (e.g. a lower
+        algo.lr after a divergence) must get the new ones."""
+        for opt in self.optimisers():
+            for group in opt.param_groups:
+                group.update(lr=self.cfg.lr, alpha=self.cfg.optim_alpha, eps=self.cfg.optim_eps)
 
     def rmsprop(self, params: list) -> torch.optim.Optimizer:
         return torch.optim.RMSprop(params, lr=self.cfg.lr, alpha=self.cfg.optim_alpha, eps=self.cfg.optim_eps)
@@ -83,9 +96,11 @@ class QLearner:
     def step(optimiser, loss: torch.Tensor, params: list, clip: float) -> float:
         optimiser.zero_grad(set_to_none=True)
         loss.backward(inputs=params)
-        grad_norm = nn.utils.clip_grad_norm_(params, clip)
+        grad_norm = nn.utils.clip_grad_norm_(params, clip).item()
+        if not math.isfinite(grad_norm):  # stop before the step writes non-finite weights
+            raise TrainingDiverged(f"the gradient norm became {grad_norm} (loss {loss.item():.4g})")
         optimiser.step()
-        return grad_norm.item()
+        return grad_norm
 
     @staticmethod
     @torch.no_grad()
@@ -119,3 +134,12 @@ class QLearner:
         self.target_agent.load_state_dict(sd["target_agent"])
         self.target_mixer.load_state_dict(sd["target_mixer"])
         self.optimiser.load_state_dict(sd["optimiser"])
+        self.apply_optimiser_settings()
+
+    def all_finite(self) -> bool:
+        """Whether every network weight and optimiser statistic is finite (checked before a save)."""
+        tensors = [t for m in (self.agent, self.mixer, self.target_agent, self.target_mixer)
+                   for t in m.state_dict().values()]
+        for opt in self.optimisers():
+            tensors += [v for st in opt.state.values() for v in st.values() if torch.is_tensor(v)]
+        return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())

@@ -11,7 +11,7 @@ the FIFO window are deleted once a newer checkpoint no longer needs them.
 
 from __future__ import annotations
 
-import os
+import io
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import write_atomic
 from ..envs.base import EnvSpec
+from ..errors import CorruptCheckpoint
 
 # per-step arrays (length L + 1: they include the observation after the last step)
 STEP_KEYS = ("obs", "state", "avail", "alive")
@@ -159,50 +161,78 @@ class EpisodeBuffer:
         for k in STEP_KEYS + TRANSITION_KEYS:
             arrays[k] = np.concatenate([ep[k] for ep in eps])
         path = directory / f"chunk_{start:09d}_{self.total_added:09d}.npz"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        data = io.BytesIO()
+        np.savez(data, **arrays)
+        write_atomic(path, data.getbuffer())
         self._persisted_upto = self.total_added
+
+    def _chunks(self, directory: Path) -> list[tuple[int, int, Path]]:
+        found = []
+        for p in directory.glob("chunk_*.npz"):
+            m = self._CHUNK.search(p.name)
+            if m:
+                found.append((int(m.group(1)), int(m.group(2)), p))
+        return sorted(found)
 
     def prune(self, directory: Path, keep_from: int) -> None:
         """Delete chunk files whose episodes all precede id `keep_from`."""
-        for p in directory.glob("chunk_*.npz"):
-            m = self._CHUNK.search(p.name)
-            if m and int(m.group(2)) <= keep_from:
+        for _, end, p in self._chunks(directory):
+            if end <= keep_from:
                 p.unlink()
 
+    def drop_from(self, directory: Path, first: int) -> None:
+        """Delete chunk files holding episode ids >= `first`: written after the checkpoint a run
+        resumes from (by a process killed before its next checkpoint, or by the timeline of a
+        damaged newer checkpoint), they would otherwise shadow the episodes played from now on."""
+        if directory.is_dir():
+            for start, end, p in self._chunks(directory):
+                if end > first:
+                    if start < first:  # cannot happen with our naming; refuse to guess
+                        raise CorruptCheckpoint(f"replay chunk {p} straddles episode {first}, where the "
+                                                f"checkpoint ends; the replay files are inconsistent")
+                    p.unlink()
+
     def restore(self, directory: Path, live_from: int, total_added: int) -> None:
-        """Rebuild the buffer holding episode ids [live_from, total_added) from chunk files."""
+        """Rebuild the buffer holding episode ids [live_from, total_added) from chunk files.
+        A chunk that is missing, empty, truncated or corrupt raises CorruptCheckpoint."""
         self.episodes.clear()
-        chunks = []
-        for p in directory.glob("chunk_*.npz"):
-            m = self._CHUNK.search(p.name)
-            if m and int(m.group(2)) > live_from and int(m.group(1)) < total_added:
-                chunks.append((int(m.group(1)), int(m.group(2)), p))
         expected = live_from
-        for start, end, path in sorted(chunks):
+        for start, end, path in self._chunks(directory):
+            if end <= live_from or start >= total_added:
+                continue
             if start > expected:
                 break
-            with np.load(path) as z:
-                lengths = z["lengths"]
-                data = {k: z[k] for k in STEP_KEYS + TRANSITION_KEYS}
-                term = z["terminated"]
-            s_off = t_off = 0
-            for j, L in enumerate(lengths):
-                ep_id = start + j
+            for ep_id, ep in zip(range(start, end), self._read_chunk(path)):
                 if live_from <= ep_id < total_added and ep_id >= expected:
-                    ep = {k: data[k][s_off:s_off + L + 1] for k in STEP_KEYS}
-                    ep.update({k: data[k][t_off:t_off + L] for k in TRANSITION_KEYS})
-                    ep["terminated"] = bool(term[j])
                     self.episodes.append(ep)
                     expected = ep_id + 1
-                s_off += L + 1
-                t_off += L
         if expected != total_added:
-            raise FileNotFoundError(
+            raise CorruptCheckpoint(
                 f"replay chunks in {directory} cover episodes up to {expected}, the checkpoint "
                 f"needs up to {total_added}: the replay files are incomplete")
         self.total_added = self._persisted_upto = total_added
+
+    def _read_chunk(self, path: Path) -> list[dict]:
+        n, o, a = self.spec.n_agents, self.spec.obs_dim, self.spec.n_actions
+        try:
+            with np.load(path) as z:
+                lengths, term = z["lengths"], z["terminated"]
+                data = {k: z[k] for k in STEP_KEYS + TRANSITION_KEYS}
+            steps, transitions = int(lengths.sum()) + len(lengths), int(lengths.sum())
+            shapes = {"obs": (steps, n, o), "state": (steps, self.spec.state_dim), "avail": (steps, n, a),
+                      "alive": (steps, n), "actions": (transitions, n), "reward": (transitions,)}
+            bad = [k for k, shape in shapes.items() if data[k].shape != shape]
+            if bad or len(term) != len(lengths):
+                raise ValueError(f"array {bad[0] if bad else 'terminated'} has the wrong shape")
+        except Exception as e:  # BadZipFile, EOFError, a bad CRC, a missing array, ...
+            first = (str(e).splitlines() or [""])[0][:120]
+            raise CorruptCheckpoint(f"replay chunk {path} cannot be read ({type(e).__name__}: {first})") from None
+        eps, s_off, t_off = [], 0, 0
+        for j, L in enumerate(lengths):
+            ep = {k: data[k][s_off:s_off + L + 1] for k in STEP_KEYS}
+            ep.update({k: data[k][t_off:t_off + L] for k in TRANSITION_KEYS})
+            ep["terminated"] = bool(term[j])
+            eps.append(ep)
+            s_off += L + 1
+            t_off += L
+        return eps
