@@ -175,6 +175,10 @@ def load_run_config(path: Path) -> DictConfig:
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path} is not a differ config (a YAML mapping of keys), it holds a "
                           f"{type(cfg).__name__}; restore it, or start a new run in another run_dir")
+    missing = [k for k in ("algo", "env", "seed", "t_max") if k not in cfg]
+    if missing:
+        raise ConfigError(f"{path} is not a differ run config (no {', '.join(missing)}); restore it, "
+                          f"or start a new run in another run_dir")
     return cfg
 
 
@@ -201,6 +205,9 @@ def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -
             except OmegaConfBaseException as e:
                 raise ConfigError(f"the run's saved config does not fit this version of differ "
                                   f"({_omegaconf_error(e)}); start a new run") from None
+        for k, v in overrides.items():
+            if not str(v).strip():  # OmegaConf would read `key=` as null, silently
+                raise ConfigError(f"{k}= needs a value (write {k}=null where none is meant)")
         dotlist = [f"{k}={v}" for k, v in overrides.items()]
         for item in dotlist:
             key = item.split("=", 1)[0]
@@ -232,7 +239,7 @@ def _finite(x) -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Range checks for every value, naming the key; resolves the scenario to its canonical name."""
-    from .envs.registry import UnknownEnvError, resolve_scenario
+    from .envs.registry import FAMILIES, UnknownEnvError, resolve_scenario
     from .learners import MIXERS
 
     a, e = cfg.algo, cfg.env
@@ -291,7 +298,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"algo.batch_size ({a.batch_size}) exceeds algo.buffer_size ({a.buffer_size})")
     if cfg.run_dir is not None and not str(cfg.run_dir).strip():
         raise ConfigError("run_dir must not be empty (leave it out for runs/<algo>_<env>_...)")
+    if e.name not in FAMILIES:
+        raise ConfigError(f"env.name={e.name}: unknown environment; valid choices: {', '.join(FAMILIES)}")
     try:
         cfg.env.scenario = resolve_scenario(e.name, e.scenario)
     except UnknownEnvError as err:
-        raise ConfigError(str(err)) from None
+        raise ConfigError(f"env.scenario: {err}") from None

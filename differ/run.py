@@ -130,7 +130,8 @@ class Trainer:
         self.last_test: dict[str, float] = {}
         self.logger: MetricsLogger | None = None
         self.last_checkpoint: Path | None = None  # the newest checkpoint known good (saved or resumed from)
-        self._prev_live_from = 0  # first live episode of the checkpoint before it: its chunks stay
+        # first live episode of the newest checkpoint and of the one before it: chunks from there on stay
+        self._last_live_from = self._prev_live_from = 0
         self._stop = False
 
     def start_new(self) -> None:
@@ -160,6 +161,9 @@ class Trainer:
                 self._restore(payload)
             except CorruptCheckpoint as e:
                 bad(f"{e}: cannot resume from {path}")
+                continue
+            except (KeyError, TypeError, IndexError) as e:  # readable, but not all a checkpoint holds
+                bad(f"checkpoint {path} is incomplete ({type(e).__name__}: {e})")
                 continue
             if damaged:
                 ckpt.warn(f"resuming from {path}, the newest checkpoint that is intact")
@@ -195,18 +199,19 @@ class Trainer:
         checkpoint schedule (and records the moved schedule); the one a stop (Ctrl-C, SIGTERM)
         writes does not, so the resumed run checkpoints and logs where the uninterrupted one does."""
         if not self.learner.all_finite():
-            raise TrainingDiverged(f"the networks hold non-finite values at t_env={self.c['t_env']}; "
-                                   f"not saving them")
+            raise self._diverged("the networks hold non-finite values (not saved)")
         replay_dir = ckpt.replay_dir(self.run_dir)
         self.buffer.persist(replay_dir)  # chunks first: the checkpoint must only name files on disk
         if periodic:
             self.c["last_ckpt_t"] = self.c["t_env"]
         path = ckpt.save(self.run_dir, self.c["t_env"], self.payload())
         live_from = self.buffer.total_added - len(self.buffer)
+        if path != self.last_checkpoint:  # (the final save may rewrite the periodic one of its batch)
+            self._prev_live_from = self._last_live_from
+        self._last_live_from = live_from
         # keep the chunks the previous checkpoint needs as well: if this one turns out damaged,
         # resume falls back to that one
         self.buffer.prune(replay_dir, keep_from=min(live_from, self._prev_live_from))
-        self._prev_live_from = live_from
         self.last_checkpoint = path
         return path
 
@@ -226,7 +231,7 @@ class Trainer:
                 f"and without it the run cannot be continued exactly; start a new run with the larger t_max "
                 f"(or sweep with keep_replay=true next time)")
         self.buffer.restore(replay, b["live_from"], b["total_added"])
-        self._prev_live_from = b["live_from"]
+        self._last_live_from = self._prev_live_from = b["live_from"]
         self.c.update(p["counters"])
         try:
             self.learner.load_state_dict(p["learner"])
@@ -276,9 +281,11 @@ class Trainer:
                     c["last_target_update_episode"] = c["episode"]
 
                 c["wall_time"] = wall_before + time.time() - t_start
-                self._periodic(final=c["t_env"] >= cfg.t_max)
+                self._periodic(final=False)
                 progress.update(c, self.last_test, sum(ep.ret for ep in episodes) / E)
-            if c["t_env"] < cfg.t_max:
+            if c["t_env"] >= cfg.t_max:
+                self._periodic(final=True)
+            else:
                 # stopped by a signal between two batches: checkpoint the state as it is, with no
                 # extra test or log row, so a resumed run logs exactly what an uninterrupted one does
                 self.save_checkpoint(periodic=False)
@@ -299,14 +306,20 @@ class Trainer:
             if bad:
                 raise TrainingDiverged(f"{bad[0]} became {stats[bad[0]]}")
         except TrainingDiverged as e:
-            good = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
-                    else "no checkpoint was saved yet")
-            raise TrainingDiverged(
-                f"training diverged: {e} at t_env={c['t_env']} (training step {c['train_steps']}); {good}. "
-                f"Resume from it with a lower learning rate, e.g. `differ train resume={self.run_dir} "
-                f"algo.lr={self.cfg.algo.lr / 10:g}` (or a lower algo.grad_clip), or check the "
-                f"environment's rewards") from None
+            raise self._diverged(str(e)) from None
         return stats
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        c = self.c
+        if self.last_checkpoint is None:
+            then = (f"no checkpoint was saved yet; start again with a lower learning rate "
+                    f"(e.g. algo.lr={self.cfg.algo.lr / 10:g}) in a new run_dir")
+        else:
+            then = (f"the last good checkpoint is {self.last_checkpoint}. Resume from it with a lower learning "
+                    f"rate, e.g. `differ train resume={self.run_dir} algo.lr={self.cfg.algo.lr / 10:g}`")
+        return TrainingDiverged(f"training diverged: {what} at t_env={c['t_env']} (training step "
+                                f"{c['train_steps']}); {then} (or a lower algo.grad_clip), or check the "
+                                f"environment's rewards")
 
     def _periodic(self, final: bool) -> None:
         """Test, log and checkpoint on their schedules; at t_max (final) all three, once."""
@@ -370,8 +383,8 @@ def run_lock(run_dir: Path):
 def _prepare_run_dir(run_dir: Path) -> bool:
     """Create the run directory (and its parents); True if this call created it. A path that
     cannot be a directory (too long, under a file, read-only) is bad input: one line naming it."""
-    existed = run_dir.is_dir()
     try:
+        existed = run_dir.is_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write_test.tmp"
         probe.write_bytes(b"")
@@ -385,10 +398,6 @@ def _prepare_run_dir(run_dir: Path) -> bool:
 
 
 def _resume_config(run_dir: Path, overrides: dict[str, str]) -> DictConfig:
-    if not str(run_dir).strip():
-        raise ConfigError("resume= needs a run directory, e.g. resume=runs/my_run")
-    if not run_dir.is_dir():
-        raise CheckpointError(f"resume={run_dir}: no such directory")
     if not (run_dir / "config.yaml").exists():
         raise CheckpointError(f"{run_dir} holds no run to resume (no config.yaml: it was stopped before "
                               f"writing anything, or is not a run directory); re-run the original "
@@ -405,20 +414,26 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
     resume = "resume" in overrides
     if resume:
         run_dir = Path(overrides.pop("resume"))
-        cfg = _resume_config(run_dir, overrides)
+        if not str(run_dir).strip():
+            raise ConfigError("resume= needs a run directory, e.g. resume=runs/my_run")
+        if not run_dir.is_dir():
+            raise CheckpointError(f"resume={run_dir}: no such directory")
+        created, cfg = False, None  # read under the lock: the directory may be in use
     else:
         cfg = build_config(overrides)
         run_dir = Path(cfg.run_dir or default_run_dir(cfg))
+        created = _prepare_run_dir(run_dir)
         if ckpt.list_checkpoints(run_dir):
             raise FileExistsError(f"{run_dir} already holds a run; continue it with "
                                   f"`differ train resume={run_dir}` or choose another run_dir")
-    created = _prepare_run_dir(run_dir)
     try:
         with run_lock(run_dir):
-            trainer = Trainer(cfg, run_dir)
             if resume:
+                cfg = _resume_config(run_dir, overrides)
+                trainer = Trainer(cfg, run_dir)
                 trainer.resume()
             else:
+                trainer = Trainer(cfg, run_dir)
                 if ckpt.list_checkpoints(run_dir):  # appeared while we built the trainer
                     raise FileExistsError(f"{run_dir} already holds a run; continue it with "
                                           f"`differ train resume={run_dir}` or choose another run_dir")

@@ -66,8 +66,8 @@ def _values(v: str) -> list[str]:
 
 def load_preset(name: str) -> dict:
     path = PRESET_DIR / f"{name}.yaml"
-    if not path.exists():
-        choices = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    choices = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    if name not in choices:  # also refuses preset=../algo/qmix
         raise ConfigError(f"unknown sweep preset '{name}'; valid choices: {', '.join(choices)}")
     return OmegaConf.to_container(OmegaConf.load(path))
 
