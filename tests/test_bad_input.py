@@ -96,3 +96,13 @@ def test_resume_with_a_bad_config_yaml(capfd, tmp_path, content):
 def test_other_commands_bad_input(capfd, tmp_path, argv, key):
     argv = [a.format(run=tmp_path / "none", tmp=tmp_path) for a in argv]
     _check(capfd, argv, key)
+    assert not (tmp_path / "s").exists()  # a refused sweep leaves no out= directory behind
+
+
+def test_debug_shows_the_traceback():
+    from .conftest import run_cli
+
+    plain = run_cli("train", "t_max=abc", check=False, timeout=120)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debug = run_cli("--debug", "train", "t_max=abc", check=False, timeout=120)
+    assert "Traceback" in debug.stderr and "ConfigError: invalid value for t_max" in debug.stderr

@@ -402,15 +402,21 @@ def sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
     plans, starts or reports anything), whatever state the first one's runs are in."""
     if not str(args.get("out", "x")).strip():
         raise ConfigError("out= needs a directory, e.g. out=sweeps/demo")
-    if "out" in args:
-        out = Path(args["out"]).resolve()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"out={args['out']} cannot be used: {e.strerror or type(e).__name__}") from None
+    if "out" not in args:
+        return _sweep(args)  # plan() reports the missing out=
+    out = Path(args["out"]).resolve()
+    try:
+        created = not out.is_dir()
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"out={args['out']} cannot be used: {e.strerror or type(e).__name__}") from None
+    try:
         with exclusive(out / ".sweep.lock", f"sweep directory {out}"):
             return _sweep(args)
-    return _sweep(args)  # plan() reports the missing out=
+    finally:
+        if created and {p.name for p in out.iterdir()} <= {".sweep.lock"}:  # bad input: leave nothing
+            (out / ".sweep.lock").unlink(missing_ok=True)
+            out.rmdir()
 
 
 def _sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
