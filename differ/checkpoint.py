@@ -98,7 +98,7 @@ def load(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or corrupt file, or one holding code
-        first = (str(e).splitlines() or [""])[0][:120]
+        first = (str(e).splitlines() or [""])[0].split(". ")[0][:120]
         raise CorruptCheckpoint(f"checkpoint {path} cannot be read ({type(e).__name__}: {first}); it is "
                                 f"corrupt or not a differ checkpoint") from None
     if not isinstance(payload, dict) or payload.get("format") != 1:

@@ -225,7 +225,7 @@ class EpisodeBuffer:
             if bad or len(term) != len(lengths):
                 raise ValueError(f"array {bad[0] if bad else 'terminated'} has the wrong shape")
         except Exception as e:  # BadZipFile, EOFError, a bad CRC, a missing array, ...
-            first = (str(e).splitlines() or [""])[0][:120]
+            first = (str(e).splitlines() or [""])[0].split(". ")[0][:120]
             raise CorruptCheckpoint(f"replay chunk {path} cannot be read ({type(e).__name__}: {first})") from None
         eps, s_off, t_off = [], 0, 0
         for j, L in enumerate(lengths):
