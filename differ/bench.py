@@ -1,7 +1,7 @@
 """`differ bench`: speed and memory figures, printed as JSON.
 
-- learner_step_ms: one training step of QMIX and of QMIX-DIFFER (batch 32, whole episodes of T
-  steps) at the shapes of 2s3z (T=40), 3s5z_vs_3s6z (T=60) and 27m_vs_30m (T=80); median of
+- learner_step_ms: one training step of QMIX, QMIX-DIFFER, QPLEX and QPLEX-DIFFER (batch 32, whole
+  episodes of T steps) at the shapes of 2s3z (T=40), 3s5z_vs_3s6z (T=60) and 27m_vs_30m (T=80); median of
   repeated steps, sampling from the buffer included; and their ratio.
 - rollout_steps_per_s: env steps/s of ε-greedy collection alone (agent network included).
 - train_steps_per_s: end-to-end `differ train` env steps/s under the paper's protocol (one
@@ -116,9 +116,11 @@ def main(opts: dict | None = None) -> dict:
         shapes = ["2s3z"] if quick else list(SHAPES)
         out["learner_step_ms"] = {}
         for s in shapes:
-            ms = learner_step_ms(s, reps=3 if quick else (10 if s == "27m_vs_30m" else 30))
+            ms = learner_step_ms(s, ("qmix", "qmix_differ", "qplex", "qplex_differ"),
+                                 reps=3 if quick else (10 if s == "27m_vs_30m" else 30))
             out["learner_step_ms"][s] = {**{a: round(v, 1) for a, v in ms.items()},
-                                         "differ_over_qmix": round(ms["qmix_differ"] / ms["qmix"], 3)}
+                                         "differ_over_qmix": round(ms["qmix_differ"] / ms["qmix"], 3),
+                                         "differ_over_qplex": round(ms["qplex_differ"] / ms["qplex"], 3)}
     if "rollout" in sections:
         out["rollout_steps_per_s"] = {
             "smax_2s3z_E8": round(rollout_steps_per_s("smax", "2s3z", 8, 2 if quick else 10)),

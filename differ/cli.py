@@ -15,6 +15,8 @@ USAGE = """usage:
   differ evaluate PATH [episodes=32] [seed=N] [dump_individual_rewards=FILE.csv]
                                                    PATH: a run directory or a checkpoint file
   differ envs [NAME ...]                             list environments and their scenarios
+  differ verify [algo=qmix] [env=smax] [env.scenario=3m] [episodes=8]
+                                                   is DIFFER exact for the algorithm's mixer? (Eq. 1)
   differ bench [quick=true] [only=learner,rollout,train,buffer] [out=FILE]
                                                    speed and memory benchmark (JSON)
 
@@ -102,6 +104,18 @@ def _command(cmd: str, args: list[str]) -> int:
                 continue
             shown = sc if args or len(sc) <= 30 else sc[:12] + [f"... (all {len(sc)}: differ envs {name})"]
             print(f"{name}: {desc}\n  {len(sc)} scenarios: {', '.join(shown)}")
+    elif cmd == "verify":
+        from .verify import format_report, verify
+
+        opts = parse_overrides(args)
+        episodes = int_option(opts, "episodes", 8, minimum=1)
+        opts.pop("episodes", None)
+        report = verify(opts, episodes)
+        print(format_report(report))
+        if not report["exact"]:
+            return _fail(f"DIFFER is not exact for mixer {report['mixer']}: relative errors "
+                         f"{report['eq1_rel_error']:.2e} (Eq. 1) and {report['divide_rel_error']:.2e} "
+                         f"(-divide) exceed {report['tolerance']:g}", 1)
     elif cmd == "bench":
         from .bench import main as bench_main
 
@@ -123,7 +137,7 @@ def _command(cmd: str, args: list[str]) -> int:
 
         return run_command(cmd, args)
     else:
-        return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, bench, sweep, plot, summary, analyze")
+        return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, verify, bench, sweep, plot, summary, analyze")
     return 0
 
 

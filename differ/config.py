@@ -35,7 +35,7 @@ class EnvConfig:
 @dataclass
 class AlgoConfig:
     name: str = "qmix"
-    mixer: str = "qmix"  # vdn | qmix
+    mixer: str = "qmix"  # vdn | qmix | qplex
     agent_hidden: int = 64
     mixing_embed_dim: int = 32
     hypernet_hidden: int = 64
@@ -54,7 +54,8 @@ class AlgoConfig:
     epsilon_anneal_steps: int = 50_000
     obs_dtype: str = "float16"  # how the buffer stores observations and states: float16 | float32
     l1_reg: float = 0.0  # L1 weight on the agent parameters (Table 1 of the paper; unused by the authors' QMIX)
-    # ---- DIFFER (learner=differ); METHOD.md §3-4
+    qplex_kernels: int = 4  # QPLEX: attention kernels of λ(s, a) (hypernet_hidden sizes its w, v heads)
+    # ---- DIFFER (learner=differ); docs/method.md §3-4
     learner: str = "team"  # team: one TD loss trains all | differ: mixer on team TD, agents on individual TD
     selection: str = "per"  # per: fair experience replay | all: every valid experience, weight 1 (-divide)
     eta_start: float = 0.8  # sample ratio η at the start of the warm-up
@@ -253,7 +254,7 @@ def validate(cfg: DictConfig) -> None:
         "seed": 0, "t_max": 1, "test_interval": 1, "test_episodes": 1, "log_interval": 1,
         "checkpoint_interval": 0, "torch_threads": 0,
         "env.num_envs": 1, "algo.agent_hidden": 1, "algo.mixing_embed_dim": 1, "algo.hypernet_hidden": 1,
-        "algo.batch_size": 1, "algo.buffer_size": 1, "algo.target_update_episodes": 1,
+        "algo.batch_size": 1, "algo.buffer_size": 1, "algo.target_update_episodes": 1, "algo.qplex_kernels": 1,
         "algo.epsilon_anneal_steps": 0,
     }
     for key, lo in ints_at_least.items():

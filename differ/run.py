@@ -1,4 +1,4 @@
-"""The one run loop for every algorithm (METHOD.md §5, Algorithm 1).
+"""The one run loop for every algorithm (docs/method.md §5, Algorithm 1).
 
 collect a batch of E episodes -> store them -> train (steps per episode x E) -> update targets
 every N episodes -> test / log / checkpoint on their intervals. Everything the future of the run
@@ -72,7 +72,7 @@ def linear(start: float, finish: float, steps: int, t: int) -> float:
 def build_learner(cfg: DictConfig, spec):
     torch.manual_seed(cfg.seed)
     agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
-    mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, cfg.algo)
+    mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)
     if cfg.algo.learner == "differ":
         return DifferLearner(agent, mixer, cfg.algo, spec, cfg.t_max, cfg.seed)
     return QLearner(agent, mixer, cfg.algo)

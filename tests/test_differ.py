@@ -3,39 +3,23 @@ real training step, Eq. 2, and fair experience replay's sampling."""
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from differ.config import AlgoConfig, build_config
-from differ.controller import Controller
-from differ.envs.registry import make_env
 from differ.learners.decomposer import decompose
 from differ.learners.differ_learner import DifferLearner
 from differ.learners.q_learner import QLearner
 from differ.nets.agent import RNNAgent
-from differ.nets.mixers import QMixer, VDNMixer
-from differ.replay.episode_buffer import EpisodeBuffer
+from differ.nets.mixers import MixerInput, build_mixer
 from differ.replay.fair import beta_at, eta_at, fair_weights
-from differ.runner import Runner
+from differ.verify import random_batch
 
 
 def real_batch(env_name, scenario, episodes=6, seed=0, time_limit=None):
     """A batch of real episodes (random policy): padding, terminal steps and, on SMAX, deaths."""
-    env = make_env(env_name, scenario, episodes, time_limit)
-    spec = env.spec
-    agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents)
-    eps = Runner(env, Controller(agent)).run(list(range(seed, seed + episodes)), 1.0, np.random.default_rng(seed))
-    env.close()
-    buf = EpisodeBuffer(spec, episodes, "float32")
-    for e in eps:
-        buf.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
-    batch = buf.collate(list(buf.episodes))
-    for k, v in vars(batch).items():
-        if v.dtype == torch.float32:
-            setattr(batch, k, v.double())
-    return spec, batch
+    return random_batch(env_name, scenario, episodes, seed, time_limit)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +37,7 @@ def learner_for(spec, mixer_name, learner="team", selection="all", **algo):
     cfg = OmegaConf.structured(AlgoConfig(mixer=mixer_name, learner=learner, selection=selection,
                                           grad_clip=1e9, **algo))
     agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents).double()
-    mixer = (QMixer(spec.n_agents, spec.state_dim) if mixer_name == "qmix" else VDNMixer(spec.n_agents, spec.state_dim)).double()
+    mixer = build_mixer(mixer_name, spec.n_agents, spec.state_dim, spec.n_actions, cfg).double()
     if learner == "differ":
         return DifferLearner(agent, mixer, cfg, spec, t_max=1000, seed=0)
     return QLearner(agent, mixer, cfg)
@@ -67,13 +51,13 @@ def rel_err(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
-@pytest.mark.parametrize("mixer", ["vdn", "qmix"])
+@pytest.mark.parametrize("mixer", ["vdn", "qmix", "qplex"])
 def test_gradient_invariance_eq1(smax_batch, mixer):
     spec, b = smax_batch
     L = learner_for(spec, mixer)
     params = list(L.agent.parameters())
     fwd = L.forward(b)
-    dec = decompose(L.mixer, fwd.chosen, b.state[:, :-1], b.reward, b.terminated, b.mask, b.alive,
+    dec = decompose(L.mixer, fwd.mixer_in, b.reward, b.terminated, b.mask, b.alive,
                     fwd.target_q, fwd.target_tot, L.cfg.gamma)
     n = b.mask.sum()
     delta_i = fwd.chosen - dec.y_i
@@ -92,7 +76,7 @@ def test_gradient_invariance_eq1(smax_batch, mixer):
     team_alive = grads((delta_alive ** 2).sum() / n, params)
     ind_alive = grads((dec.mask_i * delta_i ** 2).sum() / n, params)
     assert rel_err(ind_alive, team_alive) <= 1e-6
-    if mixer == "qmix":  # the death mask is a real difference: a dead unit's "stop" reaches QMIX
+    if mixer != "vdn":  # the death mask is a real difference: a dead unit's "stop" reaches QMIX / QPLEX
         assert rel_err(team_alive, team) > 1e-6
     else:
         torch.testing.assert_close(dec.g, torch.ones_like(dec.g))  # VDN: g_i = 1 exactly
@@ -102,7 +86,7 @@ def test_reward_i_matches_eq2_and_delta_i_is_g_delta(smax_batch):
     spec, b = smax_batch
     L = learner_for(spec, "qmix")
     fwd = L.forward(b)
-    dec = decompose(L.mixer, fwd.chosen, b.state[:, :-1], b.reward, b.terminated, b.mask, b.alive,
+    dec = decompose(L.mixer, fwd.mixer_in, b.reward, b.terminated, b.mask, b.alive,
                     fwd.target_q, fwd.target_tot, L.cfg.gamma)
     gamma = L.cfg.gamma
     # independent computation: g by finite differences of the mixer in float64
@@ -128,11 +112,12 @@ def test_reward_i_matches_eq2_and_delta_i_is_g_delta(smax_batch):
     assert not m[~b.alive[:, :-1]].any()
 
 
-def test_divide_agent_gradient_equals_qmix_through_the_training_step():
+@pytest.mark.parametrize("mixer", ["qmix", "qplex"])
+def test_divide_agent_gradient_equals_the_base_method_through_the_training_step(mixer):
     spec, b = real_batch("lbf", "Foraging-8x8-2p-3f-v3", episodes=4, time_limit=20)
     assert b.alive.all(), "a batch without deaths"
-    qmix = learner_for(spec, "qmix")
-    divide = learner_for(spec, "qmix", learner="differ", selection="all")
+    qmix = learner_for(spec, mixer)
+    divide = learner_for(spec, mixer, learner="differ", selection="all")
     divide.agent.load_state_dict(qmix.agent.state_dict())
     divide.mixer.load_state_dict(qmix.mixer.state_dict())
     divide.update_targets()
@@ -210,3 +195,32 @@ def test_vdn_differ_has_no_mixer_optimiser_and_logs_diagnostics(smax_batch):
     before = copy.deepcopy(q.mixer.state_dict())
     assert "grad_norm_mixer" in q.train(b, t_env=0)
     assert any(not torch.equal(before[k], v) for k, v in q.mixer.state_dict().items()), "the mixer learns"
+
+
+def test_qplex_g_is_its_weight_head(smax_batch):
+    """With the advantage term detached (as in QPLEX's reference code), ∂Q_tot/∂Q_i = w_i(s) =
+    |MLP_w(s)| + 1e-10, elementwise, whatever λ and the actions are."""
+    spec, b = smax_batch
+    L = learner_for(spec, "qplex", learner="differ", selection="per")
+    fwd = L.forward(b)
+    dec = decompose(L.mixer, fwd.mixer_in, b.reward, b.terminated, b.mask, b.alive, fwd.target_q,
+                    fwd.target_tot, L.cfg.gamma)
+    w = L.mixer.weight(b.state[:, :-1]).abs() + 1e-10
+    torch.testing.assert_close(dec.g, w.detach(), rtol=1e-12, atol=0)
+
+
+def test_qplex_lambda_depends_on_the_taken_actions(smax_batch):
+    spec, b = smax_batch
+    L = learner_for(spec, "qplex")
+    fwd = L.forward(b)
+    x = fwd.mixer_in
+    q_tot = L.mixer(x)
+    other = x.actions.clone()
+    other[..., 0, :] = other[..., 0, :].roll(1, dims=-1)  # agent 0 takes the next action everywhere
+    lam, lam_other = L.mixer.lam(x.state, x.actions.double()), L.mixer.lam(x.state, other.double())
+    assert (lam - lam_other).abs().max() > 1e-6
+    changed = (L.mixer(MixerInput(x.qs, x.state, other, x.max_qs)) - q_tot).abs()
+    # where every agent's chosen Q_i is its max, the advantage term vanishes whatever λ is
+    assert changed.max() > 1e-6
+    with pytest.raises(ValueError, match="reads actions, max_qs"):
+        L.mixer(x.qs, x.state)  # a QPLEX mixer needs the actions and max Q_i

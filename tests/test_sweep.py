@@ -120,3 +120,22 @@ def test_ray_backend_on_a_local_ray(tmp_path):
     for name in state:
         assert json.loads((out / name / "result.json").read_text())["t_env"] >= 200
         assert any((out / name / "checkpoints" / "replay").glob("chunk_*.npz"))  # keep_replay=true
+
+
+def test_a_run_saved_before_a_config_key_existed_is_the_same_run(tmp_path):
+    """A newer differ adds config keys; a sweep re-run over older run directories still finds
+    its runs (the saved config is read on top of today's schema) instead of refusing them."""
+    from omegaconf import OmegaConf
+
+    from differ.config import build_config
+
+    args = {"algo": "qmix", "env": "lbf", "seed": "1", "t_max": "1000"}
+    (name, overrides), = expand_grid(args)
+    run_dir = tmp_path / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "ckpt_000000000500.pt").write_bytes(b"")
+    saved = OmegaConf.to_container(build_config(overrides))
+    del saved["algo"]["qplex_kernels"]  # as written before the key existed
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    _, runs = plan({**args, "out": str(tmp_path)})
+    assert runs[0].action == "resume" and runs[0].t_env == 500

@@ -1,7 +1,7 @@
 """SMAX (jaxmarl's StarCraft-like micromanagement) as a batched `VecEnv`.
 
-All E copies step in one jitted, vmapped call. Facts of the package that shape this adapter
-(see ENVIRONMENTS.md):
+All E copies step in one jitted, vmapped call. Facts of the package (jaxmarl 0.2.0) that shape
+this adapter:
 - The action layout is jaxmarl's own: 4 moves, index 4 = stop, then one attack per enemy. There
   is no no-op: a dead unit has only "stop" available, and that is what it takes.
 - We call `step_env` (no auto-reset), so a finished episode's final observation is returned

@@ -27,7 +27,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .. import checkpoint as ckpt
-from ..config import ConfigError, build_config, flag_option, int_option
+from ..config import ConfigError, build_config, flag_option, int_option, load_run_config
 from ..lock import exclusive
 
 SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset", "keep_replay")
@@ -134,7 +134,9 @@ def _decide(run: PlannedRun, cfg) -> None:
     saved = run.run_dir / "config.yaml"
     if not ckpt.list_checkpoints(run.run_dir):
         return  # new (a start that died before its first checkpoint starts over)
-    old = OmegaConf.to_container(OmegaConf.load(saved)) if saved.exists() else {}
+    # the saved config on top of today's schema: keys added since it was written take their
+    # defaults, so a newer differ still recognises the run as the same one
+    old = OmegaConf.to_container(build_config({}, base=load_run_config(saved))) if saved.exists() else {}
     now = OmegaConf.to_container(cfg)
     for d in (old, now):  # keys that change neither what a run computes nor where it stops
         for k in ("run_dir", "t_max", "checkpoint_interval", "progress", "tensorboard"):

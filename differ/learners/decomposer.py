@@ -1,5 +1,6 @@
 """DIFFER's decomposer: the team TD error split into individual TD errors (Eq. 2 / Eq. 8;
-METHOD.md §3). It works for any mixer through `mixer(agent_qs, state) -> Q_tot`.
+docs/method.md §3). It works for any mixer through `mixer(MixerInput) -> Q_tot`: g_i is the
+derivative by the chosen Q_i with every other input (state, actions, max Q_i) held fixed.
 
   g_i  = ∂Q_tot/∂Q_i, exact, from one autograd call on a detached leaf copy of the chosen Q_i,
          with the mixer before its update (the mixer acts per time step, so one call gives all)
@@ -15,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from ..nets.mixers import MixerInput
 
 
 @dataclass
@@ -34,15 +37,15 @@ def agent_done(alive: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
     return torch.maximum(died.to(terminated.dtype), terminated.unsqueeze(-1).expand_as(died))
 
 
-def decompose(mixer, chosen_q: torch.Tensor, state: torch.Tensor, reward: torch.Tensor,
+def decompose(mixer, mixer_in: MixerInput, reward: torch.Tensor,
               terminated: torch.Tensor, mask: torch.Tensor, alive: torch.Tensor,
               target_q: torch.Tensor, target_tot: torch.Tensor, gamma: float,
               g_clamp: float | None = None) -> Decomposition:
-    """chosen_q [B, T, N] (its gradient is not used here), state [B, T, S] (steps 0..T-1),
-    reward / terminated / mask [B, T], alive [B, T+1, N], target_q [B, T, N] and target_tot [B, T]
-    evaluated at t+1 (no gradient)."""
-    q_leaf = chosen_q.detach().requires_grad_(True)
-    q_tot = mixer(q_leaf, state)
+    """mixer_in: the mixer's input at steps 0..T-1 (its qs [B, T, N] are the chosen Q_i; their
+    gradient is not used here); reward / terminated / mask [B, T], alive [B, T+1, N], target_q
+    [B, T, N] and target_tot [B, T] evaluated at t+1 (no gradient)."""
+    q_leaf = mixer_in.qs.detach().requires_grad_(True)
+    q_tot = mixer(mixer_in.with_qs(q_leaf))
     (g,) = torch.autograd.grad(q_tot.sum(), q_leaf, retain_graph=True)
     if g_clamp is not None:  # the authors' safety clamp; off by default (g is exact here)
         g = g.clamp(-g_clamp, g_clamp)

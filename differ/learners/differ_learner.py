@@ -1,4 +1,4 @@
-"""DIFFER (METHOD.md §3-5): the mixer learns from the team TD error, the agent networks from
+"""DIFFER (docs/method.md §3-5): the mixer learns from the team TD error, the agent networks from
 individual TD errors chosen by fair experience replay. Both updates come from one forward pass.
 
   forward   live and target agent nets over the batch (QLearner.forward)
@@ -8,8 +8,8 @@ individual TD errors chosen by fair experience replay. Both updates come from on
             weight = draw count × IS weight (selection "per") or 1 on valid elements ("all",
             the "-divide" variant)
 
-Mixer-agnostic: any mixer with `forward(agent_qs, state) -> Q_tot` works unchanged; a mixer
-without parameters (VDN) simply has no mixer optimiser, and its g_i come out as exactly 1.
+Mixer-agnostic: any mixer (`differ/nets/mixers.py`) works unchanged; a mixer without parameters
+(VDN) simply has no mixer optimiser, and its g_i come out as exactly 1.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class DifferLearner(QLearner):
 
     def train(self, batch: Batch, t_env: int = 0) -> dict[str, float]:
         fwd = self.forward(batch)
-        dec = decompose(self.mixer, fwd.chosen, batch.state[:, :-1], batch.reward, batch.terminated,
+        dec = decompose(self.mixer, fwd.mixer_in, batch.reward, batch.terminated,
                         batch.mask, batch.alive, fwd.target_q, fwd.target_tot, self.cfg.gamma, self.cfg.g_clamp)
         # the mixer: team TD on detached agent Q values
         delta = (dec.q_tot - dec.y_tot) * batch.mask

@@ -1,4 +1,4 @@
-"""Team TD learning for value factorisation (VDN, QMIX, ...): METHOD.md §2.
+"""Team TD learning for value factorisation (VDN, QMIX, ...): docs/method.md §2.
 
 One forward pass unrolls the live and target agent networks over whole episodes; the mixer turns
 the chosen Q_i into Q_tot; the double-Q target picks a*_i over AVAILABLE actions with the live
@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import TrainingDiverged
 from ..nets.agent import RNNAgent
+from ..nets.mixers import MixerInput
 from ..replay.episode_buffer import Batch
 
 
@@ -26,6 +28,15 @@ class Forward:
     chosen: torch.Tensor  # [B, T, N] Q_i of the taken actions (with gradient)
     target_q: torch.Tensor  # [B, T, N] target Q_i at t+1 of a*_i (no gradient)
     target_tot: torch.Tensor  # [B, T] target Q_tot at t+1 (no gradient)
+    q_all: torch.Tensor  # [B, T+1, N, A] live Q_i of every action (with gradient)
+    target_q_all: torch.Tensor  # [B, T, N, A] target Q_i of every action at t+1 (no gradient)
+    mixer_in: MixerInput  # the live mixer's input at steps 0..T-1, qs = chosen
+
+
+def masked_max(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+    """max over the available actions [..., A] -> [...]; 0 where none is available (padding)."""
+    best = q.masked_fill(~avail, -torch.inf).max(-1).values
+    return torch.where(avail.any(-1), best, torch.zeros_like(best))
 
 
 def last_actions(actions: torch.Tensor, n_actions: int) -> torch.Tensor:
@@ -66,6 +77,12 @@ class QLearner:
         la = last_actions(batch.actions, self.agent.n_actions)
         q, _ = self.agent(batch.obs, la)
         chosen = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
+        reads = self.mixer.reads
+        mixer_in = MixerInput(chosen, batch.state[:, :-1])
+        if "actions" in reads:
+            mixer_in.actions = F.one_hot(batch.actions, self.agent.n_actions)
+        if "max_qs" in reads:
+            mixer_in.max_qs = masked_max(q[:, :-1].detach(), batch.avail[:, :-1])
         with torch.no_grad():
             tq, _ = self.target_agent(batch.obs, la)
             tq = tq[:, 1:]
@@ -74,20 +91,25 @@ class QLearner:
                 a_star = q[:, 1:].detach().masked_fill(~avail_next, -torch.inf).argmax(-1, keepdim=True)
                 target_q = tq.gather(-1, a_star).squeeze(-1)
             else:
-                target_q = tq.masked_fill(~avail_next, -torch.inf).max(-1).values
-                target_q = torch.where(avail_next.any(-1), target_q, torch.zeros_like(target_q))
-            target_tot = self.target_mixer(target_q, batch.state[:, 1:])
-        return Forward(chosen, target_q, target_tot)
+                a_star = tq.masked_fill(~avail_next, -torch.inf).argmax(-1, keepdim=True)
+                target_q = masked_max(tq, avail_next)
+            target_in = MixerInput(target_q, batch.state[:, 1:])
+            if "actions" in reads:
+                target_in.actions = F.one_hot(a_star.squeeze(-1), self.agent.n_actions)
+            if "max_qs" in reads:
+                target_in.max_qs = masked_max(tq, avail_next)
+            target_tot = self.target_mixer(target_in)
+        return Forward(chosen, target_q, target_tot, q, tq, mixer_in)
 
     def team_td(self, fwd: Forward, batch: Batch, agent_qs: torch.Tensor):
         """Q_tot, its target y = R + γ(1 − terminated)·Q̃_tot, and δ = Q_tot − y (masked)."""
-        q_tot = self.mixer(agent_qs, batch.state[:, :-1])
+        q_tot = self.mixer(fwd.mixer_in.with_qs(agent_qs))
         y = batch.reward + self.cfg.gamma * (1 - batch.terminated) * fwd.target_tot
         delta = (q_tot - y) * batch.mask
         return q_tot, y, delta
 
     def l1_penalty(self) -> torch.Tensor | float:
-        """Table 1's L1 weight on the agent parameters; off (0) by default, see METHOD.md §5."""
+        """Table 1's L1 weight on the agent parameters; off (0) by default, see docs/method.md §5."""
         if not self.cfg.l1_reg:
             return 0.0
         return self.cfg.l1_reg * sum(p.abs().sum() for p in self.agent.parameters())

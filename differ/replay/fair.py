@@ -1,4 +1,4 @@
-"""Fair experience replay (DIFFER, Eq. 3-5; METHOD.md §4).
+"""Fair experience replay (DIFFER, Eq. 3-5; docs/method.md §4).
 
 A sampled mini-batch of B team episodes is the set E of its valid individual experiences
 (b, t, i). Inside it, every training step:
