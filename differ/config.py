@@ -56,7 +56,7 @@ class AlgoConfig:
     l1_reg: float = 0.0  # L1 weight on the agent parameters (Table 1 of the paper; unused by the authors' QMIX)
     qplex_kernels: int = 4  # QPLEX: attention kernels of λ(s, a) (hypernet_hidden sizes its w, v heads)
     # ---- DIFFER (learner=differ); docs/method.md §3-4
-    learner: str = "team"  # team: one TD loss trains all | differ: mixer on team TD, agents on individual TD
+    learner: str = "team"  # team: one TD loss trains all | differ: mixer on team TD, agents on individual TD | maser
     selection: str = "per"  # per: fair experience replay | all: every valid experience, weight 1 (-divide)
     eta_start: float = 0.8  # sample ratio η at the start of the warm-up
     eta_end: float = 1.0
@@ -67,6 +67,12 @@ class AlgoConfig:
     per_alpha: float = 0.8  # prioritisation exponent
     per_eps: float = 0.01
     g_clamp: Optional[float] = None  # clamp ∂Q_tot/∂Q_i to [-g_clamp, g_clamp]; None: exact, unclamped
+    # ---- MASER (learner=maser), the paper's baseline; differ/learners/maser_learner.py
+    maser_alpha: float = 0.5  # subgoal score α·q̃_i + (1 − α)·Q̃_tot/N
+    maser_lambda: float = 0.03  # weight of the intrinsic reward
+    maser_ind_weight: float = 0.0008  # individual TD term (the published 0.001 × ind 0.8)
+    maser_train_phi: bool = False  # the published code never trains φ; true: φ learns MASER's distance loss
+    maser_phi_hidden: int = 128
 
 
 @dataclass
@@ -241,7 +247,7 @@ def _finite(x) -> bool:
 def validate(cfg: DictConfig) -> None:
     """Range checks for every value, naming the key; resolves the scenario to its canonical name."""
     from .envs.registry import FAMILIES, UnknownEnvError, resolve_scenario
-    from .learners import MIXERS
+    from .learners import LEARNERS, MIXERS
 
     a, e = cfg.algo, cfg.env
 
@@ -254,7 +260,7 @@ def validate(cfg: DictConfig) -> None:
         "seed": 0, "t_max": 1, "test_interval": 1, "test_episodes": 1, "log_interval": 1,
         "checkpoint_interval": 0, "torch_threads": 0,
         "env.num_envs": 1, "algo.agent_hidden": 1, "algo.mixing_embed_dim": 1, "algo.hypernet_hidden": 1,
-        "algo.batch_size": 1, "algo.buffer_size": 1, "algo.target_update_episodes": 1, "algo.qplex_kernels": 1,
+        "algo.batch_size": 1, "algo.buffer_size": 1, "algo.target_update_episodes": 1, "algo.qplex_kernels": 1, "algo.maser_phi_hidden": 1,
         "algo.epsilon_anneal_steps": 0,
     }
     for key, lo in ints_at_least.items():
@@ -287,11 +293,14 @@ def validate(cfg: DictConfig) -> None:
     in_range("algo.beta_end", 0, 1)
     in_range("algo.per_alpha", 0, math.inf, hi_open=True)
     in_range("algo.per_eps", 0, math.inf, lo_open=True, hi_open=True)
+    in_range("algo.maser_alpha", 0, 1)
+    in_range("algo.maser_lambda", 0, math.inf, hi_open=True)
+    in_range("algo.maser_ind_weight", 0, math.inf, hi_open=True)
     if a.g_clamp is not None:
         in_range("algo.g_clamp", 0, math.inf, lo_open=True, hi_open=True)
     if a.mixer not in MIXERS:
         raise ConfigError(f"algo.mixer: unknown mixer '{a.mixer}'; valid choices: {', '.join(MIXERS)}")
-    for key, choices in (("learner", ("team", "differ")), ("selection", ("per", "all")),
+    for key, choices in (("learner", tuple(LEARNERS)), ("selection", ("per", "all")),
                          ("obs_dtype", ("float16", "float32"))):
         if a[key] not in choices:
             raise ConfigError(f"algo.{key} must be one of {', '.join(choices)}, got '{a[key]}'")

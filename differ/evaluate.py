@@ -26,7 +26,7 @@ def dump_individual_rewards(learner, spec, episodes, path: Path) -> int:
         buf.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
     batch = buf.collate(list(buf.episodes))
     fwd = learner.forward(batch)
-    dec = decompose(learner.mixer, fwd.mixer_in, batch.reward, batch.terminated, batch.mask,
+    dec = decompose(learner.mixer, fwd.mixer_in, fwd.reward, batch.terminated, batch.mask,
                     batch.alive, fwd.target_q, fwd.target_tot, learner.cfg.gamma, learner.cfg.g_clamp)
     td_i = (fwd.chosen - dec.y_i).detach()
     rows = 0

@@ -23,8 +23,7 @@ from .lock import exclusive
 from .errors import CheckpointError, ConfigError, CorruptCheckpoint, RunInUse, TrainingDiverged, storage_error
 from .controller import Controller
 from .envs.registry import make_env
-from .learners.differ_learner import DifferLearner
-from .learners.q_learner import QLearner
+from .learners import LEARNERS
 from .metrics import Accumulator, MetricsLogger
 from .nets.agent import RNNAgent
 from .nets.mixers import build_mixer
@@ -73,9 +72,7 @@ def build_learner(cfg: DictConfig, spec):
     torch.manual_seed(cfg.seed)
     agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
     mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)
-    if cfg.algo.learner == "differ":
-        return DifferLearner(agent, mixer, cfg.algo, spec, cfg.t_max, cfg.seed)
-    return QLearner(agent, mixer, cfg.algo)
+    return LEARNERS[cfg.algo.learner](agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed)
 
 
 def default_run_dir(cfg: DictConfig) -> str:

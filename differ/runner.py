@@ -13,7 +13,7 @@ import numpy as np
 
 from .controller import Controller
 from .envs.base import VecEnv
-from .replay.episode_buffer import padded_arrays
+from .replay.schema import EpisodeSchema
 
 
 @dataclass
@@ -39,7 +39,8 @@ class Episode:
 class Runner:
     def __init__(self, env: VecEnv, controller: Controller):
         self.env, self.controller = env, controller
-        self._buf = padded_arrays(env.spec, env.num_envs, env.spec.episode_limit)
+        self.schema = EpisodeSchema(env.spec)
+        self._buf = self.schema.padded(env.num_envs, env.spec.episode_limit)
 
     def _record(self, t: int, o) -> None:
         b = self._buf

@@ -78,7 +78,7 @@ def eq1_error(L: QLearner, b: Batch) -> float:
     both sides)."""
     params = list(L.agent.parameters())
     fwd = L.forward(b)
-    dec = decompose(L.mixer, fwd.mixer_in, b.reward, b.terminated, b.mask, b.alive, fwd.target_q,
+    dec = decompose(L.mixer, fwd.mixer_in, fwd.reward, b.terminated, b.mask, b.alive, fwd.target_q,
                     fwd.target_tot, L.cfg.gamma)
     n = b.mask.sum()
     _, _, delta = L.team_td(fwd, b, fwd.chosen)

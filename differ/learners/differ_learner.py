@@ -25,7 +25,7 @@ from .q_learner import QLearner
 
 
 class DifferLearner(QLearner):
-    def __init__(self, agent, mixer, cfg, spec: EnvSpec, t_max: int, seed: int):
+    def __init__(self, agent, mixer, cfg, spec: EnvSpec, t_max: int, seed: int = 0, **_):
         super().__init__(agent, mixer, cfg)
         self.t_max = t_max
         self.generator = torch.Generator().manual_seed(seed)  # fair replay's draws, checkpointed
@@ -37,9 +37,6 @@ class DifferLearner(QLearner):
         self.mixer_params = list(self.mixer.parameters())
         self.optimiser = self.rmsprop(self.agent_params)
         self.mixer_optimiser = self.rmsprop(self.mixer_params) if self.mixer_params else None
-
-    def optimisers(self) -> list[torch.optim.Optimizer]:
-        return [self.optimiser] + ([self.mixer_optimiser] if self.mixer_optimiser is not None else [])
 
     def selection_weights(self, delta_i: torch.Tensor, valid: torch.Tensor, t_env: int):
         """Loss weights and draw counts over the individual experiences of this batch."""
@@ -53,7 +50,7 @@ class DifferLearner(QLearner):
 
     def train(self, batch: Batch, t_env: int = 0) -> dict[str, float]:
         fwd = self.forward(batch)
-        dec = decompose(self.mixer, fwd.mixer_in, batch.reward, batch.terminated,
+        dec = decompose(self.mixer, fwd.mixer_in, fwd.reward, batch.terminated,
                         batch.mask, batch.alive, fwd.target_q, fwd.target_tot, self.cfg.gamma, self.cfg.g_clamp)
         # the mixer: team TD on detached agent Q values
         delta = (dec.q_tot - dec.y_tot) * batch.mask
@@ -100,16 +97,14 @@ class DifferLearner(QLearner):
                 out[f"{prefix}/{name}"] = share[idx].sum().item()
         return out
 
-    def state_dict(self) -> dict:
-        sd = super().state_dict()
-        sd["generator"] = self.generator.get_state()
+    def named_optimisers(self) -> dict[str, torch.optim.Optimizer]:
+        out = {"optimiser": self.optimiser}
         if self.mixer_optimiser is not None:
-            sd["mixer_optimiser"] = self.mixer_optimiser.state_dict()
-        return sd
+            out["mixer_optimiser"] = self.mixer_optimiser
+        return out
 
-    def load_state_dict(self, sd: dict) -> None:
-        super().load_state_dict(sd)
+    def extra_state(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_extra_state(self, sd: dict) -> None:
         self.generator.set_state(sd["generator"])
-        if self.mixer_optimiser is not None:
-            self.mixer_optimiser.load_state_dict(sd["mixer_optimiser"])
-        self.apply_optimiser_settings()

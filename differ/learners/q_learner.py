@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -29,8 +29,10 @@ class Forward:
     target_q: torch.Tensor  # [B, T, N] target Q_i at t+1 of a*_i (no gradient)
     target_tot: torch.Tensor  # [B, T] target Q_tot at t+1 (no gradient)
     q_all: torch.Tensor  # [B, T+1, N, A] live Q_i of every action (with gradient)
-    target_q_all: torch.Tensor  # [B, T, N, A] target Q_i of every action at t+1 (no gradient)
+    target_q_all: torch.Tensor  # [B, T+1, N, A] target Q_i of every action (no gradient)
     mixer_in: MixerInput  # the live mixer's input at steps 0..T-1, qs = chosen
+    reward: torch.Tensor  # [B, T] the reward both the team and the individual targets use
+    extras: dict = field(default_factory=dict)  # what a learner's reward hook wants to keep
 
 
 def masked_max(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
@@ -46,7 +48,7 @@ def last_actions(actions: torch.Tensor, n_actions: int) -> torch.Tensor:
 
 
 class QLearner:
-    def __init__(self, agent: RNNAgent, mixer: nn.Module, cfg):
+    def __init__(self, agent: RNNAgent, mixer: nn.Module, cfg, **_):
         self.cfg = cfg
         self.agent, self.mixer = agent, mixer
         self.target_agent = copy.deepcopy(agent).requires_grad_(False)
@@ -57,9 +59,6 @@ class QLearner:
     def build_optimisers(self) -> None:
         """One optimiser: the team TD loss trains agents and mixer together."""
         self.optimiser = self.rmsprop(self.params)
-
-    def optimisers(self) -> list[torch.optim.Optimizer]:
-        return [self.optimiser]
 
     def apply_optimiser_settings(self) -> None:
         """Set lr, alpha and eps from the config on every optimiser. A loaded optimiser state
@@ -84,8 +83,8 @@ class QLearner:
         if "max_qs" in reads:
             mixer_in.max_qs = masked_max(q[:, :-1].detach(), batch.avail[:, :-1])
         with torch.no_grad():
-            tq, _ = self.target_agent(batch.obs, la)
-            tq = tq[:, 1:]
+            tq_all, _ = self.target_agent(batch.obs, la)
+            tq = tq_all[:, 1:]
             avail_next = batch.avail[:, 1:]
             if self.cfg.double_q:
                 a_star = q[:, 1:].detach().masked_fill(~avail_next, -torch.inf).argmax(-1, keepdim=True)
@@ -99,12 +98,19 @@ class QLearner:
             if "max_qs" in reads:
                 target_in.max_qs = masked_max(tq, avail_next)
             target_tot = self.target_mixer(target_in)
-        return Forward(chosen, target_q, target_tot, q, tq, mixer_in)
+        fwd = Forward(chosen, target_q, target_tot, q, tq_all, mixer_in, batch.reward)
+        fwd.reward = self.reward_hook(fwd, batch)
+        return fwd
+
+    def reward_hook(self, fwd: Forward, batch: Batch) -> torch.Tensor:
+        """The reward every target of this step uses; a learner that shapes the reward (MASER)
+        overrides this, once, so the team and the individual targets see the same reward."""
+        return batch.reward
 
     def team_td(self, fwd: Forward, batch: Batch, agent_qs: torch.Tensor):
         """Q_tot, its target y = R + γ(1 − terminated)·Q̃_tot, and δ = Q_tot − y (masked)."""
         q_tot = self.mixer(fwd.mixer_in.with_qs(agent_qs))
-        y = batch.reward + self.cfg.gamma * (1 - batch.terminated) * fwd.target_tot
+        y = fwd.reward + self.cfg.gamma * (1 - batch.terminated) * fwd.target_tot
         delta = (q_tot - y) * batch.mask
         return q_tot, y, delta
 
@@ -143,25 +149,41 @@ class QLearner:
         self.target_agent.load_state_dict(self.agent.state_dict())
         self.target_mixer.load_state_dict(self.mixer.state_dict())
 
-    # ---- checkpointing --------------------------------------------------------------------
+    # ---- checkpointing: networks and optimisers by name, one generic path -------------------
+    def networks(self) -> dict[str, nn.Module]:
+        """Every module whose weights a checkpoint keeps, by name (the checkpoint's keys)."""
+        return {"agent": self.agent, "mixer": self.mixer, "target_agent": self.target_agent,
+                "target_mixer": self.target_mixer}
+
+    def named_optimisers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimiser": self.optimiser}
+
+    def optimisers(self) -> list[torch.optim.Optimizer]:
+        return list(self.named_optimisers().values())
+
+    def extra_state(self) -> dict:
+        """Anything else the rest of the run depends on (a learner's own random generator, ...)."""
+        return {}
+
+    def load_extra_state(self, sd: dict) -> None:
+        pass
+
     def state_dict(self) -> dict:
-        return {"agent": self.agent.state_dict(), "mixer": self.mixer.state_dict(),
-                "target_agent": self.target_agent.state_dict(),
-                "target_mixer": self.target_mixer.state_dict(),
-                "optimiser": self.optimiser.state_dict()}
+        return {**{k: m.state_dict() for k, m in self.networks().items()},
+                **{k: o.state_dict() for k, o in self.named_optimisers().items()},
+                **self.extra_state()}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.agent.load_state_dict(sd["agent"])
-        self.mixer.load_state_dict(sd["mixer"])
-        self.target_agent.load_state_dict(sd["target_agent"])
-        self.target_mixer.load_state_dict(sd["target_mixer"])
-        self.optimiser.load_state_dict(sd["optimiser"])
+        for k, m in self.networks().items():
+            m.load_state_dict(sd[k])
+        for k, o in self.named_optimisers().items():
+            o.load_state_dict(sd[k])
+        self.load_extra_state(sd)
         self.apply_optimiser_settings()
 
     def all_finite(self) -> bool:
         """Whether every network weight and optimiser statistic is finite (checked before a save)."""
-        tensors = [t for m in (self.agent, self.mixer, self.target_agent, self.target_mixer)
-                   for t in m.state_dict().values()]
+        tensors = [t for m in self.networks().values() for t in m.state_dict().values()]
         for opt in self.optimisers():
             tensors += [v for st in opt.state.values() for v in st.values() if torch.is_tensor(v)]
         return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())

@@ -23,35 +23,10 @@ import torch
 from ..checkpoint import write_atomic
 from ..envs.base import EnvSpec
 from ..errors import CorruptCheckpoint
-
-# per-step arrays (length L + 1: they include the observation after the last step)
-STEP_KEYS = ("obs", "state", "avail", "alive")
-# per-transition arrays (length L)
-TRANSITION_KEYS = ("actions", "reward")
-
-
-def padded_arrays(spec: EnvSpec, B: int, T: int) -> dict[str, np.ndarray]:
-    """Zeroed arrays for B episodes of up to T steps (T + 1 observations), as the learner wants them."""
-    n, a = spec.n_agents, spec.n_actions
-    return {
-        "obs": np.zeros((B, T + 1, n, spec.obs_dim), np.float32),
-        "state": np.zeros((B, T + 1, spec.state_dim), np.float32),
-        "avail": np.zeros((B, T + 1, n, a), bool),
-        "alive": np.zeros((B, T + 1, n), bool),
-        "actions": np.zeros((B, T, n), np.int64),
-        "reward": np.zeros((B, T), np.float32),
-    }
-
-
-def action_dtype(n_actions: int):
-    return np.uint8 if n_actions <= 255 else np.int16
-
+from .schema import EpisodeSchema
 
 def bytes_per_step(spec: EnvSpec, obs_dtype: str) -> int:
-    f = np.dtype(obs_dtype).itemsize
-    n, a = spec.n_agents, spec.n_actions
-    return (n * spec.obs_dim * f + spec.state_dim * f + n * a + n  # obs, state, avail, alive
-            + n * np.dtype(action_dtype(a)).itemsize + 4)  # actions, reward
+    return EpisodeSchema(spec, obs_dtype).bytes_per_step()
 
 
 def worst_case_bytes(spec: EnvSpec, obs_dtype: str, capacity: int) -> int:
@@ -104,8 +79,7 @@ class Batch:
 class EpisodeBuffer:
     def __init__(self, spec: EnvSpec, capacity: int, obs_dtype: str = "float16"):
         self.spec, self.capacity = spec, capacity
-        self.obs_dtype = np.dtype(obs_dtype)
-        self.act_dtype = action_dtype(spec.n_actions)
+        self.schema = EpisodeSchema(spec, obs_dtype)
         self.episodes: deque[dict] = deque(maxlen=capacity)
         self.total_added = 0  # id of the next episode; live ids are [total_added - len, total_added)
         self._persisted_upto = 0
@@ -115,12 +89,10 @@ class EpisodeBuffer:
 
     def add(self, obs, state, avail, alive, actions, reward, terminated: bool) -> None:
         """One episode of length L: obs/state/avail/alive have L + 1 rows, actions/reward L."""
-        self.episodes.append({
-            "obs": np.asarray(obs, self.obs_dtype), "state": np.asarray(state, self.obs_dtype),
-            "avail": np.asarray(avail, bool), "alive": np.asarray(alive, bool),
-            "actions": np.asarray(actions, self.act_dtype), "reward": np.asarray(reward, np.float32),
-            "terminated": bool(terminated),
-        })
+        ep = self.schema.stored({"obs": obs, "state": state, "avail": avail, "alive": alive,
+                                 "actions": actions, "reward": reward})
+        ep["terminated"] = bool(terminated)
+        self.episodes.append(ep)
         self.total_added += 1
 
     def nbytes(self) -> int:
@@ -132,14 +104,14 @@ class EpisodeBuffer:
 
     def collate(self, eps: list[dict]) -> Batch:
         B, T = len(eps), max(len(ep["reward"]) for ep in eps)
-        out = padded_arrays(self.spec, B, T)
+        out = self.schema.padded(B, T)
         out["terminated"] = np.zeros((B, T), np.float32)
         out["mask"] = np.zeros((B, T), np.float32)
         for b, ep in enumerate(eps):
             L = len(ep["reward"])
-            for k in STEP_KEYS:
+            for k in self.schema.step_keys:
                 out[k][b, : L + 1] = ep[k]  # float16 -> float32 happens in this copy
-            for k in TRANSITION_KEYS:
+            for k in self.schema.transition_keys:
                 out[k][b, :L] = ep[k]
             out["terminated"][b, L - 1] = ep["terminated"]
             out["mask"][b, :L] = 1.0
@@ -158,7 +130,7 @@ class EpisodeBuffer:
         eps = list(self.episodes)[start - first_live:]
         arrays = {"lengths": np.array([len(ep["reward"]) for ep in eps], np.int64),
                   "terminated": np.array([ep["terminated"] for ep in eps], bool)}
-        for k in STEP_KEYS + TRANSITION_KEYS:
+        for k in self.schema.step_keys + self.schema.transition_keys:
             arrays[k] = np.concatenate([ep[k] for ep in eps])
         path = directory / f"chunk_{start:09d}_{self.total_added:09d}.npz"
         data = io.BytesIO()
@@ -213,24 +185,21 @@ class EpisodeBuffer:
         self.total_added = self._persisted_upto = total_added
 
     def _read_chunk(self, path: Path) -> list[dict]:
-        n, o, a = self.spec.n_agents, self.spec.obs_dim, self.spec.n_actions
+        step_keys, transition_keys = self.schema.step_keys, self.schema.transition_keys
         try:
             with np.load(path) as z:
                 lengths, term = z["lengths"], z["terminated"]
-                data = {k: z[k] for k in STEP_KEYS + TRANSITION_KEYS}
-            steps, transitions = int(lengths.sum()) + len(lengths), int(lengths.sum())
-            shapes = {"obs": (steps, n, o), "state": (steps, self.spec.state_dim), "avail": (steps, n, a),
-                      "alive": (steps, n), "actions": (transitions, n), "reward": (transitions,)}
-            bad = [k for k, shape in shapes.items() if data[k].shape != shape]
+                data = {k: z[k] for k in step_keys + transition_keys}
+            bad = self.schema.check(data, len(lengths), int(lengths.sum()))
             if bad or len(term) != len(lengths):
-                raise ValueError(f"array {bad[0] if bad else 'terminated'} has the wrong shape")
+                raise ValueError(f"array {bad or 'terminated'} has the wrong shape")
         except Exception as e:  # BadZipFile, EOFError, a bad CRC, a missing array, ...
             first = (str(e).splitlines() or [""])[0].split(". ")[0][:120]
             raise CorruptCheckpoint(f"replay chunk {path} cannot be read ({type(e).__name__}: {first})") from None
         eps, s_off, t_off = [], 0, 0
         for j, L in enumerate(lengths):
-            ep = {k: data[k][s_off:s_off + L + 1] for k in STEP_KEYS}
-            ep.update({k: data[k][t_off:t_off + L] for k in TRANSITION_KEYS})
+            ep = {k: data[k][s_off:s_off + L + 1] for k in step_keys}
+            ep.update({k: data[k][t_off:t_off + L] for k in transition_keys})
             ep["terminated"] = bool(term[j])
             eps.append(ep)
             s_off += L + 1
