@@ -26,7 +26,8 @@ from .controller import Controller
 from .envs.base import EnvSpec
 from .envs.registry import make_env
 from .replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
-from .run import Trainer, build_learner
+from .build import build_learner
+from .trainer import Trainer
 from .runner import Runner
 
 SHAPES = {  # scenario: (n_agents, obs, state, actions, T)

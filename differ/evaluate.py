@@ -12,7 +12,8 @@ from .config import build_config
 from .controller import Controller
 from .learners.decomposer import decompose
 from .replay.episode_buffer import EpisodeBuffer
-from .run import build_learner, evaluate_episodes, make_envs
+from .build import build_learner, make_envs
+from .trainer import evaluate_episodes
 from .runner import Runner
 
 DUMP_COLUMNS = ("episode", "t", "agent", "unit_type", "alive", "reward_team", "reward_i", "td_i", "g_i", "q_i")

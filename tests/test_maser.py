@@ -7,7 +7,7 @@ from torch import nn
 
 from differ.config import build_config
 from differ.learners.maser_learner import at_steps, intrinsic_rewards, subgoal_steps
-from differ.run import build_learner
+from differ.build import build_learner
 from differ.verify import random_batch
 
 from .conftest import TINY_LBF, run_cli

@@ -1,0 +1,28 @@
+"""Factories: the environments and the learner a run's config describes."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from .envs.registry import make_env
+from .learners import LEARNERS
+from .nets.agent import RNNAgent
+from .nets.mixers import build_mixer
+
+
+def build_learner(cfg: DictConfig, spec):
+    """The agent network, the mixer and the learner of `cfg.algo`, seeded by `cfg.seed`."""
+    torch.manual_seed(cfg.seed)
+    agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
+    mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)
+    return LEARNERS[cfg.algo.learner](agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed)
+
+
+def make_envs(cfg: DictConfig):
+    """The training envs, and the test envs (the same object unless env.test_num_envs is set)."""
+    e = cfg.env
+    env = make_env(e.name, e.scenario, e.num_envs, e.time_limit, e.options)
+    test_n = e.get("test_num_envs") or None
+    test_env = make_env(e.name, e.scenario, test_n, e.time_limit, e.options) if test_n else env
+    return env, test_env

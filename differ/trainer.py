@@ -1,0 +1,280 @@
+"""The one run loop for every algorithm (docs/method.md §5, Algorithm 1).
+
+collect a batch of E episodes -> store them -> train (steps per episode x E) -> update targets
+every N episodes -> test / log / checkpoint on their intervals. Everything the future of the run
+depends on is in the checkpoint, and every random draw comes from a checkpointed generator or
+from a per-episode seed, so a resumed run continues exactly as the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import checkpoint as ckpt
+from .build import build_learner, make_envs
+from .controller import Controller
+from .errors import CheckpointError, CorruptCheckpoint, TrainingDiverged
+from .metrics import Accumulator, MetricsLogger
+from .progress import ProgressBar
+from .replay.episode_buffer import EpisodeBuffer, check_fits
+from .runner import Runner
+from .schedules import TEST, TRAIN, episode_seeds, linear
+
+
+def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep: list | None = None) -> dict[str, float]:
+    """Greedy test episodes with seeds from the test stream; returns test_* means.
+    With `keep`, the episodes themselves are appended to it."""
+    E = runner.env.num_envs
+    acc = Accumulator()
+    done = 0
+    rng = np.random.default_rng(0)  # unused by greedy action selection
+    while done < episodes:
+        eps = runner.run(episode_seeds(seed, TEST, first + done, E), 0.0, rng, greedy=True)
+        for ep in eps[: episodes - done]:
+            acc.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
+            if keep is not None:
+                keep.append(ep)
+        done += E
+    return {"test_" + k: v for k, v in acc.means().items()}
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg, self.run_dir = cfg, run_dir
+        torch.set_num_threads(cfg.torch_threads or max(1, (torch.get_num_threads())))
+        self.env, self.test_env = make_envs(cfg)
+        spec = self.spec = self.env.spec
+        # the last batch may run past t_max by up to one episode per env
+        check_fits(spec, cfg.algo.obs_dtype, cfg.algo.buffer_size,
+                   total_steps=cfg.t_max + self.env.num_envs * spec.episode_limit)
+        self.learner = build_learner(cfg, spec)
+        self.controller = Controller(self.learner.agent)
+        self.runner = Runner(self.env, self.controller)
+        self.test_runner = self.runner if self.test_env is self.env else Runner(self.test_env, self.controller)
+        self.buffer = EpisodeBuffer(spec, cfg.algo.buffer_size, cfg.algo.obs_dtype)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.c = {"t_env": 0, "episode": 0, "train_steps": 0, "train_credit": 0.0, "test_round": 0,
+                  "last_test_t": -cfg.test_interval, "last_log_t": 0, "last_ckpt_t": 0,
+                  "last_target_update_episode": 0, "wall_time": 0.0}
+        self.acc_env, self.acc_train = Accumulator(), Accumulator()
+        self.last_test: dict[str, float] = {}
+        self.logger: MetricsLogger | None = None
+        self.last_checkpoint: Path | None = None  # the newest checkpoint known good (saved or resumed from)
+        # first live episode of the newest checkpoint and of the one before it: chunks from there on stay
+        self._last_live_from = self._prev_live_from = 0
+        self._stop = False
+
+    def start_new(self) -> None:
+        """A fresh run in a directory without checkpoints: anything a start killed before its
+        first checkpoint left there (metrics, TensorBoard events, replay chunks) goes."""
+        import shutil
+
+        for name in ("metrics.jsonl", "result.json"):
+            (self.run_dir / name).unlink(missing_ok=True)
+        for d in (ckpt.replay_dir(self.run_dir), self.run_dir / "tb"):
+            shutil.rmtree(d, ignore_errors=True)
+        ckpt.remove_stale_tmp(self.run_dir)
+        self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard)
+
+    def resume(self) -> Path:
+        """Restore the newest checkpoint whose files are all readable; a damaged one (empty,
+        truncated, unreadable, or with a bad replay chunk) is reported and the one before it is
+        tried. Returns the checkpoint resumed from. Files are only cleaned up once it succeeded."""
+        damaged: list[str] = []
+
+        def bad(msg: str) -> None:
+            damaged.append(msg)
+            ckpt.warn(f"{msg}; trying the checkpoint before it")
+
+        for path, payload in ckpt.readable_newest_first(self.run_dir, on_bad=bad):
+            try:
+                self._restore(payload)
+            except CorruptCheckpoint as e:
+                bad(f"{e}: cannot resume from {path}")
+                continue
+            except (KeyError, TypeError, IndexError) as e:  # readable, but not all a checkpoint holds
+                bad(f"checkpoint {path} is incomplete ({type(e).__name__}: {e})")
+                continue
+            if damaged:
+                ckpt.warn(f"resuming from {path}, the newest checkpoint that is intact")
+            self.last_checkpoint = path
+            ckpt.remove_stale_tmp(self.run_dir)
+            self.buffer.drop_from(ckpt.replay_dir(self.run_dir), self.buffer.total_added)
+            self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard, resume_t_env=self.c["t_env"])
+            return path
+        raise CheckpointError(f"no checkpoint in {ckpt.checkpoint_dir(self.run_dir)} can be resumed "
+                              f"(the oldest: {damaged[-1]}); the run cannot be continued: start a new one")
+
+    # ---- checkpoint ----------------------------------------------------------------------
+    def payload(self) -> dict:
+        return {
+            "format": 1,
+            "config": OmegaConf.to_container(self.cfg),
+            "counters": dict(self.c),
+            "learner": self.learner.state_dict(),
+            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
+            "accumulators": {"env": self.acc_env.state_dict(), "train": self.acc_train.state_dict()},
+            "last_test": dict(self.last_test),
+            "buffer": {"live_from": self.buffer.total_added - len(self.buffer),
+                       "total_added": self.buffer.total_added},
+            "spec": self._shapes(),
+        }
+
+    def _shapes(self) -> dict:
+        s = self.spec
+        return {"n_agents": s.n_agents, "n_actions": s.n_actions, "obs_dim": s.obs_dim, "state_dim": s.state_dim}
+
+    def save_checkpoint(self, periodic: bool = True) -> Path:
+        """Save everything the rest of the run depends on. A periodic checkpoint moves the
+        checkpoint schedule (and records the moved schedule); the one a stop (Ctrl-C, SIGTERM)
+        writes does not, so the resumed run checkpoints and logs where the uninterrupted one does."""
+        if not self.learner.all_finite():
+            raise self._diverged("the networks hold non-finite values (not saved)")
+        replay_dir = ckpt.replay_dir(self.run_dir)
+        self.buffer.persist(replay_dir)  # chunks first: the checkpoint must only name files on disk
+        if periodic:
+            self.c["last_ckpt_t"] = self.c["t_env"]
+        path = ckpt.save(self.run_dir, self.c["t_env"], self.payload())
+        live_from = self.buffer.total_added - len(self.buffer)
+        if path != self.last_checkpoint:  # (the final save may rewrite the periodic one of its batch)
+            self._prev_live_from = self._last_live_from
+        self._last_live_from = live_from
+        # keep the chunks the previous checkpoint needs as well: if this one turns out damaged,
+        # resume falls back to that one
+        self.buffer.prune(replay_dir, keep_from=min(live_from, self._prev_live_from))
+        self.last_checkpoint = path
+        return path
+
+    def _restore(self, p: dict) -> None:
+        """Load a checkpoint's payload into this trainer. Every piece of state is overwritten, so
+        a failed attempt leaves nothing behind that a second attempt (an older checkpoint) keeps."""
+        now = self._shapes()
+        if p["spec"] != now:
+            raise CheckpointError(
+                f"the checkpoint was made for env shapes {p['spec']}, but the environment now gives {now} "
+                f"(a different package version or scenario?); start a new run instead")
+        b = p["buffer"]
+        replay = ckpt.replay_dir(self.run_dir)
+        if b["total_added"] > b["live_from"] and not replay.is_dir():
+            raise CheckpointError(
+                f"{replay} is gone: a sweep deletes a finished run's replay buffer unless keep_replay=true, "
+                f"and without it the run cannot be continued exactly; start a new run with the larger t_max "
+                f"(or sweep with keep_replay=true next time)")
+        self.buffer.restore(replay, b["live_from"], b["total_added"])
+        self._last_live_from = self._prev_live_from = b["live_from"]
+        self.c.update(p["counters"])
+        try:
+            self.learner.load_state_dict(p["learner"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"the checkpoint's networks do not fit the ones built from the config "
+                                  f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}); "
+                                  f"was config.yaml edited? start a new run instead") from None
+        self.rng.bit_generator.state = p["rng"]["numpy"]
+        torch.set_rng_state(p["rng"]["torch"])
+        self.acc_env = Accumulator(p["accumulators"]["env"])
+        self.acc_train = Accumulator(p["accumulators"]["train"])
+        self.last_test = dict(p["last_test"])
+
+    # ---- the loop --------------------------------------------------------------------------
+    def _request_stop(self, signum, frame):
+        if self._stop:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._stop = True
+
+    def train(self) -> dict:
+        cfg, c, a = self.cfg, self.c, self.cfg.algo
+        E = self.env.num_envs
+        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        progress = ProgressBar(cfg, c["t_env"])
+        t_start = time.time()
+        wall_before = c["wall_time"]
+        completed = False
+        try:
+            while c["t_env"] < cfg.t_max and not self._stop:
+                epsilon = linear(a.epsilon_start, a.epsilon_finish, a.epsilon_anneal_steps, c["t_env"])
+                episodes = self.runner.run(episode_seeds(cfg.seed, TRAIN, c["episode"], E), epsilon, self.rng)
+                for ep in episodes:
+                    self.buffer.add(ep.obs, ep.state, ep.avail, ep.alive, ep.actions, ep.reward, ep.terminated)
+                    self.acc_env.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
+                c["t_env"] += sum(ep.length for ep in episodes)
+                c["episode"] += E
+                self.acc_env.add({"epsilon": epsilon})
+
+                if len(self.buffer) >= a.batch_size:
+                    c["train_credit"] += E * a.train_steps_per_episode
+                    while c["train_credit"] >= 1:
+                        c["train_credit"] -= 1
+                        self.acc_train.add(self._train_step())
+                        c["train_steps"] += 1
+                if c["episode"] - c["last_target_update_episode"] >= a.target_update_episodes:
+                    self.learner.update_targets()
+                    c["last_target_update_episode"] = c["episode"]
+
+                c["wall_time"] = wall_before + time.time() - t_start
+                self._periodic(final=False)
+                progress.update(c, self.last_test, sum(ep.ret for ep in episodes) / E)
+            if c["t_env"] >= cfg.t_max:
+                self._periodic(final=True)
+            else:
+                # stopped by a signal between two batches: checkpoint the state as it is, with no
+                # extra test or log row, so a resumed run logs exactly what an uninterrupted one does
+                self.save_checkpoint(periodic=False)
+            completed = True
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+            progress.close()
+            self.logger.close(quiet=not completed)  # an error on the way out is the one to report
+        return {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max,
+                "wall_time_s": round(c["wall_time"], 1), **self.last_test}
+
+    def _train_step(self) -> dict[str, float]:
+        c = self.c
+        try:
+            stats = self.learner.train(self.buffer.sample(self.cfg.algo.batch_size, self.rng), c["t_env"])
+            bad = [k for k, v in stats.items() if k.startswith("loss") and not np.isfinite(v)]
+            if bad:
+                raise TrainingDiverged(f"{bad[0]} became {stats[bad[0]]}")
+        except TrainingDiverged as e:
+            raise self._diverged(str(e)) from None
+        return stats
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        c = self.c
+        if self.last_checkpoint is None:
+            then = (f"no checkpoint was saved yet; start again with a lower learning rate "
+                    f"(e.g. algo.lr={self.cfg.algo.lr / 10:g}) in a new run_dir")
+        else:
+            then = (f"the last good checkpoint is {self.last_checkpoint}. Resume from it with a lower learning "
+                    f"rate, e.g. `differ train resume={self.run_dir} algo.lr={self.cfg.algo.lr / 10:g}`")
+        return TrainingDiverged(f"training diverged: {what} at t_env={c['t_env']} (training step "
+                                f"{c['train_steps']}); {then} (or a lower algo.grad_clip), or check the "
+                                f"environment's rewards")
+
+    def _periodic(self, final: bool) -> None:
+        """Test, log and checkpoint on their schedules; at t_max (final) all three, once."""
+        cfg, c = self.cfg, self.c
+        if final or c["t_env"] - c["last_test_t"] >= cfg.test_interval:
+            if not final or c["last_test_t"] != c["t_env"]:
+                first = c["test_round"] * cfg.test_episodes
+                self.last_test = evaluate_episodes(self.test_runner, cfg.seed, first, cfg.test_episodes)
+                c["test_round"] += 1
+                c["last_test_t"] = c["t_env"]
+                self.logger.log(c["t_env"], self.last_test)
+        if final or c["t_env"] - c["last_log_t"] >= cfg.log_interval:
+            if self.acc_env.counts or self.acc_train.counts:
+                record = {**self.acc_env.means(raw=("epsilon",)), **self.acc_train.means(suffix="", )}
+                record.update(episode=c["episode"], train_steps=c["train_steps"],
+                              steps_per_s=c["t_env"] / max(c["wall_time"], 1e-9))
+                self.logger.log(c["t_env"], record)
+                self.acc_env.clear()
+                self.acc_train.clear()
+            c["last_log_t"] = c["t_env"]
+        if final or (cfg.checkpoint_interval and c["t_env"] - c["last_ckpt_t"] >= cfg.checkpoint_interval):
+            self.save_checkpoint()
