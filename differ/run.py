@@ -22,9 +22,10 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
     overrides = dict(overrides)
     resume = "resume" in overrides
     if resume:
-        run_dir = Path(overrides.pop("resume"))
-        if not str(run_dir).strip():
+        raw = overrides.pop("resume")
+        if not raw.strip():  # (Path("") would be the current directory)
             raise ConfigError("resume= needs a run directory, e.g. resume=runs/my_run")
+        run_dir = Path(raw)
         if not run_dir.is_dir():
             raise CheckpointError(f"resume={run_dir}: no such directory")
         created, cfg = False, None  # read under the lock: the directory may be in use

@@ -3,6 +3,8 @@ offending key, never a traceback, and never starts anything. Run in-process (cli
 table fast; a `train` command that is wrongly accepted would run for t_max=1 step and fail the test
 on its exit status instead of training for hours."""
 
+from pathlib import Path
+
 import pytest
 
 from differ import cli
@@ -42,7 +44,9 @@ TRAIN = {  # train overrides -> the key the message must name
 
 
 def _check(capfd, argv, key):
+    cwd_before = sorted(p.name for p in Path.cwd().iterdir())
     code = cli.main(argv)
+    assert sorted(p.name for p in Path.cwd().iterdir()) == cwd_before  # nothing written where we stand
     err = capfd.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
