@@ -20,9 +20,6 @@ import torch
 
 from .errors import CheckpointError, CorruptCheckpoint
 
-__all__ = ["CheckpointError", "CorruptCheckpoint", "save", "load", "latest", "list_checkpoints",
-           "load_newest", "readable_newest_first", "write_atomic", "remove_stale_tmp"]
-
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
 
 

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         return _fail(str(e))
-    except (FileExistsError, MemoryError) as e:
+    except MemoryError as e:  # check_fits: a buffer that cannot fit
         if debug:
             raise
         return _fail(str(e))

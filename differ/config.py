@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -96,7 +95,6 @@ class RunConfig:
 # silently mismatch the checkpoint (or fail to load it), so it is refused on resume.
 RESUME_KEYS = ("t_max", "checkpoint_interval", "test_interval", "log_interval", "progress", "tensorboard",
                "torch_threads", "algo.lr", "algo.optim_alpha", "algo.optim_eps", "algo.grad_clip")
-_PRESET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def algo_choices() -> list[str]:
@@ -109,7 +107,7 @@ def env_choices() -> list[str]:
 
 def _preset(kind: str, name: str) -> DictConfig:
     choices = algo_choices() if kind == "algo" else env_choices()
-    if not _PRESET_NAME.match(str(name)) or name not in choices:  # also refuses algo=../env/lbf
+    if name not in choices:  # the presets' own names only: also refuses algo=../env/lbf
         raise ConfigError(f"{kind}={name}: unknown {'algorithm' if kind == 'algo' else 'environment'}; "
                           f"valid choices: {', '.join(choices)}")
     return OmegaConf.load(PRESETS / kind / f"{name}.yaml")

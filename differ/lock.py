@@ -9,7 +9,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import RunInUse
+from .errors import ConfigError, RunInUse
 
 
 @contextmanager
@@ -28,3 +28,29 @@ def exclusive(lock_file: Path, what: str):
         f.write(str(os.getpid()))
         f.flush()
         yield
+
+
+@contextmanager
+def claimed_dir(directory: Path, lock_name: str, option: str, what: str):
+    """Create `directory` (with its parents) where needed, check that it can be written, and hold
+    its lock for the duration. A path that cannot be such a directory (too long, under a file,
+    read-only) is bad input: one line naming `option`. If this call created the directory and
+    nothing but the lock was written into it, it is removed on the way out, so a refused command
+    leaves nothing behind."""
+    try:
+        created = not directory.is_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write_test.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        shown = str(directory) if len(str(directory)) <= 120 else str(directory)[:117] + "..."
+        hint = " (is a parent a file?)" if isinstance(e, (NotADirectoryError, FileExistsError)) else ""
+        raise ConfigError(f"{option}={shown} cannot be used: {e.strerror or type(e).__name__}{hint}") from None
+    try:
+        with exclusive(directory / lock_name, what):
+            yield
+    finally:
+        if created and {p.name for p in directory.iterdir()} <= {lock_name}:
+            (directory / lock_name).unlink(missing_ok=True)
+            directory.rmdir()

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from . import checkpoint as ckpt
 from .config import build_config
 from .errors import CheckpointError, ConfigError, storage_error
-from .rundir import default_run_dir, machine_info, prepare_run_dir, resume_config, run_lock
+from .rundir import default_run_dir, machine_info, resume_config, run_lock
 from .trainer import Trainer
 
 
@@ -28,25 +28,20 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
         run_dir = Path(raw)
         if not run_dir.is_dir():
             raise CheckpointError(f"resume={run_dir}: no such directory")
-        created, cfg = False, None  # read under the lock: the directory may be in use
     else:
         cfg = build_config(overrides)
         run_dir = Path(cfg.run_dir or default_run_dir(cfg))
-        created = prepare_run_dir(run_dir)
-        if ckpt.list_checkpoints(run_dir):
-            raise FileExistsError(f"{run_dir} already holds a run; continue it with "
-                                  f"`differ train resume={run_dir}` or choose another run_dir")
     try:
-        with run_lock(run_dir):
-            if resume:
+        with run_lock(run_dir, "resume" if resume else "run_dir"):
+            if resume:  # the config is read under the lock: the directory may be in use
                 cfg = resume_config(run_dir, overrides)
-                trainer = Trainer(cfg, run_dir)
+            elif ckpt.list_checkpoints(run_dir):
+                raise CheckpointError(f"{run_dir} already holds a run; continue it with "
+                                      f"`differ train resume={run_dir}` or choose another run_dir")
+            trainer = Trainer(cfg, run_dir)
+            if resume:
                 trainer.resume()
             else:
-                trainer = Trainer(cfg, run_dir)
-                if ckpt.list_checkpoints(run_dir):  # appeared while we built the trainer
-                    raise FileExistsError(f"{run_dir} already holds a run; continue it with "
-                                          f"`differ train resume={run_dir}` or choose another run_dir")
                 cfg.run_dir = str(run_dir)
                 trainer.start_new()
             OmegaConf.save(cfg, run_dir / "config.yaml")  # only now: e.g. a raised t_max on resume
@@ -55,11 +50,5 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
             result["machine"] = machine_info()  # of the session that finished the run
             ckpt.write_atomic(run_dir / "result.json", (json.dumps(result, indent=2) + "\n").encode())
     except OSError as e:
-        if isinstance(e, FileExistsError) and not e.filename:
-            raise
         raise storage_error(e, run_dir) from None
-    finally:
-        if created and {p.name for p in run_dir.iterdir()} <= {".lock"}:  # failed before writing anything
-            (run_dir / ".lock").unlink(missing_ok=True)
-            run_dir.rmdir()
     return result

@@ -9,8 +9,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from .config import build_config, load_run_config
-from .errors import CheckpointError, ConfigError
-from .lock import exclusive
+from .errors import CheckpointError
+from .lock import claimed_dir
 
 
 def default_run_dir(cfg: DictConfig) -> str:
@@ -18,29 +18,12 @@ def default_run_dir(cfg: DictConfig) -> str:
     return f"runs/{cfg.algo.name}_{cfg.env.name}_{cfg.env.scenario}_s{cfg.seed}_{stamp}"
 
 
-def run_lock(run_dir: Path):
-    """Hold an exclusive lock on a run directory while a process trains in it: a second `differ
-    train` (or a second sweep over the same out=) on the same directory stops at once instead of
-    interleaving checkpoints and metrics."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return exclusive(run_dir / ".lock", str(run_dir))
-
-
-def prepare_run_dir(run_dir: Path) -> bool:
-    """Create the run directory (and its parents); True if this call created it. A path that
-    cannot be a directory (too long, under a file, read-only) is bad input: one line naming it."""
-    try:
-        existed = run_dir.is_dir()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        shown = str(run_dir) if len(str(run_dir)) <= 120 else str(run_dir)[:117] + "..."
-        raise ConfigError(f"run_dir={shown} cannot be used: {e.strerror or type(e).__name__}"
-                          f"{' (is a parent a file?)' if isinstance(e, (NotADirectoryError, FileExistsError)) else ''}"
-                          ) from None
-    return not existed
+def run_lock(run_dir: Path, option: str = "run_dir"):
+    """Create the run directory where needed and hold its lock while a process trains in it: a
+    second `differ train` (or a second sweep over the same out=) on the same directory stops at
+    once instead of interleaving checkpoints and metrics. A command refused before it wrote
+    anything leaves no directory behind."""
+    return claimed_dir(run_dir, ".lock", option, str(run_dir))
 
 
 def resume_config(run_dir: Path, overrides: dict[str, str]) -> DictConfig:

@@ -9,11 +9,9 @@ from omegaconf import OmegaConf
 
 from differ.config import AlgoConfig, build_config
 from differ.learners.decomposer import decompose
-from differ.learners.differ_learner import DifferLearner
-from differ.learners.q_learner import QLearner
-from differ.nets.agent import RNNAgent
-from differ.nets.mixers import MixerInput, build_mixer
+from differ.nets.mixers import MixerInput
 from differ.replay.fair import beta_at, eta_at, fair_weights
+from differ.verify import learner_for as verify_learner
 from differ.verify import random_batch
 
 
@@ -33,14 +31,8 @@ def smax_batch():
 
 
 def learner_for(spec, mixer_name, learner="team", selection="all", **algo):
-    torch.manual_seed(0)
-    cfg = OmegaConf.structured(AlgoConfig(mixer=mixer_name, learner=learner, selection=selection,
-                                          grad_clip=1e9, **algo))
-    agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents).double()
-    mixer = build_mixer(mixer_name, spec.n_agents, spec.state_dim, spec.n_actions, cfg).double()
-    if learner == "differ":
-        return DifferLearner(agent, mixer, cfg, spec, t_max=1000, seed=0)
-    return QLearner(agent, mixer, cfg)
+    """A float64 learner with no gradient clipping, seeded like `differ verify`'s."""
+    return verify_learner(spec, OmegaConf.structured(AlgoConfig(mixer=mixer_name, **algo)), learner, selection)
 
 
 def grads(loss, params):

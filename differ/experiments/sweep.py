@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import checkpoint as ckpt
 from ..config import ConfigError, flag_option, int_option
-from ..lock import exclusive
+from ..lock import claimed_dir
 from .backends import LocalBackend, RayBackend, schedule
 from .grid import PlannedRun, expand_grid, load_preset, plan
 from .monitor import Progress, summary_table
@@ -46,18 +46,8 @@ def sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
     if "out" not in args:
         return _sweep(args)  # plan() reports the missing out=
     out = Path(args["out"]).resolve()
-    try:
-        created = not out.is_dir()
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"out={args['out']} cannot be used: {e.strerror or type(e).__name__}") from None
-    try:
-        with exclusive(out / ".sweep.lock", f"sweep directory {out}"):
-            return _sweep(args)
-    finally:
-        if created and {p.name for p in out.iterdir()} <= {".sweep.lock"}:  # bad input: leave nothing
-            (out / ".sweep.lock").unlink(missing_ok=True)
-            out.rmdir()
+    with claimed_dir(out, ".sweep.lock", "out", f"sweep directory {out}"):
+        return _sweep(args)
 
 
 def _sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:

@@ -62,7 +62,8 @@ class DifferLearner(QLearner):
         # the agents: individual TD on the selected experiences
         delta_i = fwd.chosen - dec.y_i
         valid = dec.mask_i > 0
-        if not bool(torch.isfinite(delta_i[valid]).all()):  # fair replay cannot draw from nan priorities
+        # every element, padding included: fair replay's priorities are computed over all of them
+        if not bool(torch.isfinite(delta_i).all()):
             raise TrainingDiverged("the individual TD errors became non-finite")
         n_valid = valid.sum().clamp(min=1)
         weights, counts, eta, beta = self.selection_weights(delta_i, valid, t_env)

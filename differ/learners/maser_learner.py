@@ -24,9 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..nets.mixers import MixerInput
 from ..replay.episode_buffer import Batch
-from .q_learner import Forward, QLearner, masked_max
+from .q_learner import Forward, QLearner, greedy_actions, mixer_input
 
 
 def subgoal_steps(q_ind: torch.Tensor, q_tot: torch.Tensor, mask: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -73,15 +72,10 @@ class MaserLearner(QLearner):
     def reward_hook(self, fwd: Forward, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             avail = batch.avail[:, :-1]
-            greedy = fwd.q_all[:, :-1].detach().masked_fill(~avail, -torch.inf).argmax(-1, keepdim=True)
+            greedy = greedy_actions(fwd.q_all[:, :-1], avail)
             tq = fwd.target_q_all[:, :-1]
-            q_ind = tq.gather(-1, greedy).squeeze(-1)
-            x = MixerInput(q_ind, batch.state[:, :-1])
-            if "actions" in self.target_mixer.reads:
-                x.actions = F.one_hot(greedy.squeeze(-1), self.agent.n_actions)
-            if "max_qs" in self.target_mixer.reads:
-                x.max_qs = masked_max(tq, avail)
-            q_tot = self.target_mixer(x)
+            q_ind = tq.gather(-1, greedy.unsqueeze(-1)).squeeze(-1)
+            q_tot = self.target_mixer(mixer_input(self.target_mixer, q_ind, batch.state[:, :-1], greedy, tq, avail))
             t_star = subgoal_steps(q_ind, q_tot, batch.mask, self.cfg.maser_alpha)
             r_int = intrinsic_rewards(self.phi, batch.obs[:, :-1], t_star)
         fwd.extras.update(t_star=t_star, intrinsic=r_int)

@@ -41,6 +41,23 @@ def masked_max(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
     return torch.where(avail.any(-1), best, torch.zeros_like(best))
 
 
+def greedy_actions(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
+    """argmax over the available actions [..., A] -> [...] (no gradient)."""
+    return q.detach().masked_fill(~avail, -torch.inf).argmax(-1)
+
+
+def mixer_input(mixer, qs: torch.Tensor, state: torch.Tensor, actions: torch.Tensor, q_all: torch.Tensor,
+                avail: torch.Tensor) -> MixerInput:
+    """The input `mixer` reads: qs and the state, plus the one-hot of `actions` and the max of
+    `q_all` over `avail` (detached) only where the mixer asks for them."""
+    x = MixerInput(qs, state)
+    if "actions" in mixer.reads:
+        x.actions = F.one_hot(actions, q_all.shape[-1])
+    if "max_qs" in mixer.reads:
+        x.max_qs = masked_max(q_all.detach(), avail)
+    return x
+
+
 def last_actions(actions: torch.Tensor, n_actions: int) -> torch.Tensor:
     """Actions taken before each step: [B, T, N] -> [B, T+1, N], `n_actions` meaning none."""
     none = torch.full_like(actions[:, :1], n_actions)
@@ -76,27 +93,19 @@ class QLearner:
         la = last_actions(batch.actions, self.agent.n_actions)
         q, _ = self.agent(batch.obs, la)
         chosen = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        reads = self.mixer.reads
-        mixer_in = MixerInput(chosen, batch.state[:, :-1])
-        if "actions" in reads:
-            mixer_in.actions = F.one_hot(batch.actions, self.agent.n_actions)
-        if "max_qs" in reads:
-            mixer_in.max_qs = masked_max(q[:, :-1].detach(), batch.avail[:, :-1])
+        mixer_in = mixer_input(self.mixer, chosen, batch.state[:, :-1], batch.actions, q[:, :-1],
+                               batch.avail[:, :-1])
         with torch.no_grad():
             tq_all, _ = self.target_agent(batch.obs, la)
             tq = tq_all[:, 1:]
             avail_next = batch.avail[:, 1:]
             if self.cfg.double_q:
-                a_star = q[:, 1:].detach().masked_fill(~avail_next, -torch.inf).argmax(-1, keepdim=True)
-                target_q = tq.gather(-1, a_star).squeeze(-1)
+                a_star = greedy_actions(q[:, 1:], avail_next)
+                target_q = tq.gather(-1, a_star.unsqueeze(-1)).squeeze(-1)
             else:
-                a_star = tq.masked_fill(~avail_next, -torch.inf).argmax(-1, keepdim=True)
+                a_star = greedy_actions(tq, avail_next)
                 target_q = masked_max(tq, avail_next)
-            target_in = MixerInput(target_q, batch.state[:, 1:])
-            if "actions" in reads:
-                target_in.actions = F.one_hot(a_star.squeeze(-1), self.agent.n_actions)
-            if "max_qs" in reads:
-                target_in.max_qs = masked_max(tq, avail_next)
+            target_in = mixer_input(self.target_mixer, target_q, batch.state[:, 1:], a_star, tq, avail_next)
             target_tot = self.target_mixer(target_in)
         fwd = Forward(chosen, target_q, target_tot, q, tq_all, mixer_in, batch.reward)
         fwd.reward = self.reward_hook(fwd, batch)
