@@ -23,7 +23,7 @@ import torch
 
 from .config import ConfigError, build_config
 from .controller import Controller
-from .envs.base import EnvSpec
+from .envs.base import DiscreteActions, EnvSpec
 from .envs.registry import make_env
 from .replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
 from .build import build_learner
@@ -41,7 +41,7 @@ def learner_step_ms(scenario: str, algos=("qmix", "qmix_differ"), reps: int = 10
     """Median ms of one training step per algorithm; the algorithms' steps alternate, so that a
     slow spell of the machine hits them alike and their ratio stays fair."""
     n, obs, state, A, T = SHAPES[scenario]
-    spec = EnvSpec(n, A, obs, state, T, (0,) * n, ("unit",) * n)
+    spec = EnvSpec(n, DiscreteActions(A), obs, state, T, (0,) * n, ("unit",) * n)
     learners = {a: build_learner(build_config({"algo": a}), spec) for a in algos}
     buf = EpisodeBuffer(spec, 64, "float16")
     rng = np.random.default_rng(0)

@@ -6,6 +6,7 @@ import torch
 from omegaconf import DictConfig
 
 from .envs.registry import make_env
+from .errors import ConfigError
 from .learners import LEARNERS
 from .nets.agent import RNNAgent
 from .nets.mixers import build_mixer
@@ -13,10 +14,14 @@ from .nets.mixers import build_mixer
 
 def build_learner(cfg: DictConfig, spec):
     """The agent network, the mixer and the learner of `cfg.algo`, seeded by `cfg.seed`."""
+    learner = LEARNERS[cfg.algo.learner]
+    if spec.actions.kind not in learner.action_kinds:
+        raise ConfigError(f"algo={cfg.algo.name} acts in {', '.join(sorted(learner.action_kinds))} action spaces, "
+                          f"and env={cfg.env.name} {cfg.env.scenario} has {spec.actions.kind} actions")
     torch.manual_seed(cfg.seed)
     agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
     mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)
-    return LEARNERS[cfg.algo.learner](agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed)
+    return learner(agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed)
 
 
 def make_envs(cfg: DictConfig):

@@ -3,6 +3,11 @@
 Resolution order (later wins): schema defaults < algorithm preset (`presets/algo/<algo>.yaml`)
 < environment preset (`presets/env/<env>.yaml`) < command-line overrides. OmegaConf checks every
 key and type against the schema, so a typo fails at start-up instead of being silently ignored.
+
+Settings shared by every algorithm sit directly under `algo`; those of one mixer or learner sit
+in its section, `algo.<name>` (e.g. `algo.qmix.embed_dim`, `algo.differ.eta_start`). A run keeps
+only the sections of the mixer and learner it uses. Configs saved in the flat layout of
+differ 0.1 are read through `migrate`.
 """
 
 from __future__ import annotations
@@ -31,13 +36,56 @@ class EnvConfig:
     options: dict[str, Any] = field(default_factory=dict)  # family-specific keyword arguments
 
 
+# ---- per-method sections: `algo.<name>` holds the settings of the mixer or learner called <name>.
+# A run keeps only the sections of its own mixer and learner (config.yaml shows what applies);
+# setting a key of another method's section is refused. A mixer's section is its constructor's
+# keyword arguments (differ/nets/mixers.py), so a new mixer with settings adds one dataclass here.
+
+
+@dataclass
+class QMIXConfig:  # algo.qmix: the monotonic hypernetwork mixer
+    embed_dim: int = 32
+    hypernet_hidden: int = 64
+
+
+@dataclass
+class QPLEXConfig:  # algo.qplex: the duplex dueling mixer (DMAQ)
+    hypernet_hidden: int = 64  # width of the w, v and λ hypernetworks
+    kernels: int = 4  # attention kernels of λ(s, a)
+
+
+@dataclass
+class DifferConfig:  # algo.differ (learner=differ); docs/method.md §3-4
+    selection: str = "per"  # per: fair experience replay | all: every valid experience, weight 1 (-divide)
+    eta_start: float = 0.8  # sample ratio η at the start of the warm-up
+    eta_end: float = 1.0
+    eta_warmup_frac: float = 0.6  # η reaches eta_end after this fraction of t_max
+    eta_warmup: bool = True  # false: η stays at eta_start (the paper's Fig. 11 ablation)
+    beta_start: float = 0.6  # importance-sampling exponent, annealed over t_max
+    beta_end: float = 1.0
+    per_alpha: float = 0.8  # prioritisation exponent
+    per_eps: float = 0.01
+    g_clamp: Optional[float] = None  # clamp ∂Q_tot/∂Q_i to [-g_clamp, g_clamp]; None: exact, unclamped
+
+
+@dataclass
+class MaserConfig:  # algo.maser (learner=maser), the paper's baseline; differ/learners/maser_learner.py
+    alpha: float = 0.5  # subgoal score α·q̃_i + (1 − α)·Q̃_tot/N
+    intrinsic_weight: float = 0.03  # λ, weight of the intrinsic reward
+    individual_weight: float = 0.0008  # individual TD term (the published 0.001 × ind 0.8)
+    train_phi: bool = False  # the published code never trains φ; true: φ learns MASER's distance loss
+    phi_hidden: int = 128
+
+
+SECTIONS = {"qmix": QMIXConfig, "qplex": QPLEXConfig, "differ": DifferConfig, "maser": MaserConfig}
+
+
 @dataclass
 class AlgoConfig:
     name: str = "qmix"
-    mixer: str = "qmix"  # vdn | qmix | qplex
+    mixer: str = "qmix"  # vdn | qmix | qplex (differ/nets/mixers.py)
+    learner: str = "team"  # team: one TD loss trains all | differ: mixer on team TD, agents on individual TD | maser
     agent_hidden: int = 64
-    mixing_embed_dim: int = 32
-    hypernet_hidden: int = 64
     gamma: float = 0.99
     double_q: bool = True
     lr: float = 5e-4
@@ -53,25 +101,10 @@ class AlgoConfig:
     epsilon_anneal_steps: int = 50_000
     obs_dtype: str = "float16"  # how the buffer stores observations and states: float16 | float32
     l1_reg: float = 0.0  # L1 weight on the agent parameters (Table 1 of the paper; unused by the authors' QMIX)
-    qplex_kernels: int = 4  # QPLEX: attention kernels of λ(s, a) (hypernet_hidden sizes its w, v heads)
-    # ---- DIFFER (learner=differ); docs/method.md §3-4
-    learner: str = "team"  # team: one TD loss trains all | differ: mixer on team TD, agents on individual TD | maser
-    selection: str = "per"  # per: fair experience replay | all: every valid experience, weight 1 (-divide)
-    eta_start: float = 0.8  # sample ratio η at the start of the warm-up
-    eta_end: float = 1.0
-    eta_warmup_frac: float = 0.6  # η reaches eta_end after this fraction of t_max
-    eta_warmup: bool = True  # false: η stays at eta_start (the paper's Fig. 11 ablation)
-    beta_start: float = 0.6  # importance-sampling exponent, annealed over t_max
-    beta_end: float = 1.0
-    per_alpha: float = 0.8  # prioritisation exponent
-    per_eps: float = 0.01
-    g_clamp: Optional[float] = None  # clamp ∂Q_tot/∂Q_i to [-g_clamp, g_clamp]; None: exact, unclamped
-    # ---- MASER (learner=maser), the paper's baseline; differ/learners/maser_learner.py
-    maser_alpha: float = 0.5  # subgoal score α·q̃_i + (1 − α)·Q̃_tot/N
-    maser_lambda: float = 0.03  # weight of the intrinsic reward
-    maser_ind_weight: float = 0.0008  # individual TD term (the published 0.001 × ind 0.8)
-    maser_train_phi: bool = False  # the published code never trains φ; true: φ learns MASER's distance loss
-    maser_phi_hidden: int = 128
+    qmix: QMIXConfig = field(default_factory=QMIXConfig)
+    qplex: QPLEXConfig = field(default_factory=QPLEXConfig)
+    differ: DifferConfig = field(default_factory=DifferConfig)
+    maser: MaserConfig = field(default_factory=MaserConfig)
 
 
 @dataclass
@@ -97,6 +130,63 @@ RESUME_KEYS = ("t_max", "checkpoint_interval", "test_interval", "log_interval", 
                "torch_threads", "algo.lr", "algo.optim_alpha", "algo.optim_eps", "algo.grad_clip")
 
 
+# Keys of the flat layout (differ 0.1) and where they live now. "@mixer" is the run's own mixer.
+# Saved configs in the old layout are read through `migrate`; on the command line an old key
+# gets a one-line error naming the new one.
+FLAT_KEYS = {
+    "mixing_embed_dim": ("@mixer", "embed_dim"), "hypernet_hidden": ("@mixer", "hypernet_hidden"),
+    "qplex_kernels": ("qplex", "kernels"),
+    **{k: ("differ", k) for k in ("selection", "eta_start", "eta_end", "eta_warmup_frac", "eta_warmup",
+                                   "beta_start", "beta_end", "per_alpha", "per_eps", "g_clamp")},
+    "maser_alpha": ("maser", "alpha"), "maser_lambda": ("maser", "intrinsic_weight"),
+    "maser_ind_weight": ("maser", "individual_weight"), "maser_train_phi": ("maser", "train_phi"),
+    "maser_phi_hidden": ("maser", "phi_hidden"),
+}
+
+
+def migrate(cfg: DictConfig) -> DictConfig:
+    """A saved config in the flat layout moved into per-method sections (a no-op otherwise)."""
+    algo = cfg.get("algo")
+    if not isinstance(algo, DictConfig) or not any(k in algo for k in FLAT_KEYS):
+        return cfg
+    out = OmegaConf.to_container(cfg)
+    a = out["algo"]
+    for old, (section, key) in FLAT_KEYS.items():
+        if old not in a:
+            continue
+        value = a.pop(old)
+        section = a.get("mixer", "qmix") if section == "@mixer" else section
+        if section in SECTIONS and key in SECTIONS[section].__dataclass_fields__:
+            a.setdefault(section, {})[key] = value
+    return OmegaConf.create(out)
+
+
+def sections_in_use(algo) -> set[str]:
+    """The sections a run reads: its mixer's and its learner's."""
+    return {algo.mixer, algo.learner} & set(SECTIONS)
+
+
+def section(algo: DictConfig, name: str) -> DictConfig:
+    """`algo.<name>`, or that section's defaults where the run has none (e.g. `differ verify`
+    decomposing a plain QMIX run)."""
+    return algo[name] if name in algo else OmegaConf.structured(SECTIONS[name])
+
+
+def _prune(cfg: DictConfig) -> DictConfig:
+    """Drop the sections of methods the run does not use."""
+    out = OmegaConf.to_container(cfg)
+    for name in set(SECTIONS) - sections_in_use(cfg.algo):
+        out["algo"].pop(name, None)
+    pruned = OmegaConf.create(out)
+    OmegaConf.set_struct(pruned, True)
+    return pruned
+
+
+def normalise(cfg: DictConfig) -> DictConfig:
+    """A saved config in today's layout: migrated, completed with today's defaults, pruned."""
+    return _prune(OmegaConf.merge(OmegaConf.structured(RunConfig), migrate(cfg)))
+
+
 def algo_choices() -> list[str]:
     return sorted(p.stem for p in (PRESETS / "algo").glob("*.yaml"))
 
@@ -114,7 +204,12 @@ def _preset(kind: str, name: str) -> DictConfig:
 
 
 def _suggest(key: str) -> str:
-    """Nearest valid dotted keys, for the error message."""
+    """Where a key of the old flat layout lives now, or the nearest valid dotted keys."""
+    old = key.removeprefix("algo.")
+    if key.startswith("algo.") and old in FLAT_KEYS:
+        section, new = FLAT_KEYS[old]
+        where = "algo.<mixer>" if section == "@mixer" else f"algo.{section}"
+        return f" (it moved: {where}.{new})"
     valid = _all_keys(OmegaConf.structured(RunConfig))
     close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
     return f" (did you mean {', '.join(close)}?)" if close else ""
@@ -184,7 +279,7 @@ def load_run_config(path: Path) -> DictConfig:
     if missing:
         raise ConfigError(f"{path} is not a differ run config (no {', '.join(missing)}); restore it, "
                           f"or start a new run in another run_dir")
-    return cfg
+    return migrate(cfg)
 
 
 def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -> DictConfig:
@@ -206,7 +301,7 @@ def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -
                 if group in overrides:
                     raise ConfigError(f"'{group}=' cannot change on resume; start a new run instead")
             try:
-                cfg = OmegaConf.merge(schema, base)
+                cfg = OmegaConf.merge(schema, migrate(base))
             except OmegaConfBaseException as e:
                 raise ConfigError(f"the run's saved config does not fit this version of differ "
                                   f"({_omegaconf_error(e)}); start a new run") from None
@@ -221,10 +316,23 @@ def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except OmegaConfBaseException as e:
         raise _omegaconf_error(e) from None
+    _check_sections(cfg, overrides)
     if base is not None:
-        _check_resume_changes(base, cfg, overrides)
+        _check_resume_changes(migrate(base), cfg, overrides)
+    cfg = _prune(cfg)
     validate(cfg)
     return cfg
+
+
+def _check_sections(cfg: DictConfig, overrides: dict[str, str]) -> None:
+    """Refuse a setting of a method the run does not use (it would be silently ignored)."""
+    used = sections_in_use(cfg.algo)
+    for key in overrides:
+        parts = key.split(".")
+        if len(parts) >= 2 and parts[0] == "algo" and parts[1] in SECTIONS and parts[1] not in used:
+            role = "mixer" if parts[1] in ("qmix", "qplex") else "learner"
+            raise ConfigError(f"{key} does not apply: it configures the {role} '{parts[1]}', and this run "
+                              f"uses mixer={cfg.algo.mixer}, learner={cfg.algo.learner}")
 
 
 def _check_resume_changes(base: DictConfig, cfg: DictConfig, overrides: dict[str, str]) -> None:
@@ -257,12 +365,18 @@ def validate(cfg: DictConfig) -> None:
     ints_at_least = {  # key: minimum
         "seed": 0, "t_max": 1, "test_interval": 1, "test_episodes": 1, "log_interval": 1,
         "checkpoint_interval": 0, "torch_threads": 0,
-        "env.num_envs": 1, "algo.agent_hidden": 1, "algo.mixing_embed_dim": 1, "algo.hypernet_hidden": 1,
-        "algo.batch_size": 1, "algo.buffer_size": 1, "algo.target_update_episodes": 1, "algo.qplex_kernels": 1, "algo.maser_phi_hidden": 1,
-        "algo.epsilon_anneal_steps": 0,
+        "env.num_envs": 1, "algo.agent_hidden": 1, "algo.batch_size": 1, "algo.buffer_size": 1,
+        "algo.target_update_episodes": 1, "algo.epsilon_anneal_steps": 0,
+        "algo.qmix.embed_dim": 1, "algo.qmix.hypernet_hidden": 1, "algo.qplex.hypernet_hidden": 1,
+        "algo.qplex.kernels": 1, "algo.maser.phi_hidden": 1,
     }
+
+    def present(key: str) -> bool:  # a section key exists only where the run uses the section
+        return OmegaConf.select(cfg, key, default="__absent__") != "__absent__"
+
     for key, lo in ints_at_least.items():
-        need(OmegaConf.select(cfg, key) >= lo, key, f"an integer >= {lo}")
+        if present(key):
+            need(OmegaConf.select(cfg, key) >= lo, key, f"an integer >= {lo}")
     need(cfg.seed < 2**32, "seed", "below 2**32")
     need(cfg.torch_threads <= 1024, "torch_threads", "at most 1024 (0: one per core)")
     for key in ("env.time_limit", "env.test_num_envs"):
@@ -271,6 +385,8 @@ def validate(cfg: DictConfig) -> None:
     need(isinstance(e.options, DictConfig), "env.options", "a mapping of keyword arguments")
 
     def in_range(key: str, lo: float, hi: float, lo_open=False, hi_open=False) -> None:
+        if not present(key):
+            return
         v = OmegaConf.select(cfg, key)
         ok = _finite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
         need(ok, key, f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
@@ -284,24 +400,24 @@ def validate(cfg: DictConfig) -> None:
     in_range("algo.epsilon_start", 0, 1)
     in_range("algo.epsilon_finish", 0, 1)
     in_range("algo.l1_reg", 0, math.inf, hi_open=True)
-    in_range("algo.eta_start", 0, 1, lo_open=True)
-    in_range("algo.eta_end", 0, 1, lo_open=True)
-    in_range("algo.eta_warmup_frac", 0, 1)
-    in_range("algo.beta_start", 0, 1)
-    in_range("algo.beta_end", 0, 1)
-    in_range("algo.per_alpha", 0, math.inf, hi_open=True)
-    in_range("algo.per_eps", 0, math.inf, lo_open=True, hi_open=True)
-    in_range("algo.maser_alpha", 0, 1)
-    in_range("algo.maser_lambda", 0, math.inf, hi_open=True)
-    in_range("algo.maser_ind_weight", 0, math.inf, hi_open=True)
-    if a.g_clamp is not None:
-        in_range("algo.g_clamp", 0, math.inf, lo_open=True, hi_open=True)
+    in_range("algo.differ.eta_start", 0, 1, lo_open=True)
+    in_range("algo.differ.eta_end", 0, 1, lo_open=True)
+    in_range("algo.differ.eta_warmup_frac", 0, 1)
+    in_range("algo.differ.beta_start", 0, 1)
+    in_range("algo.differ.beta_end", 0, 1)
+    in_range("algo.differ.per_alpha", 0, math.inf, hi_open=True)
+    in_range("algo.differ.per_eps", 0, math.inf, lo_open=True, hi_open=True)
+    in_range("algo.maser.alpha", 0, 1)
+    in_range("algo.maser.intrinsic_weight", 0, math.inf, hi_open=True)
+    in_range("algo.maser.individual_weight", 0, math.inf, hi_open=True)
+    if present("algo.differ.g_clamp") and a.differ.g_clamp is not None:
+        in_range("algo.differ.g_clamp", 0, math.inf, lo_open=True, hi_open=True)
     if a.mixer not in MIXERS:
         raise ConfigError(f"algo.mixer: unknown mixer '{a.mixer}'; valid choices: {', '.join(MIXERS)}")
-    for key, choices in (("learner", tuple(LEARNERS)), ("selection", ("per", "all")),
-                         ("obs_dtype", ("float16", "float32"))):
-        if a[key] not in choices:
-            raise ConfigError(f"algo.{key} must be one of {', '.join(choices)}, got '{a[key]}'")
+    for key, choices in (("algo.learner", tuple(LEARNERS)), ("algo.differ.selection", ("per", "all")),
+                         ("algo.obs_dtype", ("float16", "float32"))):
+        if present(key) and OmegaConf.select(cfg, key) not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got '{OmegaConf.select(cfg, key)}'")
     if a.batch_size > a.buffer_size:
         raise ConfigError(f"algo.batch_size ({a.batch_size}) exceeds algo.buffer_size ({a.buffer_size})")
     if cfg.run_dir is not None and not str(cfg.run_dir).strip():

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from . import checkpoint as ckpt
-from .config import build_config
+from .config import build_config, section
 from .controller import Controller
 from .learners.decomposer import decompose
 from .replay.episode_buffer import EpisodeBuffer
@@ -28,7 +28,8 @@ def dump_individual_rewards(learner, spec, episodes, path: Path) -> int:
     batch = buf.collate(list(buf.episodes))
     fwd = learner.forward(batch)
     dec = decompose(learner.mixer, fwd.mixer_in, fwd.reward, batch.terminated, batch.mask,
-                    batch.alive, fwd.target_q, fwd.target_tot, learner.cfg.gamma, learner.cfg.g_clamp)
+                    batch.alive, fwd.target_q, fwd.target_tot, learner.cfg.gamma,
+                    section(learner.cfg, "differ").g_clamp)
     td_i = (fwd.chosen - dec.y_i).detach()
     rows = 0
     path.parent.mkdir(parents=True, exist_ok=True)

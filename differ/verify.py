@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .config import build_config
+from .config import AlgoConfig, build_config
 from .controller import Controller
 from .envs.base import EnvSpec
 from .envs.registry import make_env
@@ -56,7 +56,9 @@ def random_batch(env_name: str, scenario: str, episodes: int = 8, seed: int = 0,
 
 def learner_for(spec: EnvSpec, algo: DictConfig, learner: str, selection: str = "all", seed: int = 0):
     """A float64 learner with the algorithm's mixer, as `learner` (team | differ), no clipping."""
-    cfg = OmegaConf.merge(algo, {"learner": learner, "selection": selection, "grad_clip": 1e9})
+    # on the full schema: the run's own algo config may lack the differ section (a plain QMIX run)
+    cfg = OmegaConf.merge(OmegaConf.structured(AlgoConfig), algo,
+                          {"learner": learner, "differ": {"selection": selection}, "grad_clip": 1e9})
     torch.manual_seed(seed)
     agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.agent_hidden).double()
     mixer = build_mixer(cfg.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg).double()

@@ -13,8 +13,8 @@ LONG = "a" * 5000
 TRAIN = {  # train overrides -> the key the message must name
     "t_max=abc": "t_max", "t_max=0": "t_max", "seed=-1": "seed", "seed=abc": "seed", "seed=99999999999": "seed",
     "torch_threads=-1": "torch_threads", "algo.agent_hidden=-1": "algo.agent_hidden",
-    "algo.agent_hidden=0": "algo.agent_hidden", "algo.mixing_embed_dim=0": "algo.mixing_embed_dim",
-    "algo.hypernet_hidden=0": "algo.hypernet_hidden", "env.time_limit=0": "env.time_limit",
+    "algo.agent_hidden=0": "algo.agent_hidden", "algo.qmix.embed_dim=0": "algo.qmix.embed_dim",
+    "algo.qmix.hypernet_hidden=0": "algo.qmix.hypernet_hidden", "env.time_limit=0": "env.time_limit",
     "env.num_envs=0": "env.num_envs", "env.test_num_envs=0": "env.test_num_envs",
     "env.options.foo=1": "env.options.foo", "env.options=3": "env.options",
     "algo.grad_clip=-1": "algo.grad_clip", "algo.grad_clip=nan": "algo.grad_clip",
@@ -29,15 +29,20 @@ TRAIN = {  # train overrides -> the key the message must name
     "algo.target_update_episodes=0": "algo.target_update_episodes",
     "algo.lr=0": "algo.lr", "algo.lr=nan": "algo.lr", "algo.lr=inf": "algo.lr",
     "algo.optim_alpha=1.5": "algo.optim_alpha", "algo.optim_eps=-1": "algo.optim_eps",
-    "algo.per_alpha=nan": "algo.per_alpha", "algo.per_eps=-1": "algo.per_eps", "algo.per_eps=0": "algo.per_eps",
-    "algo.eta_start=0": "algo.eta_start", "algo.eta_end=1.5": "algo.eta_end",
-    "algo.eta_warmup_frac=2": "algo.eta_warmup_frac", "algo.beta_start=-1": "algo.beta_start",
-    "algo.beta_end=nan": "algo.beta_end", "algo.l1_reg=-1": "algo.l1_reg", "algo.g_clamp=0": "algo.g_clamp",
+    "algo.differ.per_alpha=nan": "algo.differ.per_alpha", "algo.differ.per_eps=-1": "algo.differ.per_eps", "algo.differ.per_eps=0": "algo.differ.per_eps",
+    "algo.differ.eta_start=0": "algo.differ.eta_start", "algo.differ.eta_end=1.5": "algo.differ.eta_end",
+    "algo.differ.eta_warmup_frac=2": "algo.differ.eta_warmup_frac", "algo.differ.beta_start=-1": "algo.differ.beta_start",
+    "algo.differ.beta_end=nan": "algo.differ.beta_end", "algo.l1_reg=-1": "algo.l1_reg", "algo.differ.g_clamp=0": "algo.differ.g_clamp",
     "algo.batch_size=0": "algo.batch_size", "algo.buffer_size=-1": "algo.buffer_size",
     "algo.double_q=maybe": "algo.double_q", "algo.obs_dtype=int8": "algo.obs_dtype",
-    "algo.learner=foo": "algo.learner", "algo.selection=foo": "algo.selection", "algo.mixer=foo": "algo.mixer",
+    "algo.learner=foo": "algo.learner", "algo.differ.selection=foo": "algo.differ.selection", "algo.mixer=foo": "algo.mixer",
     "algo=../env/lbf": "algo", "algo=": "algo", "env.name=foo": "env.name",
     "env.scenario=Foraging-99x99": "env.scenario", "algo.lrr=1": "algo.lrr", "nokey": "nokey",
+    "algo.qplex.kernels=0": "algo.qplex.kernels", "algo.maser.alpha=2": "algo.maser.alpha",
+    "algo.maser.intrinsic_weight=-1": "algo.maser.intrinsic_weight", "algo.maser.phi_hidden=0": "algo.maser.phi_hidden",
+    # keys of the old flat layout: the message names where they moved
+    "algo.eta_start=0.9": "algo.differ.eta_start", "algo.maser_lambda=0.1": "algo.maser.intrinsic_weight",
+    "algo.mixing_embed_dim=8": "algo.<mixer>.embed_dim",
     "resume=": "resume", "resume=/nonexistent/run": "resume", f"run_dir={LONG}": "run_dir",
     "run_dir=/sys/differ_run": "run_dir", "run_dir=": "run_dir",
 }
@@ -58,7 +63,9 @@ def _check(capfd, argv, key):
 
 @pytest.mark.parametrize("override, key", list(TRAIN.items()), ids=[k[:40] for k in TRAIN])
 def test_train_bad_input(capfd, tmp_path, override, key):
-    argv = ["train", "env=lbf", override]
+    # a method's section is checked where the run uses that method
+    preset = {"algo.differ.": "algo=qmix_differ", "algo.maser.": "algo=maser", "algo.qplex.": "algo=qplex"}
+    argv = ["train", "env=lbf", override] + [a for p, a in preset.items() if override.startswith(p)]
     if not override.startswith("t_max=") and not override.startswith("resume="):
         argv.append("t_max=1")
     if not override.startswith(("run_dir=", "resume=")):
@@ -67,6 +74,14 @@ def test_train_bad_input(capfd, tmp_path, override, key):
         argv = ["train", override]
     _check(capfd, argv, key)
     assert not (tmp_path / "run").exists()  # nothing was created
+
+
+@pytest.mark.parametrize("algo, override", [("qmix", "algo.differ.eta_start=0.9"), ("qmix_differ", "algo.maser.alpha=0.1"),
+                                             ("qplex", "algo.qmix.embed_dim=8"), ("qmix", "algo.differ.eta_warmup=false")])
+def test_a_setting_of_a_method_the_run_does_not_use(capfd, tmp_path, algo, override):
+    line = _check(capfd, ["train", "env=lbf", f"algo={algo}", override, "t_max=1", f"run_dir={tmp_path / 'run'}"],
+                  override.split("=")[0])
+    assert "does not apply" in line
 
 
 def test_run_dir_under_a_file(capfd, tmp_path):

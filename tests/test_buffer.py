@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from differ.envs.base import EnvSpec
+from differ.envs.base import DiscreteActions, EnvSpec
 from differ.errors import CorruptCheckpoint
 from differ.replay.episode_buffer import EpisodeBuffer, bytes_per_step, check_fits
 
-SPEC = EnvSpec(n_agents=3, n_actions=6, obs_dim=4, state_dim=5, episode_limit=10,
+SPEC = EnvSpec(n_agents=3, actions=DiscreteActions(6), obs_dim=4, state_dim=5, episode_limit=10,
                unit_type_ids=(0, 0, 1), unit_type_names=("a", "a", "b"))
 
 
@@ -68,7 +68,7 @@ def test_persist_restore_round_trip(tmp_path):
 
 
 def test_buffer_that_cannot_fit_fails_at_start():
-    huge = EnvSpec(27, 35, 738, 684, 101, (0,) * 27, ("marine",) * 27)
+    huge = EnvSpec(27, DiscreteActions(35), 738, 684, 101, (0,) * 27, ("marine",) * 27)
     with pytest.raises(MemoryError, match="GiB"):
         check_fits(huge, "float32", capacity=10**6)
     # a short run cannot fill it: the bound is what t_max can store, 2 rows per step at most

@@ -162,7 +162,7 @@ def test_is_weights_and_counts():
 
 
 def test_eta_and_beta_schedules():
-    cfg = build_config({"algo": "qmix_differ"}).algo
+    cfg = build_config({"algo": "qmix_differ"}).algo.differ
     t_max = 1000
     assert eta_at(0, t_max, cfg) == pytest.approx(0.8) and beta_at(0, t_max, cfg) == pytest.approx(0.6)
     assert eta_at(300, t_max, cfg) == pytest.approx(0.9)

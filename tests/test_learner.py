@@ -1,5 +1,6 @@
 """Mixers and the team TD target, on hand-made tensors."""
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -87,3 +88,25 @@ def test_training_step_reduces_td_loss_on_a_fixed_batch():
     for _ in range(50):
         last = learner.train(batch)["loss_td"]
     assert last < 0.5 * first
+
+
+def test_a_learner_refuses_an_action_space_it_cannot_act_in():
+    """Capability flags: a discrete learner on an env with another kind of action space stops with
+    one line naming both, and the episode schema has no fields for a space it does not know."""
+    from dataclasses import dataclass
+
+    from differ.build import build_learner
+    from differ.config import ConfigError, build_config
+    from differ.envs.base import EnvSpec
+    from differ.replay.schema import EpisodeSchema
+
+    @dataclass(frozen=True)
+    class Box:
+        dims: tuple
+        kind = "box"
+
+    spec = EnvSpec(2, Box((3, 3)), 4, 5, 10, (0, 0), ("a", "a"))
+    with pytest.raises(ConfigError, match="algo=qmix acts in discrete action spaces, and env=smax 3m has box actions"):
+        build_learner(build_config({"algo": "qmix"}), spec)
+    with pytest.raises(TypeError, match="Box action spaces"):
+        EpisodeSchema(spec)

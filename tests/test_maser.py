@@ -65,7 +65,7 @@ def _learner(spec, **overrides):
 def test_maser_without_intrinsic_reward_and_individual_term_is_qmix(smax_batch):
     spec, b = smax_batch
     qmix = _learner(spec, algo="qmix")
-    maser = _learner(spec, algo="maser", **{"algo.maser_lambda": "0", "algo.maser_ind_weight": "0"})
+    maser = _learner(spec, algo="maser", **{"algo.maser.intrinsic_weight": "0", "algo.maser.individual_weight": "0"})
     maser.agent.load_state_dict(qmix.agent.state_dict())
     maser.mixer.load_state_dict(qmix.mixer.state_dict())
     for L in (qmix, maser):
@@ -90,7 +90,7 @@ def test_the_reward_hook_shapes_the_team_target(smax_batch):
 @pytest.mark.parametrize("train_phi", ["false", "true"])
 def test_maser_trains_and_resumes(tmp_path, train_phi):
     run_dir = tmp_path / "run"
-    run_cli("train", "algo=maser", f"algo.maser_train_phi={train_phi}", *TINY_LBF, "t_max=300", f"run_dir={run_dir}")
+    run_cli("train", "algo=maser", f"algo.maser.train_phi={train_phi}", *TINY_LBF, "t_max=300", f"run_dir={run_dir}")
     run_cli("train", f"resume={run_dir}", "t_max=500")
     out = run_cli("evaluate", str(run_dir), "episodes=2").stdout
     assert '"t_env": 5' in out

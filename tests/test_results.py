@@ -93,12 +93,13 @@ def test_summary_command_writes_tables_with_hand_checked_numbers(tmp_path):
 def test_plot_and_labels_for_an_ablation(tmp_path):
     for s in (1, 2):
         make_run(tmp_path, f"w{s}", "qmix_differ", s, ramp(0.8))
+        # written in the flat layout of differ 0.1: read through the migration to algo.differ.*
         make_run(tmp_path, f"f{s}", "qmix_differ", s, ramp(0.4), extra_algo={"eta_warmup": False, "eta_start": 0.94})
         make_run(tmp_path, f"q{s}", "qmix", s, ramp(0.3), scenario="3s5z")
     runs = results.find_runs([tmp_path])
     labels = {r.path.name: r.label for r in runs}
     assert labels["q1"] == "qmix"
-    assert labels["w1"] != labels["f1"] and "eta_warmup=False" in labels["f1"]
+    assert labels["w1"] != labels["f1"] and "differ.eta_warmup=False" in labels["f1"]
     assert set(results.group(runs)) == {"smax 3m", "smax 3s5z"}
     out = tmp_path / "fig"
     run_cli("plot", str(tmp_path), f"out={out}")

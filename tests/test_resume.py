@@ -109,3 +109,32 @@ def test_a_run_directory_in_use_is_refused_and_freed_by_a_kill(tmp_path):
     (run_dir / "config.yaml").unlink()
     kill_after_first_checkpoint(args, run_dir)
     run_cli("train", f"resume={run_dir}")
+
+
+def test_a_run_saved_in_the_flat_config_layout_resumes_exactly(tmp_path):
+    """differ 0.1 saved every method's settings flat in `algo` (algo.eta_start, algo.maser_lambda,
+    ...). Such a run directory resumes under today's per-method sections, continues exactly as
+    the uninterrupted run, and its config.yaml is rewritten in the new layout."""
+    from omegaconf import OmegaConf
+
+    from differ.config import FLAT_KEYS, SECTIONS
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    args = ["algo=qmix_differ", *TINY_LBF, "seed=4", "t_max=1500", "checkpoint_interval=300"]
+    run_cli("train", *args, f"run_dir={full}")
+    kill_after_first_checkpoint([*args, f"run_dir={part}"], part)
+    saved = OmegaConf.to_container(OmegaConf.load(part / "config.yaml"))
+    algo = {k: v for k, v in saved["algo"].items() if k not in SECTIONS}
+    for old, (section, key) in FLAT_KEYS.items():
+        section = saved["algo"]["mixer"] if section == "@mixer" else section
+        if key in saved["algo"].get(section, {}):
+            algo[old] = saved["algo"][section][key]
+    algo["maser_alpha"] = 0.5  # a key of a method the run does not use, as the flat layout held
+    (part / "config.yaml").write_text(OmegaConf.to_yaml({**saved, "algo": algo}))
+    run_cli("train", f"resume={part}")
+    a, b = read_jsonl(full / "metrics.jsonl"), read_jsonl(part / "metrics.jsonl")
+    for rec in a + b:
+        rec.pop("steps_per_s", None)
+    assert len(a) == len(b) > 4 and a == b
+    now = OmegaConf.load(part / "config.yaml").algo
+    assert now.differ.eta_start == 0.8 and "eta_start" not in now and "maser" not in now

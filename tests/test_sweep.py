@@ -41,7 +41,7 @@ def test_preset_variants_and_validation_up_front(tmp_path):
     grid = expand_grid({"algo": "qmix_differ", "seed": "1,2"}, preset["variants"])
     assert len(grid) == 8
     fixed = dict(grid)["eta0.94-qmix_differ-s2"]
-    assert fixed["algo.eta_warmup"] == "False" and fixed["algo.eta_start"] == "0.94"
+    assert fixed["algo.differ.eta_warmup"] == "False" and fixed["algo.differ.eta_start"] == "0.94"
     with pytest.raises(ConfigError, match="unknown sweep preset 'nope'"):
         load_preset("nope")
     with pytest.raises(ConfigError, match="run qmix-3m-s1: unknown config key 'algo.lrr'"):
@@ -135,7 +135,37 @@ def test_a_run_saved_before_a_config_key_existed_is_the_same_run(tmp_path):
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "ckpt_000000000500.pt").write_bytes(b"")
     saved = OmegaConf.to_container(build_config(overrides))
-    del saved["algo"]["qplex_kernels"]  # as written before the key existed
+    del saved["algo"]["qmix"]["hypernet_hidden"]  # as written before the key existed
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(saved))
     _, runs = plan({**args, "out": str(tmp_path)})
     assert runs[0].action == "resume" and runs[0].t_env == 500
+
+
+@pytest.mark.parametrize("algo", ["qmix", "qmix_differ", "maser"])
+def test_a_run_saved_in_the_flat_layout_is_the_same_run(tmp_path, algo):
+    """differ 0.1 kept every method's settings in one flat `algo` mapping; a sweep over such run
+    directories reads them in today's per-method sections and finds its runs."""
+    from omegaconf import OmegaConf
+
+    from differ.config import FLAT_KEYS, SECTIONS, build_config
+
+    args = {"algo": algo, "env": "lbf", "seed": "1", "t_max": "1000"}
+    (name, overrides), = expand_grid(args)
+    run_dir = tmp_path / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "ckpt_000000000500.pt").write_bytes(b"")
+    saved = OmegaConf.to_container(build_config(overrides))
+    defaults = {n: OmegaConf.to_container(OmegaConf.structured(c)) for n, c in SECTIONS.items()}
+    flat = {k: v for k, v in saved["algo"].items() if k not in SECTIONS}
+    for old, (section, key) in FLAT_KEYS.items():  # the old layout held every key, used or not
+        section = "qmix" if section == "@mixer" else section
+        flat[old] = saved["algo"].get(section, defaults[section]).get(key)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml({**saved, "algo": flat}))
+    _, runs = plan({**args, "out": str(tmp_path)})
+    assert runs[0].action == "resume" and runs[0].t_env == 500
+    # a changed setting inside a section is still told apart
+    flat["qplex_kernels" if algo == "maser" else "mixing_embed_dim"] = 7
+    if algo != "maser":
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml({**saved, "algo": flat}))
+        with pytest.raises(ConfigError, match="different config"):
+            plan({**args, "out": str(tmp_path)})

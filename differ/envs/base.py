@@ -14,9 +14,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class DiscreteActions:
+    """Each agent picks one of `n` actions; at every step the env marks which are available
+    (`Observation.avail`), and an agent network outputs one Q value per action. The episode
+    schema (differ/replay/schema.py) derives the `actions` and `avail` fields from this, and
+    an algorithm declares the kinds it can act in (`action_kinds` of its learner)."""
+
+    n: int
+    kind: ClassVar[str] = "discrete"
 
 
 @dataclass(frozen=True)
@@ -24,7 +35,7 @@ class EnvSpec:
     """Static facts about a task, fixed for the whole run."""
 
     n_agents: int
-    n_actions: int
+    actions: DiscreteActions  # the action space, the same for every agent
     obs_dim: int
     state_dim: int
     episode_limit: int  # the most steps an episode can last
@@ -32,6 +43,11 @@ class EnvSpec:
     unit_type_names: tuple[str, ...]  # one per agent, human readable ("stalker", "agent", ...)
     has_battles: bool = False  # the env reports battle_won
     has_deaths: bool = False  # the env reports per-agent deaths through `alive`
+
+    @property
+    def n_actions(self) -> int:
+        """The number of discrete actions (the agent network's output width)."""
+        return self.actions.n
 
 
 @dataclass

@@ -43,7 +43,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import load_env_creator
 
-from .base import EnvSpec, Observation, StepResult, VecEnv
+from .base import DiscreteActions, EnvSpec, Observation, StepResult, VecEnv
 from .registry import UnknownEnvError
 
 # mpe2 imports pygame at import time; keep its banner out of our output.
@@ -278,7 +278,7 @@ class _TeamEnv(gym.Env):
         names = list(dict.fromkeys(core.roles))
         self.env_spec = EnvSpec(
             n_agents=n,
-            n_actions=a,
+            actions=DiscreteActions(a),
             obs_dim=self.obs_dim,
             state_dim=n * self.obs_dim,
             episode_limit=int(core.limit),

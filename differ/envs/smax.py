@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import EnvSpec, Observation, StepResult, VecEnv
+from .base import DiscreteActions, EnvSpec, Observation, StepResult, VecEnv
 from .registry import UnknownEnvError
 
 @contextlib.contextmanager
@@ -101,7 +101,7 @@ class SMAXVecEnv(VecEnv):
         types = np.asarray(map_name_to_scenario(scenario).unit_types)[:n].astype(int)
         self.spec = EnvSpec(
             n_agents=n,
-            n_actions=env.num_ally_actions,
+            actions=DiscreteActions(int(env.num_ally_actions)),
             obs_dim=int(env.obs_size),
             state_dim=int(env.state_size),
             episode_limit=int(env.max_steps) + 1,

@@ -78,9 +78,9 @@ def run_command(cmd: str, args: list[str]) -> int:
         _print_files(fig10(paths[0], opts))
     elif cmd == "fig11":
         runs = [r for r in load_runs(paths, opts) if r.config.get("algo.learner") == "differ"
-                and r.config.get("algo.selection") == "per"]
+                and r.config.get("algo.differ.selection") == "per"]
         if not runs:
-            raise ConfigError("no DIFFER runs (algo.learner=differ, selection=per) found; run "
+            raise ConfigError("no DIFFER runs (algo.learner=differ, algo.differ.selection=per) found; run "
                              "`differ sweep preset=warmup_ablation ...` first")
         for r in runs:
             r.label = plots.eta_label(r)

@@ -94,9 +94,9 @@ def _seeds(n: int) -> str:
 def eta_label(run: Run) -> str:
     """Fig. 11's legend: the η schedule of a DIFFER run."""
     c = run.config
-    if not c.get("algo.eta_warmup", True):
-        return f"fixed η = {c['algo.eta_start']:g}"
-    return f"η warm-up {c['algo.eta_start']:g} → {c['algo.eta_end']:g}"
+    if not c.get("algo.differ.eta_warmup", True):
+        return f"fixed η = {c['algo.differ.eta_start']:g}"
+    return f"η warm-up {c['algo.differ.eta_start']:g} → {c['algo.differ.eta_end']:g}"
 
 
 def plot_sample_share(runs: list[Run], out: str | Path) -> list[str]:

@@ -88,14 +88,14 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _with_defaults(cfg) -> dict:
-    """A saved config completed with today's defaults, so runs made before a key existed still
-    compare equal to runs that have it."""
+    """A saved config in today's layout (flat keys moved into their sections) completed with
+    today's defaults, so runs made before a key existed still compare equal to runs that have it."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from ..config import RunConfig
+    from ..config import normalise
 
     try:
-        return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(RunConfig), cfg))
+        return OmegaConf.to_container(normalise(cfg))
     except OmegaConfBaseException:  # a key since removed: compare as saved
         return OmegaConf.to_container(cfg)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from ..config import section
 from ..envs.base import EnvSpec
 from ..errors import TrainingDiverged
 from ..replay.episode_buffer import Batch
@@ -27,6 +28,7 @@ from .q_learner import QLearner
 class DifferLearner(QLearner):
     def __init__(self, agent, mixer, cfg, spec: EnvSpec, t_max: int, seed: int = 0, **_):
         super().__init__(agent, mixer, cfg)
+        self.differ = section(cfg, "differ")
         self.t_max = t_max
         self.generator = torch.Generator().manual_seed(seed)  # fair replay's draws, checkpointed
         self.unit_types = list(spec.unit_type_names)
@@ -40,18 +42,18 @@ class DifferLearner(QLearner):
 
     def selection_weights(self, delta_i: torch.Tensor, valid: torch.Tensor, t_env: int):
         """Loss weights and draw counts over the individual experiences of this batch."""
-        if self.cfg.selection == "all":
+        if self.differ.selection == "all":
             w = valid.to(delta_i.dtype)
             return w, w, 1.0, None
-        eta, beta = eta_at(t_env, self.t_max, self.cfg), beta_at(t_env, self.t_max, self.cfg)
-        weights, counts = fair_weights(delta_i.detach().abs(), valid, eta, beta, self.cfg.per_alpha,
-                                       self.cfg.per_eps, self.generator)
+        eta, beta = eta_at(t_env, self.t_max, self.differ), beta_at(t_env, self.t_max, self.differ)
+        weights, counts = fair_weights(delta_i.detach().abs(), valid, eta, beta, self.differ.per_alpha,
+                                       self.differ.per_eps, self.generator)
         return weights, counts, eta, beta
 
     def train(self, batch: Batch, t_env: int = 0) -> dict[str, float]:
         fwd = self.forward(batch)
         dec = decompose(self.mixer, fwd.mixer_in, fwd.reward, batch.terminated,
-                        batch.mask, batch.alive, fwd.target_q, fwd.target_tot, self.cfg.gamma, self.cfg.g_clamp)
+                        batch.mask, batch.alive, fwd.target_q, fwd.target_tot, self.cfg.gamma, self.differ.g_clamp)
         # the mixer: team TD on detached agent Q values
         delta = (dec.q_tot - dec.y_tot) * batch.mask
         loss_mixer = (delta ** 2).sum() / batch.mask.sum()

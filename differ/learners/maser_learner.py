@@ -12,7 +12,7 @@ Per sampled batch, on top of QMIX's team TD (docs/method.md §2):
 
 φ = Linear(O, 128) → ReLU → Linear(128, A). In the published code φ is created after the
 optimiser and never trained, so it is a fixed random map (and its distance loss changes nothing):
-that is the default here. `algo.maser_train_phi=true` trains φ with its own optimiser on the
+that is the default here. `algo.maser.train_phi=true` trains φ with its own optimiser on the
 distance loss the MASER paper describes: ‖φ(o_t) − φ(g)‖ should match 1 − cos(q̃(o_t), q̃(g))
 between the target Q vectors, over valid steps. One difference from the published code: the
 subgoal is chosen among valid steps only (the published argmax also runs over padding).
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import section
 from ..replay.episode_buffer import Batch
 from .q_learner import Forward, QLearner, greedy_actions, mixer_input
 
@@ -53,11 +54,12 @@ def intrinsic_rewards(phi: nn.Module, obs: torch.Tensor, t_star: torch.Tensor) -
 class MaserLearner(QLearner):
     def __init__(self, agent, mixer, cfg, **_):
         super().__init__(agent, mixer, cfg)
+        self.maser = m = section(cfg, "maser")
         # created after the main optimiser: not part of it (as in the published code)
-        self.phi = nn.Sequential(nn.Linear(agent.fc_obs.in_features, cfg.maser_phi_hidden), nn.ReLU(),
-                                 nn.Linear(cfg.maser_phi_hidden, agent.n_actions))
-        self.phi_optimiser = self.rmsprop(list(self.phi.parameters())) if cfg.maser_train_phi else None
-        self.phi.requires_grad_(cfg.maser_train_phi)
+        self.phi = nn.Sequential(nn.Linear(agent.fc_obs.in_features, m.phi_hidden), nn.ReLU(),
+                                 nn.Linear(m.phi_hidden, agent.n_actions))
+        self.phi_optimiser = self.rmsprop(list(self.phi.parameters())) if m.train_phi else None
+        self.phi.requires_grad_(m.train_phi)
 
     def networks(self) -> dict[str, nn.Module]:
         return {**super().networks(), "phi": self.phi}
@@ -76,14 +78,14 @@ class MaserLearner(QLearner):
             tq = fwd.target_q_all[:, :-1]
             q_ind = tq.gather(-1, greedy.unsqueeze(-1)).squeeze(-1)
             q_tot = self.target_mixer(mixer_input(self.target_mixer, q_ind, batch.state[:, :-1], greedy, tq, avail))
-            t_star = subgoal_steps(q_ind, q_tot, batch.mask, self.cfg.maser_alpha)
+            t_star = subgoal_steps(q_ind, q_tot, batch.mask, self.maser.alpha)
             r_int = intrinsic_rewards(self.phi, batch.obs[:, :-1], t_star)
         fwd.extras.update(t_star=t_star, intrinsic=r_int)
-        return batch.reward + self.cfg.maser_lambda * r_int.mean(-1)
+        return batch.reward + self.maser.intrinsic_weight * r_int.mean(-1)
 
     # ---- one training step ----------------------------------------------------------------------
     def individual_loss(self, fwd: Forward, batch: Batch) -> torch.Tensor:
-        gamma, lam = self.cfg.gamma, self.cfg.maser_lambda
+        gamma, lam = self.cfg.gamma, self.maser.intrinsic_weight
         share = F.softmax(fwd.target_q, dim=-1)  # over agents
         y_i = (share * fwd.reward.unsqueeze(-1) + lam * fwd.extras["intrinsic"]
                + gamma * (1 - batch.terminated).unsqueeze(-1) * fwd.target_q)
@@ -103,7 +105,7 @@ class MaserLearner(QLearner):
         q_tot, y, delta = self.team_td(fwd, batch, fwd.chosen)
         loss = (delta ** 2).sum() / batch.mask.sum()
         loss_ind = self.individual_loss(fwd, batch)
-        total = loss + self.cfg.maser_ind_weight * loss_ind
+        total = loss + self.maser.individual_weight * loss_ind
         grad_norm = self.step(self.optimiser, total + self.l1_penalty(), self.params, self.cfg.grad_clip)
         stats = {**self.team_stats(loss, delta, q_tot, y, batch.mask), "grad_norm": grad_norm,
                  "loss_ind": loss_ind.item(),

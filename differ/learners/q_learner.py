@@ -65,6 +65,10 @@ def last_actions(actions: torch.Tensor, n_actions: int) -> torch.Tensor:
 
 
 class QLearner:
+    # the kinds of action space (EnvSpec.actions.kind) this learner can train on: its greedy
+    # actions are an argmax over the available discrete actions
+    action_kinds = frozenset({"discrete"})
+
     def __init__(self, agent: RNNAgent, mixer: nn.Module, cfg, **_):
         self.cfg = cfg
         self.agent, self.mixer = agent, mixer

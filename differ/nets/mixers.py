@@ -126,5 +126,6 @@ MIXERS = {"vdn": VDNMixer, "qmix": QMixer, "qplex": QPLEXMixer}
 
 
 def build_mixer(name: str, n_agents: int, state_dim: int, n_actions: int, algo_cfg) -> Mixer:
-    return MIXERS[name](n_agents, state_dim, n_actions=n_actions, embed_dim=algo_cfg.mixing_embed_dim,
-                        hypernet_hidden=algo_cfg.hypernet_hidden, kernels=algo_cfg.qplex_kernels)
+    """The mixer `name`, its keyword arguments from the config section `algo.<name>` (if any)."""
+    settings = algo_cfg.get(name) or {}
+    return MIXERS[name](n_agents, state_dim, n_actions=n_actions, **settings)

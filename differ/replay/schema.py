@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..envs.base import EnvSpec
+from ..envs.base import DiscreteActions, EnvSpec
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,25 @@ def action_dtype(n_actions: int):
     return np.uint8 if n_actions <= 255 else np.int16
 
 
+def action_fields(space, n_agents: int) -> tuple[Field, Field]:
+    """The fields an action space adds: what the agents may do at each step, and what they did."""
+    if isinstance(space, DiscreteActions):
+        return (Field("avail", "step", (n_agents, space.n), np.dtype(bool), np.dtype(bool)),
+                Field("actions", "transition", (n_agents,), np.dtype(action_dtype(space.n)), np.dtype(np.int64)))
+    raise TypeError(f"no episode fields for {type(space).__name__} action spaces")
+
+
 class EpisodeSchema:
     def __init__(self, spec: EnvSpec, obs_dtype: str = "float16"):
-        n, a, f = spec.n_agents, spec.n_actions, np.dtype(obs_dtype)
+        n, f = spec.n_agents, np.dtype(obs_dtype)
+        avail, actions = action_fields(spec.actions, n)
         self.spec = spec
         self.fields = (
             Field("obs", "step", (n, spec.obs_dim), f, np.dtype(np.float32)),
             Field("state", "step", (spec.state_dim,), f, np.dtype(np.float32)),
-            Field("avail", "step", (n, a), np.dtype(bool), np.dtype(bool)),
+            avail,
             Field("alive", "step", (n,), np.dtype(bool), np.dtype(bool)),
-            Field("actions", "transition", (n,), np.dtype(action_dtype(a)), np.dtype(np.int64)),
+            actions,
             Field("reward", "transition", (), np.dtype(np.float32), np.dtype(np.float32)),
         )
         self.by_name = {fl.name: fl for fl in self.fields}
