@@ -1,3 +1,3 @@
 """differ: value-factorisation MARL (VDN, QMIX, ...) and DIFFER's fair individual replay."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -12,12 +12,18 @@ from .nets.agent import RNNAgent
 from .nets.mixers import build_mixer
 
 
+def check_action_space(cfg: DictConfig, spec) -> None:
+    """One line, before anything is sized or built, when the algorithm cannot act in the env."""
+    kinds = LEARNERS[cfg.algo.learner].action_kinds
+    if spec.actions.kind not in kinds:
+        raise ConfigError(f"algo={cfg.algo.name} acts in {', '.join(sorted(kinds))} action spaces, "
+                          f"and env={cfg.env.name} {cfg.env.scenario} has {spec.actions.kind} actions")
+
+
 def build_learner(cfg: DictConfig, spec):
     """The agent network, the mixer and the learner of `cfg.algo`, seeded by `cfg.seed`."""
+    check_action_space(cfg, spec)
     learner = LEARNERS[cfg.algo.learner]
-    if spec.actions.kind not in learner.action_kinds:
-        raise ConfigError(f"algo={cfg.algo.name} acts in {', '.join(sorted(learner.action_kinds))} action spaces, "
-                          f"and env={cfg.env.name} {cfg.env.scenario} has {spec.actions.kind} actions")
     torch.manual_seed(cfg.seed)
     agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
     mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)

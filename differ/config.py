@@ -7,7 +7,7 @@ key and type against the schema, so a typo fails at start-up instead of being si
 Settings shared by every algorithm sit directly under `algo`; those of one mixer or learner sit
 in its section, `algo.<name>` (e.g. `algo.qmix.embed_dim`, `algo.differ.eta_start`). A run keeps
 only the sections of the mixer and learner it uses. Configs saved in the flat layout of
-differ 0.1 are read through `migrate`.
+differ 0.1 (before the sections) are read through `migrate`.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def migrate(cfg: DictConfig) -> DictConfig:
     algo = cfg.get("algo")
     if not isinstance(algo, DictConfig) or not any(k in algo for k in FLAT_KEYS):
         return cfg
-    out = OmegaConf.to_container(cfg)
+    out = OmegaConf.to_container(cfg, resolve=True)  # an interpolation may name an old flat key
     a = out["algo"]
     for old, (section, key) in FLAT_KEYS.items():
         if old not in a:
@@ -157,7 +157,7 @@ def migrate(cfg: DictConfig) -> DictConfig:
         value = a.pop(old)
         section = a.get("mixer", "qmix") if section == "@mixer" else section
         if section in SECTIONS and key in SECTIONS[section].__dataclass_fields__:
-            a.setdefault(section, {})[key] = value
+            a.setdefault(section, {}).setdefault(key, value)  # a value already in its section wins
     return OmegaConf.create(out)
 
 
@@ -174,7 +174,7 @@ def section(algo: DictConfig, name: str) -> DictConfig:
 
 def _prune(cfg: DictConfig) -> DictConfig:
     """Drop the sections of methods the run does not use."""
-    out = OmegaConf.to_container(cfg)
+    out = OmegaConf.to_container(cfg, resolve=True)  # nothing may point into a dropped section
     for name in set(SECTIONS) - sections_in_use(cfg.algo):
         out["algo"].pop(name, None)
     pruned = OmegaConf.create(out)
@@ -208,8 +208,9 @@ def _suggest(key: str) -> str:
     old = key.removeprefix("algo.")
     if key.startswith("algo.") and old in FLAT_KEYS:
         section, new = FLAT_KEYS[old]
-        where = "algo.<mixer>" if section == "@mixer" else f"algo.{section}"
-        return f" (it moved: {where}.{new})"
+        owners = [s for s, c in SECTIONS.items() if new in c.__dataclass_fields__ and s in ("qmix", "qplex")] \
+            if section == "@mixer" else [section]
+        return f" (it moved: {' or '.join(f'algo.{s}.{new}' for s in owners)})"
     valid = _all_keys(OmegaConf.structured(RunConfig))
     close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
     return f" (did you mean {', '.join(close)}?)" if close else ""
@@ -314,23 +315,25 @@ def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -
             if OmegaConf.select(cfg, key, default="__missing__") == "__missing__" and not key.startswith("env.options."):
                 raise ConfigError(f"unknown config key '{key}'{_suggest(key)}")
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
-    except OmegaConfBaseException as e:
+        _check_sections(cfg, overrides)
+        if base is not None:
+            _check_resume_changes(migrate(base), cfg, overrides)
+        cfg = _prune(cfg)
+        validate(cfg)
+    except OmegaConfBaseException as e:  # e.g. an interpolation to a key that does not exist
         raise _omegaconf_error(e) from None
-    _check_sections(cfg, overrides)
-    if base is not None:
-        _check_resume_changes(migrate(base), cfg, overrides)
-    cfg = _prune(cfg)
-    validate(cfg)
     return cfg
 
 
 def _check_sections(cfg: DictConfig, overrides: dict[str, str]) -> None:
     """Refuse a setting of a method the run does not use (it would be silently ignored)."""
+    from .learners import MIXERS
+
     used = sections_in_use(cfg.algo)
     for key in overrides:
         parts = key.split(".")
         if len(parts) >= 2 and parts[0] == "algo" and parts[1] in SECTIONS and parts[1] not in used:
-            role = "mixer" if parts[1] in ("qmix", "qplex") else "learner"
+            role = "mixer" if parts[1] in MIXERS else "learner"
             raise ConfigError(f"{key} does not apply: it configures the {role} '{parts[1]}', and this run "
                               f"uses mixer={cfg.algo.mixer}, learner={cfg.algo.learner}")
 

@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
-from .build import build_learner, make_envs
+from .build import build_learner, check_action_space, make_envs
 from .controller import Controller
 from .errors import CheckpointError, CorruptCheckpoint, TrainingDiverged
 from .metrics import Accumulator, MetricsLogger
@@ -50,6 +50,7 @@ class Trainer:
         torch.set_num_threads(cfg.torch_threads or max(1, (torch.get_num_threads())))
         self.env, self.test_env = make_envs(cfg)
         spec = self.spec = self.env.spec
+        check_action_space(cfg, spec)
         # the last batch may run past t_max by up to one episode per env
         check_fits(spec, cfg.algo.obs_dtype, cfg.algo.buffer_size,
                    total_steps=cfg.t_max + self.env.num_envs * spec.episode_limit)

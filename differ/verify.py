@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .config import AlgoConfig, build_config
+from .build import check_action_space
 from .controller import Controller
 from .envs.base import EnvSpec
 from .envs.registry import make_env
@@ -36,11 +37,17 @@ TOLERANCE = 1e-6
 
 
 def random_batch(env_name: str, scenario: str, episodes: int = 8, seed: int = 0, time_limit=None,
-                 options=None) -> tuple[EnvSpec, Batch]:
+                 options=None, check=None) -> tuple[EnvSpec, Batch]:
     """A float64 batch of real episodes played by a uniformly random policy: padding, terminal
-    steps and, where the env has them, deaths."""
+    steps and, where the env has them, deaths. `check(spec)` runs before anything is played."""
     env = make_env(env_name, scenario, episodes, time_limit, options)
     spec = env.spec
+    if check is not None:
+        try:
+            check(spec)
+        except Exception:
+            env.close()
+            raise
     agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents)
     eps = Runner(env, Controller(agent)).run(list(range(seed, seed + episodes)), 1.0, np.random.default_rng(seed))
     env.close()
@@ -109,7 +116,8 @@ def verify(overrides: dict[str, str], episodes: int = 8) -> dict:
     """Run both checks for the mixer of `algo=` on `env=` / `env.scenario=`; returns a report."""
     cfg = build_config(overrides)
     e = cfg.env
-    spec, b = random_batch(e.name, e.scenario, episodes, cfg.seed, e.time_limit, e.options)
+    spec, b = random_batch(e.name, e.scenario, episodes, cfg.seed, e.time_limit, e.options,
+                           check=lambda spec: check_action_space(cfg, spec))
     base = learner_for(spec, cfg.algo, "team", seed=cfg.seed)
     divide = learner_for(spec, cfg.algo, "differ", "all", seed=cfg.seed)
     divide.agent.load_state_dict(base.agent.state_dict())

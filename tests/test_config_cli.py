@@ -53,3 +53,18 @@ def test_envs_lists_families_and_scenarios():
 def test_help_prints_usage_for_every_command(args):
     proc = run_cli(*args, timeout=120)
     assert proc.stdout.startswith("usage:") and "differ sweep" in proc.stdout
+
+
+def test_migrating_a_flat_config_keeps_interpolations_and_section_values():
+    """A saved flat config whose values point at other flat keys resolves before the keys move;
+    where a key is both flat and in its section, the section's value is kept."""
+    from omegaconf import OmegaConf
+
+    from differ.config import build_config, migrate
+
+    saved = OmegaConf.to_container(build_config({"algo": "qmix_differ", "env": "lbf"}))
+    algo = {k: v for k, v in saved["algo"].items() if k != "differ"}
+    algo.update(eta_start=0.7, eta_end="${algo.eta_start}", per_alpha=0.3, differ={"per_alpha": 0.5})
+    cfg = build_config({}, base=OmegaConf.create({**saved, "algo": algo}))
+    assert cfg.algo.differ.eta_end == 0.7 and cfg.algo.differ.per_alpha == 0.5
+    assert "eta_start" not in migrate(OmegaConf.create({**saved, "algo": algo})).algo

@@ -117,7 +117,7 @@ def plot_sample_share(runs: list[Run], out: str | Path) -> list[str]:
               file=sys.stderr)
     if not panels:
         raise ConfigError("no run with two or more unit types logged sample_share/<unit type> "
-                         "(only DIFFER runs with selection=per do, on heterogeneous scenarios)")
+                         "(only DIFFER runs with algo.differ.selection=per do, on heterogeneous scenarios)")
     fig, axes = _panels(len(panels))
     for ax, (scenario, label, rs, types) in zip(axes, panels):
         for k, ut in enumerate(types):

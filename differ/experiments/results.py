@@ -3,7 +3,7 @@
 A run directory is anything holding `config.yaml` and `metrics.jsonl` (what `differ train`
 writes). Runs are grouped by (environment, scenario) into panels and by a label into lines: the
 algorithm's name, plus whatever else differs between runs of that algorithm in that scenario
-(e.g. `eta_warmup=False`), so an ablation sweep needs no naming scheme of its own.
+(e.g. `differ.eta_warmup=False`), so an ablation sweep needs no naming scheme of its own.
 
 Per-run scores (one number per seed, then aggregated over seeds):
   final  mean of the metric over the evaluations in the run's last 10% of env steps
@@ -92,12 +92,15 @@ def _with_defaults(cfg) -> dict:
     today's defaults, so runs made before a key existed still compare equal to runs that have it."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from ..config import normalise
+    from ..config import migrate, normalise
 
     try:
         return OmegaConf.to_container(normalise(cfg))
-    except OmegaConfBaseException:  # a key since removed: compare as saved
-        return OmegaConf.to_container(cfg)
+    except OmegaConfBaseException:  # a key since removed: compare as saved (in today's sections)
+        try:
+            return OmegaConf.to_container(migrate(cfg))
+        except OmegaConfBaseException:
+            return OmegaConf.to_container(cfg)
 
 
 def find_runs(paths: list[str | Path]) -> list[Run]:
