@@ -23,7 +23,8 @@ USAGE = """usage:
   differ sweep key=v1,v2 ... out=DIR [workers=N] [backend=local|ray] [ray_address=auto|HOST:PORT]
                [preset=warmup_ablation]              a grid of runs; re-run to skip finished / resume
   differ plot DIR... [metric=test_battle_won_mean] [out=FILE]    curves: mean over seeds, min-max band
-  differ summary DIR... [metric=...] [out=PREFIX] [reps=2000]    final, AUC, IQM [95% CI], P(improvement)
+  differ summary DIR... [metric=...] [out=PREFIX] [reps=2000] [compare=A:B,...]
+                                  final, AUC, IQM [95% CI], P(improvement) of X_differ over X and of A over B
   differ analyze fig9|fig10|fig11|fig12 PATH... [out=FILE]       the paper's analysis figures:
       fig9   normalised std of individual TD errors over training   (run or sweep dirs)
       fig10  individual rewards along an evaluation episode         (a run dir, or a dump CSV) [episode=0]

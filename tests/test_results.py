@@ -88,6 +88,12 @@ def test_summary_command_writes_tables_with_hand_checked_numbers(tmp_path):
     # AUCs f/2: DIFFER 0.25 0.35 0.45 vs QMIX 0.1 0.2 0.3; 0.25 < 0.3 is the one loss of 9
     assert float(rows["qmix_differ"]["poi_auc"]) == pytest.approx(8 / 9, rel=1e-5) and rows["qmix"]["poi_auc"] == ""
     assert "| smax 3m | qmix_differ | 3 |" in out.with_suffix(".md").read_text()
+    # any pair on request: QMIX beats DIFFER only where 0.57 > 0.475, 1 of 9
+    proc = run_cli("summary", str(tmp_path), f"out={out}", "reps=300", "compare=qmix:qmix_differ")
+    assert "P(qmix > qmix_differ) = 0.11" in proc.stdout and "P(qmix_differ > qmix) = 0.89" in proc.stdout
+    for bad, says in (("compare=qmix", "LABEL:BASE"), ("compare=qmix:vdn", "no runs labelled 'vdn'")):
+        proc = run_cli("summary", str(tmp_path), f"out={out}", bad, check=False)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_plot_and_labels_for_an_ablation(tmp_path):

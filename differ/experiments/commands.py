@@ -8,7 +8,7 @@ from ..config import ConfigError, flag_option, int_option, parse_overrides
 from . import plots
 from .results import find_runs, markdown, pick_metric, summarise, write_csv
 
-OPTIONS = {"plot": {"metric", "out", "title", "unfinished"}, "summary": {"metric", "out", "reps", "unfinished"},
+OPTIONS = {"plot": {"metric", "out", "title", "unfinished"}, "summary": {"metric", "out", "reps", "unfinished", "compare"},
            "fig9": {"out", "unfinished"}, "fig10": {"out", "episode", "episodes", "seed"},
            "fig11": {"out", "metric", "reps", "unfinished"}, "fig12": {"out", "unfinished"}}
 
@@ -96,7 +96,18 @@ def run_command(cmd: str, args: list[str]) -> int:
 def summary(paths: list[str], opts: dict[str, str], runs=None) -> None:
     runs = runs or load_runs(paths, opts)
     metric = pick_metric(runs, opts.get("metric"))
-    rows = summarise(runs, metric, reps=int_option(opts, "reps", 2000))
+    pairs = []
+    for item in filter(None, opts.get("compare", "").split(",")):
+        a, sep, b = item.partition(":")
+        if not sep or not a or not b:
+            raise ConfigError(f"compare= takes LABEL:BASE pairs separated by commas, got '{item}'")
+        pairs.append((a, b))
+    labels = {r.label for r in runs}
+    for a, b in pairs:
+        for name in (a, b):
+            if name not in labels:
+                raise ConfigError(f"compare={a}:{b}: no runs labelled '{name}'; labels: {', '.join(sorted(labels))}")
+    rows = summarise(runs, metric, reps=int_option(opts, "reps", 2000), pairs=pairs)
     text = markdown(rows, metric)
     print(text)
     out = Path(opts.get("out") or _default_out(paths, "summary"))

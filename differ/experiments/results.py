@@ -242,7 +242,10 @@ class Row:
     poi_auc: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # the same on the AUC
 
 
-def summarise(runs: list[Run], metric: str, reps: int = 2000) -> list[Row]:
+def summarise(runs: list[Run], metric: str, reps: int = 2000,
+              pairs: list[tuple[str, str]] = ()) -> list[Row]:
+    """Per label and scenario: scores over seeds, and P(improvement) of every DIFFER variant over
+    its base method plus of each (a, b) in `pairs` (labels, e.g. ("maser", "qmix"))."""
     rows = []
     for scenario, by_label in group(runs).items():
         here = {}
@@ -255,8 +258,9 @@ def summarise(runs: list[Run], metric: str, reps: int = 2000) -> list[Row]:
             here[label] = Row(scenario, label, keep[0][0].algo, [r.seed for r, _ in keep], final,
                               [auc_score(*s) for _, s in keep], iqm_ci(np.array(final), reps))
         for row in here.values():
-            base = here.get(base_of(row.algo))
-            if base is not None:
+            for base in [here.get(base_of(row.algo))] + [here.get(b) for a, b in pairs if a == row.label]:
+                if base is None or base is row or base.label in row.poi:
+                    continue
                 row.poi[base.label] = prob_improvement(np.array(row.final), np.array(base.final), reps)
                 # learning speed, not only the end point: budgets here are far below the paper's
                 row.poi_auc[base.label] = prob_improvement(np.array(row.auc), np.array(base.auc), reps)
