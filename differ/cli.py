@@ -15,6 +15,9 @@ USAGE = """usage:
   differ evaluate PATH [episodes=32] [seed=N] [dump_individual_rewards=FILE.csv]
                                                    PATH: a run directory or a checkpoint file
   differ envs [NAME ...]                             list environments and their scenarios
+  differ config [algo=qmix] [env=smax] [key=value ...]
+                                                   the resolved config: every key, its type, value and meaning
+  differ --version
   differ verify [algo=qmix] [env=smax] [env.scenario=3m] [episodes=8]
                                                    is DIFFER exact for the algorithm's mixer? (Eq. 1)
   differ bench [quick=true] [only=learner,rollout,train,buffer] [out=FILE]
@@ -49,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] == "help" or any(a in ("-h", "--help") for a in argv):
         print(USAGE)
         return 0
+    if argv[0] in ("--version", "-V", "version"):
+        from . import __version__
+
+        print(f"differ {__version__}")
+        return 0
     try:
         return _command(argv[0], argv[1:])
     except DifferError as e:
@@ -76,6 +84,10 @@ def _command(cmd: str, args: list[str]) -> int:
 
         result = train_from_overrides(parse_overrides(args))
         print(json.dumps(result))
+    elif cmd == "config":
+        from .config import build_config, describe
+
+        print(describe(build_config(parse_overrides(args))))
     elif cmd == "evaluate":
         if not args or "=" in args[0]:
             return _fail("evaluate needs a PATH (run directory or checkpoint file)")
@@ -138,7 +150,7 @@ def _command(cmd: str, args: list[str]) -> int:
 
         return run_command(cmd, args)
     else:
-        return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, verify, bench, sweep, plot, summary, analyze")
+        return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, config, verify, bench, sweep, plot, summary, analyze")
     return 0
 
 

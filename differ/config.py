@@ -28,8 +28,8 @@ PRESETS = Path(__file__).parent / "presets"
 
 @dataclass
 class EnvConfig:
-    name: str = "smax"
-    scenario: str = "3m"
+    name: str = "smax"  # environment family (differ envs lists them)
+    scenario: str = "3m"  # task within the family
     num_envs: int = 8  # episodes collected in parallel per batch
     time_limit: Optional[int] = None  # None: the environment's own limit
     test_num_envs: Optional[int] = None  # copies for test episodes; None: reuse the training envs
@@ -44,8 +44,8 @@ class EnvConfig:
 
 @dataclass
 class QMIXConfig:  # algo.qmix: the monotonic hypernetwork mixer
-    embed_dim: int = 32
-    hypernet_hidden: int = 64
+    embed_dim: int = 32  # width of the mixing layer
+    hypernet_hidden: int = 64  # hidden width of the hypernetworks
 
 
 @dataclass
@@ -58,13 +58,13 @@ class QPLEXConfig:  # algo.qplex: the duplex dueling mixer (DMAQ)
 class DifferConfig:  # algo.differ (learner=differ); docs/method.md §3-4
     selection: str = "per"  # per: fair experience replay | all: every valid experience, weight 1 (-divide)
     eta_start: float = 0.8  # sample ratio η at the start of the warm-up
-    eta_end: float = 1.0
+    eta_end: float = 1.0  # sample ratio η at the end of the warm-up
     eta_warmup_frac: float = 0.6  # η reaches eta_end after this fraction of t_max
     eta_warmup: bool = True  # false: η stays at eta_start (the paper's Fig. 11 ablation)
     beta_start: float = 0.6  # importance-sampling exponent, annealed over t_max
-    beta_end: float = 1.0
+    beta_end: float = 1.0  # importance-sampling exponent at t_max
     per_alpha: float = 0.8  # prioritisation exponent
-    per_eps: float = 0.01
+    per_eps: float = 0.01  # priority offset ε: every valid experience can be drawn
     g_clamp: Optional[float] = None  # clamp ∂Q_tot/∂Q_i to [-g_clamp, g_clamp]; None: exact, unclamped
 
 
@@ -74,7 +74,7 @@ class MaserConfig:  # algo.maser (learner=maser), the paper's baseline; differ/l
     intrinsic_weight: float = 0.03  # λ, weight of the intrinsic reward
     individual_weight: float = 0.0008  # individual TD term (the published 0.001 × ind 0.8)
     train_phi: bool = False  # the published code never trains φ; true: φ learns MASER's distance loss
-    phi_hidden: int = 128
+    phi_hidden: int = 128  # hidden width of the representation φ
 
 
 SECTIONS = {"qmix": QMIXConfig, "qplex": QPLEXConfig, "differ": DifferConfig, "maser": MaserConfig}
@@ -82,45 +82,45 @@ SECTIONS = {"qmix": QMIXConfig, "qplex": QPLEXConfig, "differ": DifferConfig, "m
 
 @dataclass
 class AlgoConfig:
-    name: str = "qmix"
+    name: str = "qmix"  # the algorithm preset this run was built from
     mixer: str = "qmix"  # vdn | qmix | qplex (differ/nets/mixers.py)
     learner: str = "team"  # team: one TD loss trains all | differ: mixer on team TD, agents on individual TD | maser
-    agent_hidden: int = 64
-    gamma: float = 0.99
-    double_q: bool = True
-    lr: float = 5e-4
+    agent_hidden: int = 64  # GRU width of the agent network
+    gamma: float = 0.99  # discount
+    double_q: bool = True  # targets at the live network's greedy action
+    lr: float = 5e-4  # RMSprop learning rate
     optim_alpha: float = 0.99  # RMSprop smoothing
-    optim_eps: float = 1e-5
-    grad_clip: float = 10.0
+    optim_eps: float = 1e-5  # RMSprop ε
+    grad_clip: float = 10.0  # gradient norm clip
     batch_size: int = 32  # episodes per training step
-    buffer_size: int = 5000  # episodes
+    buffer_size: int = 5000  # replay capacity, in episodes
     train_steps_per_episode: float = 1.0  # the paper: one training step per collected episode
-    target_update_episodes: int = 200
-    epsilon_start: float = 1.0
-    epsilon_finish: float = 0.05
-    epsilon_anneal_steps: int = 50_000
+    target_update_episodes: int = 200  # target networks copied every this many episodes
+    epsilon_start: float = 1.0  # ε-greedy exploration at the start
+    epsilon_finish: float = 0.05  # ε after the anneal
+    epsilon_anneal_steps: int = 50_000  # env steps of the linear ε anneal
     obs_dtype: str = "float16"  # how the buffer stores observations and states: float16 | float32
     l1_reg: float = 0.0  # L1 weight on the agent parameters (Table 1 of the paper; unused by the authors' QMIX)
-    qmix: QMIXConfig = field(default_factory=QMIXConfig)
-    qplex: QPLEXConfig = field(default_factory=QPLEXConfig)
-    differ: DifferConfig = field(default_factory=DifferConfig)
-    maser: MaserConfig = field(default_factory=MaserConfig)
+    qmix: QMIXConfig = field(default_factory=QMIXConfig)  # mixer=qmix
+    qplex: QPLEXConfig = field(default_factory=QPLEXConfig)  # mixer=qplex
+    differ: DifferConfig = field(default_factory=DifferConfig)  # learner=differ
+    maser: MaserConfig = field(default_factory=MaserConfig)  # learner=maser
 
 
 @dataclass
 class RunConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
-    seed: int = 1
-    t_max: int = 2_005_000
+    seed: int = 1  # seeds the networks, exploration and every episode
+    t_max: int = 2_005_000  # env steps to train for
     run_dir: Optional[str] = None  # default: runs/<algo>_<env>_<scenario>_s<seed>_<time>
     test_interval: int = 10_000  # env steps between greedy evaluations
-    test_episodes: int = 32
+    test_episodes: int = 32  # greedy episodes per evaluation
     log_interval: int = 10_000  # env steps between metric records
     checkpoint_interval: int = 100_000  # env steps between full checkpoints (0: only the final one)
     torch_threads: int = 0  # 0: one per core
     progress: Optional[bool] = None  # progress bar; null: only when stderr is a terminal
-    tensorboard: bool = True
+    tensorboard: bool = True  # also write TensorBoard event files (tb/)
 
 
 # Keys a resumed run may change: they steer how long it runs, what it reports and how the
@@ -431,3 +431,46 @@ def validate(cfg: DictConfig) -> None:
         cfg.env.scenario = resolve_scenario(e.name, e.scenario)
     except UnknownEnvError as err:
         raise ConfigError(f"env.scenario: {err}") from None
+
+
+def _field_help() -> dict[tuple[str, str], str]:
+    """{(dataclass name, field): its trailing comment} from this file's source: the schema's
+    comments are its documentation, kept in one place."""
+    import re
+
+    helps, cls = {}, None
+    for line in Path(__file__).read_text().splitlines():
+        if m := re.match(r"class (\w+)", line):
+            cls = m.group(1)
+        elif cls and (m := re.match(r"    (\w+): [^=]+=.*?#\s*(.+)$", line)):
+            helps[(cls, m.group(1))] = m.group(2).strip()
+    return helps
+
+
+def describe(cfg: DictConfig) -> str:
+    """Every key of a resolved config, one per line: `key: type = value  # help`."""
+    from dataclasses import fields
+
+    helps, lines = _field_help(), []
+
+    def walk(node, schema, prefix):
+        types = {f.name: f for f in fields(schema)}
+        for key, value in node.items():
+            f = types.get(key)
+            sub = SECTIONS.get(key) if schema is AlgoConfig else {"algo": AlgoConfig, "env": EnvConfig}.get(key) \
+                if schema is RunConfig else None
+            if isinstance(value, DictConfig) and sub is not None:
+                lines.append(f"{prefix}{key}:  # {helps.get((schema.__name__, key), '')}".rstrip(" #"))
+                walk(value, sub, f"{prefix}{key}.")
+                continue
+            shown = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
+            kind = str(f.type) if f is not None else type(value).__name__
+            # as it is written on the command line: null, true/false, plain strings
+            shown = {None: "null", True: "true", False: "false"}.get(shown, shown) \
+                if shown is None or isinstance(shown, bool) else shown
+            text = f"{prefix}{key}: {kind} = {shown}"
+            doc = helps.get((schema.__name__, key))
+            lines.append(f"{text}  # {doc}" if doc else text)
+
+    walk(cfg, RunConfig, "")
+    return "\n".join(lines)

@@ -68,3 +68,24 @@ def test_migrating_a_flat_config_keeps_interpolations_and_section_values():
     cfg = build_config({}, base=OmegaConf.create({**saved, "algo": algo}))
     assert cfg.algo.differ.eta_end == 0.7 and cfg.algo.differ.per_alpha == 0.5
     assert "eta_start" not in migrate(OmegaConf.create({**saved, "algo": algo})).algo
+
+
+@pytest.mark.parametrize("algo", ["qplex_differ", "maser", "vdn"])
+def test_config_command_lists_every_key_with_type_value_and_help(algo):
+    from differ.config import _all_keys
+
+    out = run_cli("config", f"algo={algo}", "env=lbf", "algo.lr=0.001").stdout
+    lines = {ln.split(":")[0]: ln for ln in out.splitlines()}
+    cfg = build_config({"algo": algo, "env": "lbf"})
+    for key in _all_keys(cfg):  # every leaf of the run's own config, each documented
+        assert key in lines and "  # " in lines[key], key
+    assert lines["algo.lr"].startswith("algo.lr: float = 0.001  # ")
+    sections = {k.split(".")[1] for k in lines if k.count(".") == 2}
+    assert sections == {"qplex_differ": {"qplex", "differ"}, "maser": {"qmix", "maser"}, "vdn": set()}[algo]
+    assert "progress: Optional[bool] = null" in out
+
+
+def test_version():
+    from importlib import metadata
+
+    assert run_cli("--version").stdout.strip() == f"differ {metadata.version('differ-marl')}"
