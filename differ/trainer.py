@@ -21,7 +21,7 @@ from .build import build_learner, check_action_space, make_envs
 from .controller import Controller
 from .errors import CheckpointError, CorruptCheckpoint, TrainingDiverged
 from .metrics import Accumulator, MetricsLogger
-from .progress import ProgressBar
+from .progress import Progress
 from .replay.episode_buffer import EpisodeBuffer, check_fits
 from .runner import Runner
 from .schedules import TEST, TRAIN, episode_seeds, linear
@@ -66,6 +66,7 @@ class Trainer:
         self.acc_env, self.acc_train = Accumulator(), Accumulator()
         self.last_test: dict[str, float] = {}
         self.logger: MetricsLogger | None = None
+        self.progress: Progress | None = None  # set while train() runs
         self.last_checkpoint: Path | None = None  # the newest checkpoint known good (saved or resumed from)
         # first live episode of the newest checkpoint and of the one before it: chunks from there on stay
         self._last_live_from = self._prev_live_from = 0
@@ -192,7 +193,7 @@ class Trainer:
         cfg, c, a = self.cfg, self.c, self.cfg.algo
         E = self.env.num_envs
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        progress = ProgressBar(cfg, c["t_env"])
+        progress = self.progress = Progress(cfg, c["t_env"], self.run_dir, resumed=c["t_env"] > 0)
         t_start = time.time()
         wall_before = c["wall_time"]
         completed = False
@@ -274,6 +275,8 @@ class Trainer:
                 record.update(episode=c["episode"], train_steps=c["train_steps"],
                               steps_per_s=c["t_env"] / max(c["wall_time"], 1e-9))
                 self.logger.log(c["t_env"], record)
+                if self.progress is not None:
+                    self.progress.line(c["t_env"], record, self.last_test)
                 self.acc_env.clear()
                 self.acc_train.clear()
             c["last_log_t"] = c["t_env"]

@@ -27,7 +27,7 @@ def test_grid_expansion_names_and_defaults():
     assert names[0] == "qmix-3m-s1" and names[-1] == "qmix_differ-3s5z-s3" and len(set(names)) == 12
     overrides = dict(grid)["qmix_differ-3m-s2"]
     assert overrides == {"algo": "qmix_differ", "env.scenario": "3m", "seed": "2", "t_max": "1000",
-                         "algo.lr": "0.001", "torch_threads": "1", "progress": "false"}
+                         "algo.lr": "0.001", "torch_threads": "1"}
     # other swept keys join the name; a list literal is one value
     grid = expand_grid({"algo.lr": "1e-3,5e-4", "env.options.sizes": "[1,2]"})
     assert [n for n, _ in grid] == ["lr1e-3", "lr5e-4"] and grid[0][1]["env.options.sizes"] == "[1,2]"

@@ -64,3 +64,21 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
     proc = run_cli("train", *TINY_LBF, "t_max=100", f"run_dir={run_dir}", check=False)
     assert proc.returncode == 2 and f"resume={run_dir}" in proc.stderr
     assert (run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_without_a_terminal_a_run_prints_one_line_per_log_interval(tmp_path):
+    """Under nohup, SLURM or a sweep's train.log stderr is no terminal: the run announces its
+    directory, then one plain line per log record (no bar); progress=false silences both."""
+    run_dir = tmp_path / "run"
+    err = run_cli("train", *TINY_LBF, "t_max=400", "seed=2", f"run_dir={run_dir}").stderr
+    lines = [ln for ln in err.splitlines() if ln.startswith("differ: ")]
+    assert lines[0] == f"differ: training qmix on lbf Foraging-8x8-2p-3f-v3, seed 2, t_max 400, from t_env 0: {run_dir}"
+    records = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "return_mean" in r]
+    progress = lines[1:]
+    assert len(progress) == len(records) >= 3 and "\r" not in err
+    for rec, ln in zip(records, progress):
+        assert ln.startswith(f"differ: t_env {rec['t_env']:,}/400 (") and f"return {rec['return_mean']:.3f}" in ln
+        assert "steps/s" in ln and "test return" in ln
+    assert "ETA" in progress[0] and "ETA" not in progress[-1]
+    quiet = run_cli("train", *TINY_LBF, "t_max=200", "progress=false", f"run_dir={tmp_path / 'q'}").stderr
+    assert not [ln for ln in quiet.splitlines() if ln.startswith("differ: ")]

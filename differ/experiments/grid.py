@@ -15,7 +15,7 @@ from .. import checkpoint as ckpt
 from ..config import ConfigError, build_config, load_run_config
 
 SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset", "keep_replay")
-RUN_DEFAULTS = {"torch_threads": "1", "progress": "false"}  # one core per run; no bars from workers
+RUN_DEFAULTS = {"torch_threads": "1"}  # one core per run (a worker's train.log gets plain progress lines)
 ALWAYS_NAMED = ("algo", "env", "env.scenario", "seed")
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "sweep"
 
