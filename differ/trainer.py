@@ -194,6 +194,11 @@ class Trainer:
         E = self.env.num_envs
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         progress = self.progress = Progress(cfg, c["t_env"], self.run_dir, resumed=c["t_env"] > 0)
+        worst = a.batch_size * self.spec.episode_limit  # steps until the first batch, at the longest episodes
+        if c["train_steps"] == 0 and worst > cfg.t_max:
+            ckpt.warn(f"this run may never train: its first training step needs algo.batch_size={a.batch_size} "
+                      f"episodes in the buffer, up to {worst:,} env steps at {self.spec.episode_limit} steps an "
+                      f"episode, more than t_max={cfg.t_max:,}")
         t_start = time.time()
         wall_before = c["wall_time"]
         completed = False
@@ -233,8 +238,13 @@ class Trainer:
                 signal.signal(s, h)
             progress.close()
             self.logger.close(quiet=not completed)  # an error on the way out is the one to report
-        return {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max,
-                "wall_time_s": round(c["wall_time"], 1), **self.last_test}
+        result = {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max,
+                  "wall_time_s": round(c["wall_time"], 1), "train_steps": c["train_steps"], **self.last_test}
+        if c["train_steps"] == 0 and c["t_env"] >= cfg.t_max:
+            result["warning"] = (f"no training step was taken: the buffer never held algo.batch_size="
+                                 f"{a.batch_size} episodes before t_max; raise t_max or lower algo.batch_size")
+            ckpt.warn(result["warning"])
+        return result
 
     def _train_step(self) -> dict[str, float]:
         c = self.c

@@ -82,3 +82,14 @@ def test_without_a_terminal_a_run_prints_one_line_per_log_interval(tmp_path):
     assert "ETA" in progress[0] and "ETA" not in progress[-1]
     quiet = run_cli("train", *TINY_LBF, "t_max=200", "progress=false", f"run_dir={tmp_path / 'q'}").stderr
     assert not [ln for ln in quiet.splitlines() if ln.startswith("differ: ")]
+
+
+def test_a_run_that_never_trains_warns_at_start_and_says_so_in_its_result(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli("train", *TINY_LBF, "algo.batch_size=50", "t_max=100", f"run_dir={run_dir}")
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("differ: warning:")]
+    assert len(warnings) == 2 and "may never train" in warnings[0] and "algo.batch_size=50" in warnings[0]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["train_steps"] == 0 and "no training step was taken" in result["warning"]
+    ok = json.loads((run_cli("train", *TINY_LBF, "t_max=200", f"run_dir={tmp_path / 'ok'}").stdout))
+    assert ok["train_steps"] > 0 and "warning" not in ok
