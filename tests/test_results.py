@@ -15,13 +15,14 @@ from .conftest import run_cli
 T = [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
 
 
-def make_run(root, name, algo, seed, values, scenario="3m", extra_algo=None, train=None, t_max=T[-1]):
+def make_run(root, name, algo, seed, values, scenario="3m", extra_algo=None, train=None, t_max=T[-1], env="smax"):
     d = root / name
     d.mkdir(parents=True)
     algo_cfg = {"name": algo, "learner": "differ" if "differ" in algo else "team", **(extra_algo or {})}
-    OmegaConf.save(OmegaConf.create({"algo": algo_cfg, "env": {"name": "smax", "scenario": scenario},
+    OmegaConf.save(OmegaConf.create({"algo": algo_cfg, "env": {"name": env, "scenario": scenario},
                                      "seed": seed, "t_max": t_max}), d / "config.yaml")
-    lines = [{"t_env": t, "test_battle_won_mean": v, "test_return_mean": 2 * v} for t, v in zip(T, values)]
+    lines = [{"t_env": t, **({"test_battle_won_mean": v} if env == "smax" else {}), "test_return_mean": 2 * v}
+             for t, v in zip(T, values)]
     for t, rec in (train or {}).items():
         lines.append({"t_env": t, **rec})
     lines.sort(key=lambda r: r["t_env"])
@@ -175,3 +176,21 @@ def _check_image(stem):
     png, pdf = stem.with_suffix(".png"), stem.with_suffix(".pdf")
     assert png.stat().st_size > 10_000 and pdf.stat().st_size > 1_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_picks_each_panels_metric_from_its_env(tmp_path, monkeypatch):
+    """Win rate for an env with battles, return for one without, in one figure."""
+    from differ.experiments import plots
+
+    for s in (1, 2):
+        make_run(tmp_path, f"smax{s}", "qmix", s, ramp(0.5))
+        make_run(tmp_path, f"lbf{s}", "qmix", s, ramp(0.5), env="lbf", scenario="Foraging-8x8-2p-3f-v3")
+    seen = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, out: seen.update(
+        {ax.get_title(): ax.get_ylabel() for ax in fig.axes if ax.get_visible()}) or [])
+    plots.plot_curves(results.find_runs([tmp_path]), None, tmp_path / "x")
+    assert seen == {"smax 3m": plots.PRETTY["test_battle_won_mean"], "lbf Foraging-8x8-2p-3f-v3": plots.PRETTY["test_return_mean"]}
+    plots.plot_curves(results.find_runs([tmp_path]), "test_return_mean", tmp_path / "x")
+    assert set(seen.values()) == {plots.PRETTY["test_return_mean"]}
+    out = run_cli("plot", str(tmp_path)).stdout
+    assert "curves.png" in out

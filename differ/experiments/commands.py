@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..config import ConfigError, flag_option, int_option, parse_overrides
 from . import plots
-from .results import find_runs, markdown, pick_metric, summarise, write_csv
+from .results import find_runs, group, markdown, pick_metric, summarise, write_csv
 
 OPTIONS = {"plot": {"metric", "out", "title", "unfinished"}, "summary": {"metric", "out", "reps", "unfinished", "compare"},
            "fig9": {"out", "unfinished"}, "fig10": {"out", "episode", "episodes", "seed"},
@@ -64,8 +64,10 @@ def run_command(cmd: str, args: list[str]) -> int:
     paths, opts = _split(cmd, args)
     if cmd == "plot":
         runs = load_runs(paths, opts)
-        metric = pick_metric(runs, opts.get("metric"))
-        _print_files(plots.plot_curves(runs, metric, opts.get("out") or _default_out(paths, metric), opts.get("title")))
+        metric = opts.get("metric")  # none: each panel its env's own (win rate or return)
+        per_panel = {pick_metric([r for rs in by.values() for r in rs], metric) for by in group(runs).values()}
+        name = per_panel.pop() if len(per_panel) == 1 else "curves"
+        _print_files(plots.plot_curves(runs, metric, opts.get("out") or _default_out(paths, name), opts.get("title")))
     elif cmd == "summary":
         summary(paths, opts, runs=None)
     elif cmd == "fig9":

@@ -62,23 +62,27 @@ def _steps_axis(ax):
 
 def plot_curves(runs: list[Run], metric: str | None, out: str | Path, title: str | None = None,
                 relabel=None) -> list[str]:
-    """One panel per scenario, one line per label: the mean over seeds, a min-max band."""
-    metric = pick_metric(runs, metric)
+    """One panel per scenario, one line per label: the mean over seeds, a min-max band. Without
+    a metric each panel shows its env's own: the test win rate where there are battles, else
+    the test return."""
+    if metric:
+        pick_metric(runs, metric)  # one line naming the logged metrics when no run has it
     panels = group(runs)
     labels = list(dict.fromkeys(lab for by in panels.values() for lab in by))
     colour = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
     fig, axes = _panels(len(panels))
     for ax, (scenario, by_label) in zip(axes, panels.items()):
+        shown = metric or pick_metric([r for rs in by_label.values() for r in rs], None)
         for label, rs in by_label.items():
-            grid, values = aligned(rs, metric)
+            grid, values = aligned(rs, shown)
             if not len(grid):
                 continue
             name = relabel(rs[0]) if relabel else label
             ax.plot(grid, values.mean(0), color=colour[label], lw=1.8, label=f"{name} ({_seeds(len(values))})")
             ax.fill_between(grid, values.min(0), values.max(0), color=colour[label], alpha=0.2, lw=0)
         ax.set_title(scenario)
-        ax.set_ylabel(PRETTY.get(metric, metric))
-        if metric in RATES:  # a flat 0 line would otherwise get a symmetric, negative axis
+        ax.set_ylabel(PRETTY.get(shown, shown))
+        if shown in RATES:  # a flat 0 line would otherwise get a symmetric, negative axis
             ax.set_ylim(bottom=-0.01, top=max(ax.get_ylim()[1], 0.05))
         _steps_axis(ax)
         ax.legend(fontsize=8, loc="best")
