@@ -34,6 +34,8 @@ USAGE = """usage:
       fig11  warm-up ablation: η warm-up vs fixed η                 (the warmup_ablation sweep dir)
       fig12  share of sampled individual experiences per unit type  (run or sweep dirs)
 
+  differ export marl-eval DIR... [out=FILE.json]    per-episode test results for marl-eval's tools
+
   --debug (or DIFFER_DEBUG=1) shows the traceback behind an unexpected error.
 """
 
@@ -145,12 +147,12 @@ def _command(cmd: str, args: list[str]) -> int:
         print(summary_table(runs))
         print(f"summary written to {out / 'sweep_summary.md'}; plots: differ plot {out}")
         return 1 if any(r.status == "failed" for r in runs) else 0
-    elif cmd in ("plot", "summary", "analyze"):
+    elif cmd in ("plot", "summary", "analyze", "export"):
         from .experiments.commands import run_command
 
         return run_command(cmd, args)
     else:
-        return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, config, verify, bench, sweep, plot, summary, analyze")
+        return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, config, verify, bench, sweep, plot, summary, analyze, export")
     return 0
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
+
+import numpy as np
 
 from omegaconf import OmegaConf
 
@@ -47,6 +50,24 @@ def dump_individual_rewards(learner, spec, episodes, path: Path) -> int:
     return rows
 
 
+def spread(per_episode: dict[str, list]) -> dict:
+    """How far the means can be trusted: the return's sd and 95% interval (normal approximation,
+    mean ± 1.96·sd/√n) and the win rate's 95% Wilson interval, over the evaluation episodes."""
+    out = {}
+    r = np.asarray(per_episode.get("return", []), float)
+    if len(r):
+        sd = float(r.std(ddof=1)) if len(r) > 1 else 0.0
+        half = 1.96 * sd / math.sqrt(len(r))
+        out.update(return_std=sd, return_ci95=[float(r.mean()) - half, float(r.mean()) + half])
+    w = per_episode.get("battle_won")
+    if w:
+        n, p, z = len(w), float(np.mean(w)), 1.96
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        out["battle_won_ci95"] = [max(0.0, centre - half), min(1.0, centre + half)]
+    return out
+
+
 def evaluate(path: str, episodes: int = 32, seed: int | None = None,
              dump_individual_rewards_to: str | None = None) -> dict:
     path = Path(path)
@@ -60,11 +81,12 @@ def evaluate(path: str, episodes: int = 32, seed: int | None = None,
     runner = Runner(test_env, Controller(learner.agent))
     # evaluation episodes use their own seed range, apart from the ones seen in training tests
     kept = [] if dump_individual_rewards_to else None
-    stats = evaluate_episodes(runner, cfg.seed if seed is None else seed, 10**9, episodes, kept)
+    per_episode: dict[str, list] = {}
+    stats = evaluate_episodes(runner, cfg.seed if seed is None else seed, 10**9, episodes, kept, per_episode)
     for e in {id(env): env, id(test_env): test_env}.values():
         e.close()
     out = {"checkpoint": str(ckpt_path), "t_env": payload["counters"]["t_env"], "episodes": episodes,
-           **{k.removeprefix("test_"): v for k, v in stats.items()}}
+           **{k.removeprefix("test_"): v for k, v in stats.items()}, **spread(per_episode)}
     if dump_individual_rewards_to:
         out["individual_rewards_rows"] = dump_individual_rewards(learner, env.spec, kept,
                                                                  Path(dump_individual_rewards_to))

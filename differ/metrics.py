@@ -1,4 +1,5 @@
-"""Metrics: one JSON object per log event in `metrics.jsonl`, mirrored to TensorBoard."""
+"""Metrics: one JSON object per log event in `metrics.jsonl`, mirrored to TensorBoard, and the
+per-episode results of every test in `eval.jsonl` (for spreads and marl-eval's tools)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,10 @@ class Accumulator:
 class MetricsLogger:
     def __init__(self, run_dir: Path, tensorboard: bool = True, resume_t_env: int | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
+        self.eval_path = Path(run_dir) / "eval.jsonl"
         if resume_t_env is not None:
-            self._truncate_after(resume_t_env)
+            for path in (self.path, self.eval_path):
+                self._truncate_after(path, resume_t_env)
         self.tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter
@@ -47,21 +50,22 @@ class MetricsLogger:
             purge = resume_t_env + 1 if resume_t_env is not None else None
             self.tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge)
 
-    def _truncate_after(self, t_env: int) -> None:
+    @staticmethod
+    def _truncate_after(path: Path, t_env: int) -> None:
         """Keep only records up to the checkpoint we resume from: no duplicates, no gaps."""
-        if not self.path.exists():
+        if not path.exists():
             return
         kept = []
-        for line in self.path.read_text().splitlines():
+        for line in path.read_text().splitlines():
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:  # a line cut by a kill
                 continue
             if rec.get("t_env", math.inf) <= t_env:
                 kept.append(line)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(self.path)
+        tmp.replace(path)
 
     def log(self, t_env: int, values: dict[str, float]) -> None:
         rec = {"t_env": int(t_env), **{k: float(v) for k, v in values.items()}}
@@ -70,6 +74,12 @@ class MetricsLogger:
         if self.tb is not None:
             for k, v in values.items():
                 self.tb.add_scalar(k, v, t_env)
+
+    def log_episodes(self, t_env: int, episodes: dict[str, list]) -> None:
+        """One test's per-episode values, e.g. {"return": [...], "battle_won": [...]}."""
+        rec = {"t_env": int(t_env), **{k: [float(x) for x in v] for k, v in episodes.items()}}
+        with open(self.eval_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
 
     def close(self, quiet: bool = False) -> None:
         """Flush and close TensorBoard; `quiet` (on the way out of an error) ignores its failures,

@@ -27,9 +27,11 @@ from .runner import Runner
 from .schedules import TEST, TRAIN, episode_seeds, linear
 
 
-def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep: list | None = None) -> dict[str, float]:
+def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep: list | None = None,
+                      per_episode: dict | None = None) -> dict[str, float]:
     """Greedy test episodes with seeds from the test stream; returns test_* means.
-    With `keep`, the episodes themselves are appended to it."""
+    With `keep`, the episodes themselves are appended to it; with `per_episode`, each one's
+    return, length and (where there are battles) win are appended to its lists."""
     E = runner.env.num_envs
     acc = Accumulator()
     done = 0
@@ -37,7 +39,12 @@ def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep
     while done < episodes:
         eps = runner.run(episode_seeds(seed, TEST, first + done, E), 0.0, rng, greedy=True)
         for ep in eps[: episodes - done]:
-            acc.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
+            values = {"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won}
+            acc.add(values)
+            if per_episode is not None:
+                for k, v in values.items():
+                    if v is not None:
+                        per_episode.setdefault(k, []).append(v)
             if keep is not None:
                 keep.append(ep)
         done += E
@@ -77,7 +84,7 @@ class Trainer:
         first checkpoint left there (metrics, TensorBoard events, replay chunks) goes."""
         import shutil
 
-        for name in ("metrics.jsonl", "result.json"):
+        for name in ("metrics.jsonl", "eval.jsonl", "result.json"):
             (self.run_dir / name).unlink(missing_ok=True)
         for d in (ckpt.replay_dir(self.run_dir), self.run_dir / "tb"):
             shutil.rmtree(d, ignore_errors=True)
@@ -275,10 +282,13 @@ class Trainer:
         if final or c["t_env"] - c["last_test_t"] >= cfg.test_interval:
             if not final or c["last_test_t"] != c["t_env"]:
                 first = c["test_round"] * cfg.test_episodes
-                self.last_test = evaluate_episodes(self.test_runner, cfg.seed, first, cfg.test_episodes)
+                episodes: dict[str, list] = {}
+                self.last_test = evaluate_episodes(self.test_runner, cfg.seed, first, cfg.test_episodes,
+                                                   per_episode=episodes)
                 c["test_round"] += 1
                 c["last_test_t"] = c["t_env"]
                 self.logger.log(c["t_env"], self.last_test)
+                self.logger.log_episodes(c["t_env"], episodes)
         if final or c["t_env"] - c["last_log_t"] >= cfg.log_interval:
             if self.acc_env.counts or self.acc_train.counts:
                 record = {**self.acc_env.means(raw=("epsilon",)), **self.acc_train.means(suffix="", )}

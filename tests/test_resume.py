@@ -42,6 +42,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny, t_max):
         rec.pop("steps_per_s", None)  # wall-clock speed is the one thing that may differ
     assert len(a) == len(b) > 4
     assert a == b  # same t_env, same losses, same test results: no gap, no duplicate
+    assert read_jsonl(full / "eval.jsonl") == read_jsonl(killed / "eval.jsonl")  # and the same episodes
 
 
 def test_checkpoint_round_trip_and_weights_only(tmp_path):

@@ -3,7 +3,9 @@
 import csv
 import json
 
+import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from differ import checkpoint as ckpt
 
@@ -24,6 +26,14 @@ def check_run(run_dir, battles: bool):
     assert ts == sorted(ts)
     assert (run_dir / "config.yaml").exists() and list((run_dir / "tb").glob("events.out.tfevents.*"))
     assert ckpt.list_checkpoints(run_dir)
+    # eval.jsonl: every test's episodes, whose means are the test record's
+    evals = read_jsonl(run_dir / "eval.jsonl")
+    assert [e["t_env"] for e in evals] == [r["t_env"] for r in test]
+    episodes = int(OmegaConf.load(run_dir / "config.yaml").test_episodes)
+    for e, r in zip(evals, test):
+        assert len(e["return"]) == len(e["ep_length"]) == episodes
+        assert np.mean(e["return"]) == pytest.approx(r["test_return_mean"], rel=1e-6)
+        assert ("battle_won" in e) == battles
     return recs
 
 
@@ -41,6 +51,10 @@ def test_smax_train_and_evaluate(tmp_path):
                     .stdout.strip().splitlines()[-1])
     assert ev["episodes"] == 4 and 0 <= ev["battle_won_mean"] <= 1 and ev["ep_length_mean"] > 0
     assert ev["t_env"] == result["t_env"]
+    lo, hi = ev["return_ci95"]
+    assert ev["return_std"] >= 0 and lo <= ev["return_mean"] <= hi
+    lo, hi = ev["battle_won_ci95"]
+    assert 0 <= lo <= ev["battle_won_mean"] <= hi <= 1 and hi - lo > 0.1  # 4 episodes: a wide interval
     rows = list(csv.DictReader(dump.open()))
     assert len(rows) == ev["individual_rewards_rows"] == round(4 * ev["ep_length_mean"]) * 3
     assert {r["unit_type"] for r in rows} == {"marine"} and {r["alive"] for r in rows} <= {"0", "1"}
@@ -93,3 +107,21 @@ def test_a_run_that_never_trains_warns_at_start_and_says_so_in_its_result(tmp_pa
     assert result["train_steps"] == 0 and "no training step was taken" in result["warning"]
     ok = json.loads((run_cli("train", *TINY_LBF, "t_max=200", f"run_dir={tmp_path / 'ok'}").stdout))
     assert ok["train_steps"] > 0 and "warning" not in ok
+
+
+def test_export_marl_eval(tmp_path):
+    """The per-episode test results of two seeds in marl-eval's raw-data layout."""
+    for seed in (1, 2):
+        run_cli("train", *TINY_LBF, "t_max=300", f"seed={seed}", f"run_dir={tmp_path / 'sw' / f'qmix-s{seed}'}")
+    out = tmp_path / "me.json"
+    run_cli("export", "marl-eval", str(tmp_path / "sw"), f"out={out}")
+    data = json.loads(out.read_text())
+    runs = data["lbf"]["Foraging-8x8-2p-3f-v3"]["qmix"]
+    assert set(runs) == {"run_0", "run_1"}
+    evals = read_jsonl(tmp_path / "sw" / "qmix-s2" / "eval.jsonl")
+    steps = runs["run_1"]
+    assert list(steps) == [f"step_{k}" for k in range(len(evals))]
+    assert [s["step_count"] for s in steps.values()] == [e["t_env"] for e in evals]
+    assert steps["step_0"]["episode_return"] == evals[0]["return"] and len(steps["step_0"]["episode_length"]) == 2
+    bad = run_cli("export", "csv", str(tmp_path / "sw"), check=False)
+    assert bad.returncode == 2 and "marl-eval" in bad.stderr

@@ -10,7 +10,8 @@ from .results import find_runs, group, markdown, pick_metric, summarise, write_c
 
 OPTIONS = {"plot": {"metric", "out", "title", "unfinished"}, "summary": {"metric", "out", "reps", "unfinished", "compare"},
            "fig9": {"out", "unfinished"}, "fig10": {"out", "episode", "episodes", "seed"},
-           "fig11": {"out", "metric", "reps", "unfinished"}, "fig12": {"out", "unfinished"}}
+           "fig11": {"out", "metric", "reps", "unfinished"}, "fig12": {"out", "unfinished"},
+           "marl-eval": {"out", "unfinished"}}
 
 
 def _split(cmd: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -57,12 +58,21 @@ def _print_files(files: list[str]) -> None:
 
 
 def run_command(cmd: str, args: list[str]) -> int:
+    if cmd == "export":
+        if not args or args[0] != "marl-eval":
+            raise ConfigError("export needs a format: marl-eval (see `differ --help`)")
+        cmd, args = args[0], args[1:]
     if cmd == "analyze":
         if not args or args[0] not in ("fig9", "fig10", "fig11", "fig12"):
             raise ConfigError("analyze needs one of fig9, fig10, fig11, fig12 (see `differ --help`)")
         cmd, args = args[0], args[1:]
     paths, opts = _split(cmd, args)
-    if cmd == "plot":
+    if cmd == "marl-eval":
+        from .export import write
+
+        out = opts.get("out") or _default_out(paths, "marl_eval").with_suffix(".json")
+        print(f"wrote {write(load_runs(paths, opts), out)}")
+    elif cmd == "plot":
         runs = load_runs(paths, opts)
         metric = opts.get("metric")  # none: each panel its env's own (win rate or return)
         per_panel = {pick_metric([r for rs in by.values() for r in rs], metric) for by in group(runs).values()}
