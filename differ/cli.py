@@ -98,7 +98,7 @@ def _command(cmd: str, args: list[str]) -> int:
         if unknown:
             return _fail(f"unknown evaluate option(s) {', '.join(sorted(unknown))}; "
                          f"valid: episodes, seed, dump_individual_rewards")
-        from .evaluate import evaluate
+        from .evaluation import evaluate
 
         seed = int_option(opts, "seed", None, minimum=0)
         episodes = int_option(opts, "episodes", 32, minimum=1)

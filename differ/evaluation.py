@@ -1,4 +1,4 @@
-"""`differ evaluate PATH`: greedy episodes from a run directory or a checkpoint file."""
+"""`differ evaluate`: greedy episodes of a checkpoint, their spread, and the individual-reward dump (Fig. 10)."""
 
 from __future__ import annotations
 
