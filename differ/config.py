@@ -121,13 +121,17 @@ class RunConfig:
     torch_threads: int = 0  # 0: one per core
     progress: Optional[bool] = None  # progress bar; null: only when stderr is a terminal
     tensorboard: bool = True  # also write TensorBoard event files (tb/)
+    wandb: bool = False  # also log to Weights & Biases (needs the wandb extra)
+    wandb_project: str = "differ"  # W&B project
+    wandb_entity: Optional[str] = None  # W&B team or user; null: your default
+    wandb_mode: str = "offline"  # offline: files under RUN_DIR/wandb (`wandb sync` uploads) | online | disabled
 
 
 # Keys a resumed run may change: they steer how long it runs, what it reports and how the
 # optimiser steps, not the shapes or meaning of anything in the checkpoint. Anything else would
 # silently mismatch the checkpoint (or fail to load it), so it is refused on resume.
 RESUME_KEYS = ("t_max", "checkpoint_interval", "test_interval", "log_interval", "progress", "tensorboard",
-               "torch_threads", "algo.lr", "algo.optim_alpha", "algo.optim_eps", "algo.grad_clip")
+               "torch_threads", "wandb", "wandb_project", "wandb_entity", "wandb_mode", "algo.lr", "algo.optim_alpha", "algo.optim_eps", "algo.grad_clip")
 
 
 # Keys of the flat layout (differ 0.1) and where they live now. "@mixer" is the run's own mixer.
@@ -418,6 +422,7 @@ def validate(cfg: DictConfig) -> None:
     if a.mixer not in MIXERS:
         raise ConfigError(f"algo.mixer: unknown mixer '{a.mixer}'; valid choices: {', '.join(MIXERS)}")
     for key, choices in (("algo.learner", tuple(LEARNERS)), ("algo.differ.selection", ("per", "all")),
+                         ("wandb_mode", ("offline", "online", "disabled")),
                          ("algo.obs_dtype", ("float16", "float32"))):
         if present(key) and OmegaConf.select(cfg, key) not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got '{OmegaConf.select(cfg, key)}'")

@@ -36,12 +36,13 @@ class Accumulator:
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_t_env: int | None = None):
+    def __init__(self, run_dir: Path, tensorboard: bool = True, resume_t_env: int | None = None, sink=None):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.eval_path = Path(run_dir) / "eval.jsonl"
         if resume_t_env is not None:
             for path in (self.path, self.eval_path):
                 self._truncate_after(path, resume_t_env)
+        self.sink = sink  # e.g. WandbSink: log(t_env, values) and close()
         self.tb = None
         if tensorboard:
             from tensorboardX import SummaryWriter
@@ -74,6 +75,8 @@ class MetricsLogger:
         if self.tb is not None:
             for k, v in values.items():
                 self.tb.add_scalar(k, v, t_env)
+        if self.sink is not None:
+            self.sink.log(t_env, rec)
 
     def log_episodes(self, t_env: int, episodes: dict[str, list]) -> None:
         """One test's per-episode values, e.g. {"return": [...], "battle_won": [...]}."""
@@ -84,13 +87,16 @@ class MetricsLogger:
     def close(self, quiet: bool = False) -> None:
         """Flush and close TensorBoard; `quiet` (on the way out of an error) ignores its failures,
         so the error that stopped the run is the one reported."""
-        if self.tb is not None:
+        for name in ("tb", "sink"):
+            writer = getattr(self, name)
+            if writer is None:
+                continue
             try:
-                self.tb.close()
+                writer.close()
             except Exception:
                 if not quiet:
                     raise
-            self.tb = None
+            setattr(self, name, None)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

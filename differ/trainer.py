@@ -84,12 +84,19 @@ class Trainer:
         first checkpoint left there (metrics, TensorBoard events, replay chunks) goes."""
         import shutil
 
-        for name in ("metrics.jsonl", "eval.jsonl", "result.json"):
+        for name in ("metrics.jsonl", "eval.jsonl", "result.json", "wandb_id"):
             (self.run_dir / name).unlink(missing_ok=True)
         for d in (ckpt.replay_dir(self.run_dir), self.run_dir / "tb"):
             shutil.rmtree(d, ignore_errors=True)
         ckpt.remove_stale_tmp(self.run_dir)
-        self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard)
+        self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard, sink=self._wandb(resumed=False))
+
+    def _wandb(self, resumed: bool):
+        if not self.cfg.wandb:
+            return None
+        from .wandb_sink import WandbSink
+
+        return WandbSink(self.cfg, self.run_dir, resumed)
 
     def resume(self) -> Path:
         """Restore the newest checkpoint whose files are all readable; a damaged one (empty,
@@ -115,7 +122,8 @@ class Trainer:
             self.last_checkpoint = path
             ckpt.remove_stale_tmp(self.run_dir)
             self.buffer.drop_from(ckpt.replay_dir(self.run_dir), self.buffer.total_added)
-            self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard, resume_t_env=self.c["t_env"])
+            self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard, resume_t_env=self.c["t_env"],
+                                        sink=self._wandb(resumed=True))
             return path
         raise CheckpointError(f"no checkpoint in {ckpt.checkpoint_dir(self.run_dir)} can be resumed "
                               f"(the oldest: {damaged[-1]}); the run cannot be continued: start a new one")

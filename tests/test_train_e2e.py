@@ -125,3 +125,19 @@ def test_export_marl_eval(tmp_path):
     assert steps["step_0"]["episode_return"] == evals[0]["return"] and len(steps["step_0"]["episode_length"]) == 2
     bad = run_cli("export", "csv", str(tmp_path / "sw"), check=False)
     assert bad.returncode == 2 and "marl-eval" in bad.stderr
+
+
+def test_wandb_offline_writes_its_run_files_and_a_resume_continues_the_same_run(tmp_path):
+    """wandb=true (offline by default) changes no number; a resumed run logs to the same W&B id."""
+    on, off = tmp_path / "on", tmp_path / "off"
+    run_cli("train", *TINY_LBF, "t_max=200", "wandb=true", f"run_dir={on}")
+    run_cli("train", *TINY_LBF, "t_max=200", f"run_dir={off}")
+    strip = lambda recs: [{k: v for k, v in r.items() if k != "steps_per_s"} for r in recs]  # noqa: E731
+    assert strip(read_jsonl(on / "metrics.jsonl")) == strip(read_jsonl(off / "metrics.jsonl"))
+    run_id = (on / "wandb_id").read_text().strip()
+    runs = sorted((on / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and runs[0].name.endswith(run_id) and list(runs[0].glob("*.wandb"))
+    run_cli("train", f"resume={on}", "t_max=300")
+    assert (on / "wandb_id").read_text().strip() == run_id
+    assert all(r.name.endswith(run_id) for r in (on / "wandb").glob("offline-run-*"))
+    assert not (off / "wandb").exists() and not (off / "wandb_id").exists()

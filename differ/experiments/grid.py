@@ -122,7 +122,8 @@ def _decide(run: PlannedRun, cfg) -> None:
     old = OmegaConf.to_container(build_config({}, base=load_run_config(saved))) if saved.exists() else {}
     now = OmegaConf.to_container(cfg)
     for d in (old, now):  # keys that change neither what a run computes nor where it stops
-        for k in ("run_dir", "t_max", "checkpoint_interval", "progress", "tensorboard"):
+        for k in ("run_dir", "t_max", "checkpoint_interval", "progress", "tensorboard", "wandb", "wandb_project",
+                  "wandb_entity", "wandb_mode"):
             d.pop(k, None)
     if old != now:
         diff = _first_difference(old, now)

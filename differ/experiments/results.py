@@ -28,7 +28,8 @@ from ..errors import ConfigError
 DEFAULT_METRIC = "test_battle_won_mean"
 FINAL_FRACTION = 0.1  # `final` averages the evaluations in the last 10% of a run
 # keys that never distinguish two runs' algorithms: bookkeeping, seeds and budgets
-NOT_A_VARIANT = {"seed", "run_dir", "t_max", "torch_threads", "progress", "tensorboard",
+NOT_A_VARIANT = {"seed", "run_dir", "t_max", "torch_threads", "progress", "tensorboard", "wandb", "wandb_project",
+                 "wandb_entity", "wandb_mode",
                  "checkpoint_interval", "log_interval"}
 
 

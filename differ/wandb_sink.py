@@ -1,0 +1,47 @@
+"""Optional Weights & Biases sink (`wandb=true`): every metrics record also goes to a W&B run.
+
+Offline by default (`wandb_mode=offline`: files under RUN_DIR/wandb, uploaded later with
+`wandb sync`), so a run never needs a network or an account. The W&B run id is kept in
+RUN_DIR/wandb_id, so a resumed run continues the same W&B run. Records carry `t_env` as their
+step metric rather than W&B's own step counter: a resume re-logs the interval after its
+checkpoint, which a monotonic step counter would drop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from .errors import ConfigError
+
+
+def _new_id() -> str:
+    """A W&B-style run id: 8 lowercase letters and digits."""
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+class WandbSink:
+    def __init__(self, cfg, run_dir: Path, resumed: bool):
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError("wandb=true needs Weights & Biases: pip install 'differ-marl[wandb]'") from None
+        id_file = run_dir / "wandb_id"
+        run_id = id_file.read_text().strip() if resumed and id_file.exists() else _new_id()
+        id_file.write_text(run_id + "\n")
+        self.run = wandb.init(project=cfg.wandb_project, entity=cfg.wandb_entity, mode=cfg.wandb_mode,
+                              id=run_id, resume="allow", dir=str(run_dir), name=run_dir.name,
+                              config=OmegaConf.to_container(cfg, resolve=True),
+                              settings=wandb.Settings(silent=True, console="off"))
+        self.run.define_metric("t_env")
+        self.run.define_metric("*", step_metric="t_env")
+
+    def log(self, t_env: int, values: dict[str, float]) -> None:
+        self.run.log({"t_env": int(t_env), **values})
+
+    def close(self) -> None:
+        self.run.finish()
