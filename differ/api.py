@@ -31,12 +31,12 @@ class TrainResult:
 
 def _cli_value(value: Any) -> str:
     """A Python value written as the command line would (true/false, null, YAML flow for lists
-    and mappings)."""
+    and mappings); a string stays a string (quoted, so "yes" or "null" are not read as YAML)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (list, tuple, dict)):
+    if isinstance(value, (list, tuple, dict, str)):
         return json.dumps(value)
     return str(value)
 

@@ -119,7 +119,7 @@ class RunConfig:
     log_interval: int = 10_000  # env steps between metric records
     checkpoint_interval: int = 100_000  # env steps between full checkpoints (0: only the final one)
     torch_threads: int = 0  # 0: one per core
-    progress: Optional[bool] = None  # progress bar; null: only when stderr is a terminal
+    progress: Optional[bool] = None  # true: a bar | false: silent | null: a bar on a terminal, plain lines elsewhere
     tensorboard: bool = True  # also write TensorBoard event files (tb/)
     wandb: bool = False  # also log to Weights & Biases (needs the wandb extra)
     wandb_project: str = "differ"  # W&B project

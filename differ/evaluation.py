@@ -51,14 +51,19 @@ def dump_individual_rewards(learner, spec, episodes, path: Path) -> int:
 
 
 def spread(per_episode: dict[str, list]) -> dict:
-    """How far the means can be trusted: the return's sd and 95% interval (normal approximation,
-    mean ± 1.96·sd/√n) and the win rate's 95% Wilson interval, over the evaluation episodes."""
+    """How far the means can be trusted: the return's sd and 95% interval (Student t, mean ±
+    t(0.975, n−1)·sd/√n; null for one episode) and the win rate's 95% Wilson interval, over the
+    evaluation episodes."""
+    from scipy.stats import t as student_t
+
     out = {}
     r = np.asarray(per_episode.get("return", []), float)
-    if len(r):
-        sd = float(r.std(ddof=1)) if len(r) > 1 else 0.0
-        half = 1.96 * sd / math.sqrt(len(r))
+    if len(r) > 1:
+        sd = float(r.std(ddof=1))
+        half = float(student_t.ppf(0.975, len(r) - 1)) * sd / math.sqrt(len(r))
         out.update(return_std=sd, return_ci95=[float(r.mean()) - half, float(r.mean()) + half])
+    elif len(r) == 1:
+        out.update(return_std=None, return_ci95=None)
     w = per_episode.get("battle_won")
     if w:
         n, p, z = len(w), float(np.mean(w)), 1.96

@@ -9,6 +9,7 @@ from a per-episode seed, so a resumed run continues exactly as the uninterrupted
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -86,7 +87,7 @@ class Trainer:
 
         for name in ("metrics.jsonl", "eval.jsonl", "result.json", "wandb_id"):
             (self.run_dir / name).unlink(missing_ok=True)
-        for d in (ckpt.replay_dir(self.run_dir), self.run_dir / "tb"):
+        for d in (ckpt.replay_dir(self.run_dir), self.run_dir / "tb", self.run_dir / "wandb"):
             shutil.rmtree(d, ignore_errors=True)
         ckpt.remove_stale_tmp(self.run_dir)
         self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard, sink=self._wandb(resumed=False))
@@ -207,7 +208,10 @@ class Trainer:
     def train(self) -> dict:
         cfg, c, a = self.cfg, self.c, self.cfg.algo
         E = self.env.num_envs
-        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        # a graceful stop on Ctrl-C / SIGTERM; Python lets only the main thread install handlers
+        # (differ.train inside a thread, e.g. a tuner's trial, stops only with its process)
+        main = threading.current_thread() is threading.main_thread()
+        handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
         progress = self.progress = Progress(cfg, c["t_env"], self.run_dir, resumed=c["t_env"] > 0)
         worst = a.batch_size * self.spec.episode_limit  # steps until the first batch, at the longest episodes
         if c["train_steps"] == 0 and worst > cfg.t_max:

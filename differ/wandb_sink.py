@@ -2,9 +2,11 @@
 
 Offline by default (`wandb_mode=offline`: files under RUN_DIR/wandb, uploaded later with
 `wandb sync`), so a run never needs a network or an account. The W&B run id is kept in
-RUN_DIR/wandb_id, so a resumed run continues the same W&B run. Records carry `t_env` as their
-step metric rather than W&B's own step counter: a resume re-logs the interval after its
-checkpoint, which a monotonic step counter would drop.
+RUN_DIR/wandb_id and reused on resume: online, the resumed run continues the same W&B run.
+Offline, each session writes its own folder with that id, and W&B's sync does not merge them
+(the later upload replaces the earlier history): use online mode for runs you will resume.
+Records carry `t_env` as their step metric rather than W&B's own step counter, since a resume
+re-logs the interval after its checkpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .errors import ConfigError
+from .errors import ConfigError, DifferError
 
 
 def _new_id() -> str:
@@ -32,11 +34,16 @@ class WandbSink:
             raise ConfigError("wandb=true needs Weights & Biases: pip install 'differ-marl[wandb]'") from None
         id_file = run_dir / "wandb_id"
         run_id = id_file.read_text().strip() if resumed and id_file.exists() else _new_id()
+        try:
+            self.run = wandb.init(project=cfg.wandb_project, entity=cfg.wandb_entity, mode=cfg.wandb_mode,
+                                  id=run_id, resume="allow", dir=str(run_dir), name=run_dir.name,
+                                  config=OmegaConf.to_container(cfg, resolve=True),
+                                  settings=wandb.Settings(silent=True, console="off"))
+        except Exception as e:  # no API key online, no network, ...
+            first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            raise DifferError(f"wandb could not start ({type(e).__name__}: {first}); wandb_mode=offline "
+                              f"needs no account or network") from None
         id_file.write_text(run_id + "\n")
-        self.run = wandb.init(project=cfg.wandb_project, entity=cfg.wandb_entity, mode=cfg.wandb_mode,
-                              id=run_id, resume="allow", dir=str(run_dir), name=run_dir.name,
-                              config=OmegaConf.to_container(cfg, resolve=True),
-                              settings=wandb.Settings(silent=True, console="off"))
         self.run.define_metric("t_env")
         self.run.define_metric("*", step_metric="t_env")
 

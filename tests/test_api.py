@@ -48,3 +48,23 @@ def test_errors_are_typed_and_one_line(tmp_path):
         differ.evaluate(tmp_path, episodes=0)
     assert not (tmp_path / "x").exists()
     assert issubclass(differ.ConfigError, differ.DifferError)
+
+
+def test_string_values_stay_strings_and_a_thread_can_train(tmp_path):
+    """A str is never read as YAML ("yes" is no bool); differ.train runs outside the main thread
+    (a tuner's trial), where Python allows no signal handlers."""
+    import threading
+
+    from differ.api import _cli_value
+
+    assert _cli_value("yes") == '"yes"' and _cli_value("null") == '"null"' and _cli_value(None) == "null"
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=differ.train(
+        algo="qmix", env="lbf", t_max=100, run_dir=str(tmp_path / "t"), progress=False, wandb_entity="yes",
+        test_episodes=1, env__time_limit=20, algo__batch_size=2, **{"algo.buffer_size": 10})))
+    t.start()
+    t.join(300)
+    assert out["r"].result["t_env"] >= 100
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.load(tmp_path / "t" / "config.yaml").wandb_entity == "yes"

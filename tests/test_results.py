@@ -194,3 +194,5 @@ def test_plot_picks_each_panels_metric_from_its_env(tmp_path, monkeypatch):
     assert set(seen.values()) == {plots.PRETTY["test_return_mean"]}
     out = run_cli("plot", str(tmp_path)).stdout
     assert "curves.png" in out
+    # a metric only one panel's env logs still plots (the other panel stays empty)
+    assert "test_battle_won_mean.png" in run_cli("plot", str(tmp_path), "metric=test_battle_won_mean").stdout

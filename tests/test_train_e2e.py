@@ -141,3 +141,15 @@ def test_wandb_offline_writes_its_run_files_and_a_resume_continues_the_same_run(
     assert (on / "wandb_id").read_text().strip() == run_id
     assert all(r.name.endswith(run_id) for r in (on / "wandb").glob("offline-run-*"))
     assert not (off / "wandb").exists() and not (off / "wandb_id").exists()
+
+
+def test_spread_of_evaluation_episodes():
+    from scipy.stats import t
+
+    from differ.evaluation import spread
+
+    s = spread({"return": [1.0, 2.0, 3.0], "battle_won": [True, True, True, False]})
+    half = t.ppf(0.975, 2) * 1.0 / 3 ** 0.5  # sd 1, n 3: Student t, not 1.96
+    assert s["return_std"] == pytest.approx(1.0) and s["return_ci95"] == pytest.approx([2 - half, 2 + half])
+    assert s["battle_won_ci95"] == pytest.approx([0.3006, 0.9544], abs=1e-4)  # Wilson, 3 of 4
+    assert spread({"return": [5.0]}) == {"return_std": None, "return_ci95": None}

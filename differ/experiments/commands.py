@@ -75,8 +75,11 @@ def run_command(cmd: str, args: list[str]) -> int:
     elif cmd == "plot":
         runs = load_runs(paths, opts)
         metric = opts.get("metric")  # none: each panel its env's own (win rate or return)
-        per_panel = {pick_metric([r for rs in by.values() for r in rs], metric) for by in group(runs).values()}
-        name = per_panel.pop() if len(per_panel) == 1 else "curves"
+        if metric:
+            name = pick_metric(runs, metric)  # some panel logged it
+        else:
+            per_panel = {pick_metric([r for rs in by.values() for r in rs], None) for by in group(runs).values()}
+            name = per_panel.pop() if len(per_panel) == 1 else "curves"
         _print_files(plots.plot_curves(runs, metric, opts.get("out") or _default_out(paths, name), opts.get("title")))
     elif cmd == "summary":
         summary(paths, opts, runs=None)
@@ -111,8 +114,8 @@ def summary(paths: list[str], opts: dict[str, str], runs=None) -> None:
     pairs = []
     for item in filter(None, opts.get("compare", "").split(",")):
         a, sep, b = item.partition(":")
-        if not sep or not a or not b:
-            raise ConfigError(f"compare= takes LABEL:BASE pairs separated by commas, got '{item}'")
+        if not sep or not a or not b or a == b:
+            raise ConfigError(f"compare= takes LABEL:BASE pairs of two labels separated by commas, got '{item}'")
         pairs.append((a, b))
     labels = {r.label for r in runs}
     for a, b in pairs:

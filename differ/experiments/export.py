@@ -7,7 +7,8 @@ marl-eval's tools read (instadeepai/marl-eval, "Data Structure for Raw Experimen
 env is the run's environment family, task its scenario, algorithm its label (as in `differ
 plot`), one run per seed, one step per test evaluation, one value per test episode (from the
 run's eval.jsonl). marl-eval's "absolute_metrics" (the best policy re-evaluated on 10× the
-episodes) are not written: training logs do not hold them.
+episodes) are not written: training logs do not hold them, and marl-eval then reads a run's
+last step as its absolute metrics (so its curves end one evaluation early).
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ def marl_eval(runs: list[Run]) -> dict:
         by_group.setdefault((env, task, r.label), []).append(r)
     for (env, task, label), rs in by_group.items():
         algo = data.setdefault(env, {}).setdefault(task, {}).setdefault(label, {})
-        for i, r in enumerate(sorted(rs, key=lambda r: r.seed)):
+        for r in sorted(rs, key=lambda r: r.seed):
             tests = read_eval(r)
             if not tests:
                 missing.append(str(r.path))
                 continue
-            algo[f"run_{i}"] = {f"step_{k}": {"step_count": rec["t_env"],
+            algo[f"run_{len(algo)}"] = {f"step_{k}": {"step_count": rec["t_env"],
                                              **{NAMES.get(m, m): v for m, v in rec.items() if m != "t_env"}}
                                 for k, rec in enumerate(tests)}
         if not algo:
