@@ -209,10 +209,12 @@ def _preset(kind: str, name: str) -> DictConfig:
 
 def _suggest(key: str) -> str:
     """Where a key of the old flat layout lives now, or the nearest valid dotted keys."""
+    from .learners import MIXERS
+
     old = key.removeprefix("algo.")
     if key.startswith("algo.") and old in FLAT_KEYS:
         section, new = FLAT_KEYS[old]
-        owners = [s for s, c in SECTIONS.items() if new in c.__dataclass_fields__ and s in ("qmix", "qplex")] \
+        owners = [s for s, c in SECTIONS.items() if new in c.__dataclass_fields__ and s in MIXERS] \
             if section == "@mixer" else [section]
         return f" (it moved: {' or '.join(f'algo.{s}.{new}' for s in owners)})"
     valid = _all_keys(OmegaConf.structured(RunConfig))
@@ -306,7 +308,8 @@ def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -
                 if group in overrides:
                     raise ConfigError(f"'{group}=' cannot change on resume; start a new run instead")
             try:
-                cfg = OmegaConf.merge(schema, migrate(base))
+                base = migrate(base)
+                cfg = OmegaConf.merge(schema, base)
             except OmegaConfBaseException as e:
                 raise ConfigError(f"the run's saved config does not fit this version of differ "
                                   f"({_omegaconf_error(e)}); start a new run") from None
@@ -321,7 +324,7 @@ def build_config(overrides: dict[str, str], base: Optional[DictConfig] = None) -
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
         _check_sections(cfg, overrides)
         if base is not None:
-            _check_resume_changes(migrate(base), cfg, overrides)
+            _check_resume_changes(base, cfg, overrides)
         cfg = _prune(cfg)
         validate(cfg)
     except OmegaConfBaseException as e:  # e.g. an interpolation to a key that does not exist

@@ -99,6 +99,16 @@ class MetricsLogger:
             setattr(self, name, None)
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSONL log (metrics.jsonl, eval.jsonl); a line cut by a kill mid-write is
+    skipped, a missing file has none."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

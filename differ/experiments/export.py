@@ -18,22 +18,10 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..metrics import read_jsonl
 from .results import Run
 
 NAMES = {"return": "episode_return", "battle_won": "win_rate", "ep_length": "episode_length"}
-
-
-def read_eval(run: Run) -> list[dict]:
-    path = run.path / "eval.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill mid-write
-            continue
-    return out
 
 
 def marl_eval(runs: list[Run]) -> dict:
@@ -46,7 +34,7 @@ def marl_eval(runs: list[Run]) -> dict:
     for (env, task, label), rs in by_group.items():
         algo = data.setdefault(env, {}).setdefault(task, {}).setdefault(label, {})
         for r in sorted(rs, key=lambda r: r.seed):
-            tests = read_eval(r)
+            tests = read_jsonl(r.path / "eval.jsonl")
             if not tests:
                 missing.append(str(r.path))
                 continue

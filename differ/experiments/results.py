@@ -24,6 +24,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from ..errors import ConfigError
+from ..metrics import read_jsonl
 
 DEFAULT_METRIC = "test_battle_won_mean"
 FINAL_FRACTION = 0.1  # `final` averages the evaluations in the last 10% of a run
@@ -115,14 +116,7 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
     runs = []
     for d in dict.fromkeys(dirs):
         cfg = _flatten(_with_defaults(OmegaConf.load(d / "config.yaml")))
-        lines = (d / "metrics.jsonl").read_text().splitlines()
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill mid-write: skip it
-                continue
-        runs.append(Run(d, cfg, records))
+        runs.append(Run(d, cfg, read_jsonl(d / "metrics.jsonl")))
     if not runs:
         raise ConfigError(f"no run directories (config.yaml + metrics.jsonl) under {', '.join(map(str, paths))}")
     label_runs(runs)
