@@ -104,18 +104,22 @@ def _command(cmd: str, args: list[str]) -> int:
         episodes = int_option(opts, "episodes", 32, minimum=1)
         print(json.dumps(evaluate(args[0], episodes, seed, opts.get("dump_individual_rewards"))))
     elif cmd == "envs":
-        from .envs.registry import FAMILIES, scenarios
+        from .envs.registry import description, families, scenarios
 
-        wanted = args or list(FAMILIES)
-        unknown = [a for a in wanted if a not in FAMILIES]
+        found = families()
+        wanted = args or list(found)
+        unknown = [a for a in wanted if a not in found]
         if unknown:
-            return _fail(f"unknown environment '{unknown[0]}'; valid choices: {', '.join(FAMILIES)}")
+            return _fail(f"unknown environment '{unknown[0]}'; valid choices: {', '.join(found)}")
         for name in wanted:
-            desc = FAMILIES[name][1]
             try:
+                desc = description(name)
                 sc = scenarios(name)
             except ImportError as e:
-                print(f"{name}: {desc}\n  not installed ({e.name}); pip install 'differ-marl[gym]'")
+                print(f"{name}: {found[name][1]}\n  not installed ({e.name}); pip install 'differ-marl[gym]'")
+                continue
+            if not sc:
+                print(f"{name}: {desc}")
                 continue
             shown = sc if args or len(sc) <= 30 else sc[:12] + [f"... (all {len(sc)}: differ envs {name})"]
             print(f"{name}: {desc}\n  {len(sc)} scenarios: {', '.join(shown)}")

@@ -196,7 +196,11 @@ def algo_choices() -> list[str]:
 
 
 def env_choices() -> list[str]:
-    return sorted(p.stem for p in (PRESETS / "env").glob("*.yaml"))
+    """differ's env presets and those of plug-in env families (entry points, differ/envs/registry.py)."""
+    from .envs.registry import presets
+
+    own = [p.stem for p in (PRESETS / "env").glob("*.yaml")]
+    return sorted(set(own) | set(presets()))
 
 
 def _preset(kind: str, name: str) -> DictConfig:
@@ -204,7 +208,12 @@ def _preset(kind: str, name: str) -> DictConfig:
     if name not in choices:  # the presets' own names only: also refuses algo=../env/lbf
         raise ConfigError(f"{kind}={name}: unknown {'algorithm' if kind == 'algo' else 'environment'}; "
                           f"valid choices: {', '.join(choices)}")
-    return OmegaConf.load(PRESETS / kind / f"{name}.yaml")
+    path = PRESETS / kind / f"{name}.yaml"
+    if path.exists():
+        return OmegaConf.load(path)
+    from .envs.registry import presets
+
+    return OmegaConf.create({"env": presets()[name]})
 
 
 def _suggest(key: str) -> str:
@@ -362,7 +371,7 @@ def _finite(x) -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Range checks for every value, naming the key; resolves the scenario to its canonical name."""
-    from .envs.registry import FAMILIES, UnknownEnvError, resolve_scenario
+    from .envs.registry import UnknownEnvError, families, resolve_scenario
     from .learners import LEARNERS, MIXERS
 
     a, e = cfg.algo, cfg.env
@@ -433,8 +442,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"algo.batch_size ({a.batch_size}) exceeds algo.buffer_size ({a.buffer_size})")
     if cfg.run_dir is not None and not str(cfg.run_dir).strip():
         raise ConfigError("run_dir must not be empty (leave it out for runs/<algo>_<env>_...)")
-    if e.name not in FAMILIES:
-        raise ConfigError(f"env.name={e.name}: unknown environment; valid choices: {', '.join(FAMILIES)}")
+    found = families()
+    if e.name not in found:
+        raise ConfigError(f"env.name={e.name}: unknown environment; valid choices: {', '.join(found)}")
     try:
         cfg.env.scenario = resolve_scenario(e.name, e.scenario)
     except UnknownEnvError as err:

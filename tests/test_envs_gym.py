@@ -1,10 +1,9 @@
-"""The gym-style families (lbf, rware, mpe) against the real packages."""
+"""The gym-style families (lbf, rware) and MPE (through the PettingZoo family) against the real packages."""
 
 import numpy as np
 import pytest
 
-from differ.envs import gym_family
-from differ.envs.registry import UnknownEnvError, resolve_scenario
+from differ.envs.registry import UnknownEnvError, make_env, resolve_scenario, scenarios
 
 CASES = [
     ("lbf", "Foraging-8x8-2p-3f-v3"),
@@ -15,7 +14,7 @@ IDS = [c[0] for c in CASES]
 
 
 def make(family, scenario, num_envs=1, time_limit=None, **options):
-    return gym_family.make(family, scenario, num_envs, time_limit, options)
+    return make_env(family, scenario, num_envs, time_limit, options)
 
 
 def pick(avail, u):
@@ -130,7 +129,7 @@ def test_lbf_collecting_all_food_terminates():
 def test_workers_match_in_process(family, scenario):
     limit = 12
     with make(family, scenario, num_envs=2, time_limit=limit) as env:
-        assert type(env).__name__ == "_WorkerVecEnv"
+        assert type(env).__name__ == "WorkerVecEnv"
         both = rollout(env, [11, 12], limit, extra=2)
     for copy, seed in enumerate([11, 12]):
         with make(family, scenario, time_limit=limit) as env:
@@ -151,13 +150,13 @@ def test_mpe_roles_and_padding():
 
 
 def test_scenario_names():
-    assert "Foraging-8x8-2p-3f-v3" in gym_family.scenarios("lbf")
-    assert "rware-tiny-2ag-v2" in gym_family.scenarios("rware")
-    assert "simple_spread" in gym_family.scenarios("mpe")
+    assert "Foraging-8x8-2p-3f-v3" in scenarios("lbf")
+    assert "rware-tiny-2ag-v2" in scenarios("rware")
+    assert "simple_spread" in scenarios("mpe")
     for alias in ["Foraging-8x8-2p-3f-v3", "Foraging-8x8-2p-3f", "8x8-2p-3f"]:
-        assert gym_family.resolve("lbf", alias) == "Foraging-8x8-2p-3f-v3"
-    assert gym_family.resolve("rware", "rware-tiny-2ag") == "rware-tiny-2ag-v2"
-    assert gym_family.resolve("mpe", "simple_spread_v3") == "simple_spread"
+        assert resolve_scenario("lbf", alias) == "Foraging-8x8-2p-3f-v3"
+    assert resolve_scenario("rware", "rware-tiny-2ag") == "rware-tiny-2ag-v2"
+    assert resolve_scenario("mpe", "simple_spread_v3") == "simple_spread"
     assert resolve_scenario("lbf", "8x8-2p-3f") == "Foraging-8x8-2p-3f-v3"
 
 
@@ -168,7 +167,7 @@ def test_scenario_names():
 ])
 def test_unknown_scenario_message(family, bad, hint):
     with pytest.raises(UnknownEnvError) as err:
-        gym_family.resolve(family, bad)
+        resolve_scenario(family, bad)
     msg = str(err.value)
     assert "\n" not in msg and bad in msg and hint in msg and "differ envs" in msg
 

@@ -31,6 +31,42 @@ class DiscreteActions:
 
 
 @dataclass(frozen=True)
+class ObsTransform:
+    """How the agents' raw observations from the package become the rows of `Observation.obs`:
+    each is flattened, multiplied feature by feature by its agent's `scale` (where the adapter
+    scales), and zero-padded at the end to `obs_dim` (agents with shorter observations). It lives
+    with the spec and is saved in every checkpoint, so a trained policy applies exactly the
+    transform it was trained on to raw observations outside differ (`differ.Policy`)."""
+
+    dims: tuple[int, ...]  # each agent's raw (flattened) observation size
+    scale: Optional[tuple[tuple[float, ...], ...]] = None  # per agent, per raw feature
+
+    @property
+    def obs_dim(self) -> int:
+        return max(self.dims)
+
+    def apply(self, raw: Sequence) -> np.ndarray:
+        """One env's raw observations, one per agent -> float32 [N, obs_dim]."""
+        if len(raw) != len(self.dims):
+            raise ValueError(f"expected {len(self.dims)} agents' observations, got {len(raw)}")
+        out = np.zeros((len(self.dims), self.obs_dim), np.float32)
+        for i, o in enumerate(raw):
+            o = np.asarray(o, np.float32).reshape(-1)
+            if o.size != self.dims[i]:
+                raise ValueError(f"agent {i}'s observation has {o.size} values, expected {self.dims[i]}")
+            out[i, : o.size] = o if self.scale is None else o * np.asarray(self.scale[i], np.float32)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"dims": list(self.dims), "scale": None if self.scale is None else [list(s) for s in self.scale]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ObsTransform":
+        scale = d.get("scale")
+        return cls(tuple(d["dims"]), None if scale is None else tuple(tuple(s) for s in scale))
+
+
+@dataclass(frozen=True)
 class EnvSpec:
     """Static facts about a task, fixed for the whole run."""
 
@@ -43,6 +79,8 @@ class EnvSpec:
     unit_type_names: tuple[str, ...]  # one per agent, human readable ("stalker", "agent", ...)
     has_battles: bool = False  # the env reports battle_won
     has_deaths: bool = False  # the env reports per-agent deaths through `alive`
+    # raw observations -> `obs` rows (None: the adapter's observations are used as they come)
+    obs_transform: Optional[ObsTransform] = None
 
     @property
     def n_actions(self) -> int:

@@ -2,36 +2,83 @@
 
 Each family module is imported only when used (an LBF run never loads JAX) and exposes, taking
 the family name first so one module may serve several families:
-  scenarios(family) -> list[str]
-  resolve(family, scenario) -> str          canonical name, or UnknownScenarioError
+  scenarios(family) -> list[str]            the named scenarios ([] where any name goes)
+  resolve(family, scenario) -> str          canonical name, or UnknownEnvError
   make(family, scenario, num_envs, time_limit, options) -> VecEnv
+and optionally DESCRIPTION (one line for `differ envs`) and PRESETS ({name: env config}: each
+becomes `env=name`, like the YAML files in differ/presets/env).
+
+Other packages add families without touching differ: an entry point in the group `differ.envs`,
+named after the family, pointing at such a module (pyproject.toml:
+`[project.entry-points."differ.envs"] myenv = "mypkg.differ_family"`). A run's config.yaml names
+the family, the scenario and the options, which is all `differ evaluate`, `resume` and `sweep`
+need to rebuild the env in a fresh process.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+from importlib.metadata import entry_points
 from types import ModuleType
 
 from ..errors import ConfigError
 
-FAMILIES: dict[str, tuple[str, str]] = {
+BUILTIN: dict[str, tuple[str, str]] = {
     # name: (module, one-line description)
     "smax": ("differ.envs.smax", "SMAX: StarCraft-like micromanagement in JAX (jaxmarl), heuristic enemy"),
     "lbf": ("differ.envs.gym_family", "Level-Based Foraging (lbforaging)"),
     "rware": ("differ.envs.gym_family", "Multi-robot warehouse (rware)"),
-    "mpe": ("differ.envs.gym_family", "Multi-particle environments (mpe2)"),
+    "mpe": ("differ.envs.pettingzoo_family", "Multi-particle environments (mpe2, through the PettingZoo family)"),
+    "pettingzoo": ("differ.envs.pettingzoo_family",
+                   "any PettingZoo ParallelEnv: env.scenario=MODULE:ATTR (a class or a factory)"),
 }
+ENTRY_POINT_GROUP = "differ.envs"
 
 
 class UnknownEnvError(ConfigError):
     """An environment family or scenario that does not exist; the message names valid choices."""
 
 
+def families() -> dict[str, tuple[str, str]]:
+    """Every family: the built-in ones and those other packages register (group differ.envs);
+    {name: (module, description)}. A plug-in cannot replace a built-in name."""
+    out = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in out:
+            out[ep.name] = (ep.value.split(":", 1)[0], f"(from {ep.dist.name if ep.dist else ep.value})")
+    return out
+
+
 def family_module(name: str) -> ModuleType:
-    if name not in FAMILIES:
-        raise UnknownEnvError(f"unknown environment '{name}'; valid choices: {', '.join(FAMILIES)}")
-    return importlib.import_module(FAMILIES[name][0])
+    found = families()
+    if name not in found:
+        raise UnknownEnvError(f"unknown environment '{name}'; valid choices: {', '.join(found)}")
+    try:
+        return importlib.import_module(found[name][0])
+    except ImportError as e:
+        if name in BUILTIN:
+            raise
+        raise UnknownEnvError(f"environment '{name}' is registered by an installed package, but its module "
+                              f"{found[name][0]} does not import ({e})") from None
+
+
+def description(name: str) -> str:
+    found = families()
+    if name in BUILTIN:
+        return found[name][1]
+    return getattr(family_module(name), "DESCRIPTION", found[name][1])
+
+
+def presets() -> dict[str, dict]:
+    """Env presets the plug-in families bring ({name: env config}), besides differ's YAML ones."""
+    out: dict[str, dict] = {}
+    for name in families():
+        if name in BUILTIN:
+            continue
+        module = family_module(name)
+        out.update(getattr(module, "PRESETS", None) or {name: {"name": name}})
+    return out
 
 
 def scenarios(name: str) -> list[str]:
