@@ -444,7 +444,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("run_dir must not be empty (leave it out for runs/<algo>_<env>_...)")
     found = families()
     if e.name not in found:
-        raise ConfigError(f"env.name={e.name}: unknown environment; valid choices: {', '.join(found)}")
+        raise ConfigError(f"env.name={e.name}: unknown environment; valid choices: {', '.join(found)} "
+                          f"(a family another package registers needs that package installed)")
     try:
         cfg.env.scenario = resolve_scenario(e.name, e.scenario)
     except UnknownEnvError as err:
