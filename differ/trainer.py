@@ -24,6 +24,7 @@ from .errors import CheckpointError, CorruptCheckpoint, TrainingDiverged
 from .metrics import Accumulator, MetricsLogger
 from .progress import Progress
 from .replay.episode_buffer import EpisodeBuffer, check_fits
+from .policy import policy_record
 from .runner import Runner
 from .schedules import TEST, TRAIN, episode_seeds, linear
 
@@ -142,6 +143,7 @@ class Trainer:
             "buffer": {"live_from": self.buffer.total_added - len(self.buffer),
                        "total_added": self.buffer.total_added},
             "spec": self._shapes(),
+            "policy": policy_record(self.spec, self.cfg.algo.agent_hidden),  # for differ.Policy
         }
 
     def _shapes(self) -> dict:

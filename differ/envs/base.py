@@ -81,6 +81,8 @@ class EnvSpec:
     has_deaths: bool = False  # the env reports per-agent deaths through `alive`
     # raw observations -> `obs` rows (None: the adapter's observations are used as they come)
     obs_transform: Optional[ObsTransform] = None
+    # each agent's own number of actions where they differ (the rest of its row is never available)
+    agent_actions: Optional[tuple[int, ...]] = None
 
     @property
     def n_actions(self) -> int:

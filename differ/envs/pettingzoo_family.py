@@ -160,7 +160,7 @@ class PettingZooCore:
             box, has_mask = _obs_part(env.observation_space(a), f"{target} agent {a}")
             boxes.append(box)
             self._dict_obs.append(type(env.observation_space(a)).__name__ == "Dict")
-        self._sizes = sizes
+        self._sizes = self.action_sizes = sizes
         self._has_mask = [type(env.observation_space(a)).__name__ == "Dict"
                           and "action_mask" in env.observation_space(a).spaces for a in self.agents]
         self.n_actions = max(sizes)

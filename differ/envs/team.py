@@ -7,7 +7,8 @@ A core drives one package env and reports, in the package's own terms:
               `ObsTransform` multiplies raw features by), state_dim (None: the global state is
               the concatenation of the agents' padded observations), may_die (agents can drop
               out before the episode ends), env_truncated (the package env cut the episode
-              short at the last step; False for packages whose time limit is ours alone)
+              short at the last step; False for packages whose time limit is ours alone),
+              optionally action_sizes (each agent's own number of actions, where they differ)
   reset(seed) -> raw observations, one per agent
   step(actions: list[int]) -> (raw observations, team reward, terminated)
   avail() -> int8 [N, n_actions] or None (every action always available)
@@ -93,6 +94,7 @@ class TeamEnv(gym.Env):
             unit_type_names=tuple(core.roles),
             has_deaths=bool(core.may_die),
             obs_transform=self.transform,
+            agent_actions=tuple(int(k) for k in getattr(core, "action_sizes", None) or [a] * n),
         )
         self._t = 0
         self._ended = False
