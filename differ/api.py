@@ -69,12 +69,21 @@ def train(algo: Optional[str] = "qmix", env: Optional[str] = "smax", *, resume: 
 
 
 def evaluate(path: str | Path, episodes: int = 32, seed: Optional[int] = None,
-             dump_individual_rewards: str | Path | None = None) -> dict:
+             dump_individual_rewards: str | Path | None = None, video: str | Path | None = None,
+             video_format: str = "mp4", fps: float = 10.0) -> dict:
     """Greedy episodes of a run's newest readable checkpoint (or of a checkpoint file): means,
-    the return's sd and 95% CI, the win rate's 95% interval, as `differ evaluate` prints them."""
+    the return's sd and 95% CI, the win rate's 95% interval, as `differ evaluate` prints them.
+    With `video=DIR`: the first `episodes` of those episodes rendered into DIR instead (MP4 or
+    GIF), returning the files with each episode's return and length."""
     from .errors import ConfigError
     from .evaluation import evaluate as _evaluate
 
     if episodes < 1:
         raise ConfigError(f"episodes must be at least 1, got {episodes}")
+    if video is not None:
+        from .video import record
+
+        if dump_individual_rewards is not None:
+            raise ConfigError("video= and dump_individual_rewards= are separate evaluate runs; give one")
+        return record(str(path), str(video), episodes, seed, video_format, fps)
     return _evaluate(str(path), episodes, seed, None if dump_individual_rewards is None else str(dump_individual_rewards))

@@ -13,6 +13,7 @@ USAGE = """usage:
   differ train [algo=qmix] [env=smax] [env.scenario=3m] [seed=1] [t_max=...] [run_dir=...] [key=value ...]
   differ train resume=RUN_DIR [t_max=...]
   differ evaluate PATH [episodes=32] [seed=N] [dump_individual_rewards=FILE.csv]
+  differ evaluate PATH video=DIR [episodes=1] [video_format=mp4|gif] [fps=10]   greedy episodes as videos
                                                    PATH: a run directory or a checkpoint file
   differ envs [NAME ...]                             list environments and their scenarios
   differ config [algo=qmix] [env=smax] [key=value ...]
@@ -94,13 +95,28 @@ def _command(cmd: str, args: list[str]) -> int:
         if not args or "=" in args[0]:
             return _fail("evaluate needs a PATH (run directory or checkpoint file)")
         opts = parse_overrides(args[1:])
-        unknown = set(opts) - {"episodes", "seed", "dump_individual_rewards"}
+        valid = ("episodes", "seed", "dump_individual_rewards", "video", "video_format", "fps")
+        unknown = set(opts) - set(valid)
         if unknown:
-            return _fail(f"unknown evaluate option(s) {', '.join(sorted(unknown))}; "
-                         f"valid: episodes, seed, dump_individual_rewards")
+            return _fail(f"unknown evaluate option(s) {', '.join(sorted(unknown))}; valid: {', '.join(valid)}")
+        seed = int_option(opts, "seed", None, minimum=0)
+        if "video" in opts:
+            from .video import record
+
+            if "dump_individual_rewards" in opts:
+                return _fail("video= and dump_individual_rewards= are separate evaluate runs; give one")
+            try:
+                fps = float(opts.get("fps", 10))
+            except ValueError:
+                return _fail(f"fps must be a number, got '{opts['fps']}'")
+            episodes = int_option(opts, "episodes", 1, minimum=1)
+            print(json.dumps(record(args[0], opts["video"], episodes, seed, opts.get("video_format", "mp4"), fps)))
+            return 0
+        for key in ("video_format", "fps"):
+            if key in opts:
+                return _fail(f"{key}= only applies with video=DIR")
         from .evaluation import evaluate
 
-        seed = int_option(opts, "seed", None, minimum=0)
         episodes = int_option(opts, "episodes", 32, minimum=1)
         print(json.dumps(evaluate(args[0], episodes, seed, opts.get("dump_individual_rewards"))))
     elif cmd == "envs":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
 from .config import build_config, section
@@ -73,13 +73,19 @@ def spread(per_episode: dict[str, list]) -> dict:
     return out
 
 
-def evaluate(path: str, episodes: int = 32, seed: int | None = None,
-             dump_individual_rewards_to: str | None = None) -> dict:
+def load_run(path) -> tuple[Path, dict, DictConfig]:
+    """(checkpoint path, payload, config) of a run directory's newest readable checkpoint, or of
+    a checkpoint file."""
     path = Path(path)
     if not path.exists():
         raise ckpt.CheckpointError(f"{path} does not exist (expected a run directory or a checkpoint file)")
     ckpt_path, payload = ckpt.load_newest(path) if path.is_dir() else (path, ckpt.load(path))
-    cfg = build_config({}, base=OmegaConf.create(payload["config"]))
+    return ckpt_path, payload, build_config({}, base=OmegaConf.create(payload["config"]))
+
+
+def evaluate(path: str, episodes: int = 32, seed: int | None = None,
+             dump_individual_rewards_to: str | None = None) -> dict:
+    ckpt_path, payload, cfg = load_run(path)
     env, test_env = make_envs(cfg)
     learner = build_learner(cfg, env.spec)
     learner.load_state_dict(payload["learner"])

@@ -154,3 +154,10 @@ class TurnBased(AECEnv):
 
 def not_an_env():
     return object()
+
+
+class Silent(Signals):
+    """Takes render_mode but draws nothing."""
+
+    def render(self):
+        return None

@@ -122,6 +122,11 @@ class VecEnv(ABC):
     def step(self, actions: np.ndarray) -> StepResult:
         """Advance every copy by one step. `actions`: int [E, N], each available."""
 
+    def render(self):
+        """Frames of copy 0 (an RGB array, or a list of them) for videos; envs built with
+        options render_mode="rgb_array" implement it."""
+        raise NotImplementedError(f"{type(self).__name__} has no renderer")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 

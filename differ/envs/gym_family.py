@@ -139,6 +139,10 @@ class _LBFCore:
         # per-agent rewards summed into the team reward, as EPyMARL does with common_reward
         return obs, float(sum(rewards)), not self.env.field.any()  # all food collected
 
+    def render(self):
+        _headless_pyglet()
+        return self.env.render(mode="rgb_array")
+
     def avail(self):
         # plain lists and Enum `_value_` are ~3x faster than per-row numpy writes here
         rows = [[0] * self.n_actions for _ in range(self.n_agents)]
@@ -175,3 +179,19 @@ class _RwareCore:
 
     def avail(self):
         return None  # every action is always allowed
+
+    def render(self):
+        _headless_pyglet()
+        return self.env.render(mode="rgb_array")
+
+
+def _headless_pyglet() -> None:
+    """lbforaging and rware draw with pyglet, which opens a window unless told to render
+    off-screen (EGL): without a display, tell it so before its first window is made."""
+    import os
+    import sys
+
+    if not os.environ.get("DISPLAY") and "pyglet.window" not in sys.modules:
+        import pyglet
+
+        pyglet.options["headless"] = True

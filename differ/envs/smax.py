@@ -89,8 +89,10 @@ def _strong(tree):
 
 class SMAXVecEnv(VecEnv):
     def __init__(self, scenario: str, num_envs: int, time_limit=None, normalize_state: bool = True,
-                 **env_kwargs):
+                 render_mode=None, **env_kwargs):
         kwargs = dict(env_kwargs)
+        self.render_mode = render_mode  # "rgb_array": copy 0's states are kept for render()
+        self._trace, self._rendered = [], 0
         if time_limit is not None:
             kwargs["max_steps"] = int(time_limit) - 1  # episodes last up to max_steps + 1 steps
         self.scenario = scenario
@@ -152,12 +154,46 @@ class SMAXVecEnv(VecEnv):
         self._seeds = jnp.asarray(np.asarray(seeds, dtype=np.int64) % (2**31), dtype=jnp.int32)
         self._t = 0
         self._state, *out = self._reset(self._seeds)
+        if self.render_mode:
+            self._trace, self._rendered = [self._copy0()], 0
         return Observation(*map(np.array, jax.device_get(out)))  # writable copies
 
     def step(self, actions: np.ndarray) -> StepResult:
         self._state, *out = self._step(self._seeds, self._t, self._state,
                                        jnp.asarray(actions, dtype=jnp.int32))
         self._t += 1
+        if self.render_mode:
+            self._trace.append(self._copy0())
         obs, state, avail, alive, reward, term, trunc, won = map(np.array, jax.device_get(out))
         return StepResult(next=Observation(obs, state, avail, alive), reward=reward.astype(np.float32),
                           terminated=term, truncated=trunc, battle_won=won)
+
+    # ---- rendering (differ evaluate video=DIR) -----------------------------------------------
+    def _copy0(self):
+        return jax.tree.map(lambda x: x[0], self._state.state)  # copy 0's world state
+
+    def render(self) -> list[np.ndarray]:
+        """Copy 0's frames since the last call, drawn by jaxmarl's own SMAX renderer: one per env
+        step (the start of the episode after a reset), with the shots of that step in flight.
+        (The package's visualiser can also draw the 8 world sub-steps of every step, but its
+        renderer takes ~0.3 s a frame on a CPU.)"""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        if not self.render_mode:
+            raise RuntimeError("SMAXVecEnv was built without render_mode='rgb_array'")
+        if not hasattr(self, "_fig"):
+            self._fig = Figure(figsize=(5, 5), dpi=64)
+            FigureCanvasAgg(self._fig)  # off-screen: no display needed
+            self._ax = self._fig.add_subplot()
+        env, frames = self.env, []
+        mid = env.world_steps_per_env_step // 2
+        for step, state in enumerate(self._trace[self._rendered:], start=self._rendered):
+            shots = {a: state.prev_attack_actions[i] for i, a in enumerate(env.all_agents)}
+            self._ax.clear()
+            env.init_render(self._ax, (None, state, shots), mid if step else 0, step)
+            self._ax.images[-1].remove()  # init_render also pastes a raster of the figure: drop it
+            self._fig.canvas.draw()
+            frames.append(np.asarray(self._fig.canvas.buffer_rgba())[..., :3].copy())
+        self._rendered = len(self._trace)
+        return frames
