@@ -61,3 +61,13 @@ def test_an_env_that_cannot_render_is_one_line(tmp_path, target, text):
     p = run_cli("evaluate", str(run), f"video={tmp_path / 'v'}", check=False)
     assert p.returncode != 0 and "Traceback" not in p.stderr
     assert text in p.stderr.strip().splitlines()[-1]
+
+
+def test_lbf_video_headless(tmp_path):
+    """LBF draws with pyglet: off-screen (EGL) when there is no display, as on CI."""
+    run = tmp_path / "lbf"
+    run_cli("train", "env=lbf", "env.time_limit=10", "t_max=60", "test_episodes=1", "algo.batch_size=2",
+            f"run_dir={run}")
+    out = json.loads(run_cli("evaluate", str(run), f"video={tmp_path / 'v'}").stdout)
+    frames = frames_of(out["videos"][0])
+    assert len(frames) == out["ep_lengths"][0] + 1 and frames[0].std() > 0
