@@ -161,3 +161,10 @@ class Silent(Signals):
 
     def render(self):
         return None
+
+
+class MixedActions(Signals):
+    """Box actions for the scouts, Discrete for the carrier: neither convention."""
+
+    def action_space(self, agent):
+        return spaces.Box(-1.0, 1.0, (2,), np.float32) if agent.startswith("scout") else super().action_space(agent)

@@ -110,7 +110,8 @@ def test_state_concat_option_factory_and_options():
 
 @pytest.mark.parametrize("target,text", [
     ("tests.pz_envs:TurnBased", "AEC env"),
-    ("tests.pz_envs:BoxActions", "needs Discrete actions"),
+    ("tests.pz_envs:BoxActions", "acts in discrete action spaces, and env=pettingzoo tests.pz_envs:BoxActions has continuous"),
+    ("tests.pz_envs:MixedActions", "needs Discrete actions for every agent, or a 1-D Box for every agent"),
     ("tests.pz_envs:Newcomer", "agent medic_0 appeared mid-episode"),
     ("tests.pz_envs:NoLimit", "set env.time_limit"),
     ("tests.pz_envs:not_an_env", "not a PettingZoo ParallelEnv"),

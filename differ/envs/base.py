@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional, Sequence
+from typing import ClassVar, Optional, Sequence, Union
 
 import numpy as np
 
@@ -28,6 +28,39 @@ class DiscreteActions:
 
     n: int
     kind: ClassVar[str] = "discrete"
+
+    @property
+    def width(self) -> int:
+        """The per-agent row of `avail` (and the agent network's output): one entry per action."""
+        return self.n
+
+
+@dataclass(frozen=True)
+class ContinuousActions:
+    """Each agent picks a real vector inside its own box [low_i, high_i] (agents may differ in
+    dimension). Actions are stored padded to the widest agent; `Observation.avail` marks, per
+    agent, which of those dimensions are its own (the rest are zero and never sent to the env)."""
+
+    low: tuple[tuple[float, ...], ...]  # per agent, per dimension
+    high: tuple[tuple[float, ...], ...]
+    kind: ClassVar[str] = "continuous"
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return tuple(len(lo) for lo in self.low)
+
+    @property
+    def width(self) -> int:
+        """The padded action vector's length (the widest agent's)."""
+        return max(self.dims)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """low, high as float32 [N, width]; padded dimensions are [0, 0]."""
+        lo = np.zeros((len(self.low), self.width), np.float32)
+        hi = np.zeros_like(lo)
+        for i, (a, b) in enumerate(zip(self.low, self.high)):
+            lo[i, : len(a)], hi[i, : len(b)] = a, b
+        return lo, hi
 
 
 @dataclass(frozen=True)
@@ -71,7 +104,7 @@ class EnvSpec:
     """Static facts about a task, fixed for the whole run."""
 
     n_agents: int
-    actions: DiscreteActions  # the action space, the same for every agent
+    actions: Union[DiscreteActions, ContinuousActions]  # the action space
     obs_dim: int
     state_dim: int
     episode_limit: int  # the most steps an episode can last
@@ -86,8 +119,9 @@ class EnvSpec:
 
     @property
     def n_actions(self) -> int:
-        """The number of discrete actions (the agent network's output width)."""
-        return self.actions.n
+        """The width of an agent's action row: the number of discrete actions (the agent
+        network's output width), or the padded dimension of continuous actions."""
+        return self.actions.width
 
 
 @dataclass
@@ -97,6 +131,7 @@ class Observation:
     obs: np.ndarray  # float32 [E, N, obs_dim]
     state: np.ndarray  # float32 [E, state_dim]
     avail: np.ndarray  # bool [E, N, n_actions]; at least one action available per agent
+    # (continuous actions: the dimensions each agent controls)
     alive: np.ndarray  # bool [E, N]; all True where the env has no deaths
 
 
@@ -120,7 +155,8 @@ class VecEnv(ABC):
 
     @abstractmethod
     def step(self, actions: np.ndarray) -> StepResult:
-        """Advance every copy by one step. `actions`: int [E, N], each available."""
+        """Advance every copy by one step. `actions`: int [E, N], each available (discrete), or
+        float [E, N, width] inside each agent's bounds (continuous)."""
 
     def render(self):
         """Frames of copy 0 (an RGB array, or a list of them) for videos; envs built with

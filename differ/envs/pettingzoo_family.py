@@ -5,7 +5,9 @@ arguments. MPE (`env=mpe`, the mpe2 package) is this family with the scenario's 
 The conventions (docs/environments.md says the same for users):
 - observations: a Box space, flattened; or a Dict with an "observation" Box (and usually an
   "action_mask"). Agents with shorter observations are zero-padded at the end to the longest.
-- actions: Discrete spaces. Agents with fewer actions than the largest get the rest masked.
+- actions: Discrete spaces (agents with fewer actions than the largest get the rest masked), or
+  1-D Box spaces for every agent (continuous: padded to the widest agent, `avail` marks each
+  agent's own dimensions).
 - action masks: the observation's "action_mask" where the space has one, else
   `info[agent]["action_mask"]` where the env reports one, else every action is available.
 - global state: `env.state()` where the env implements it (options.global_state=env forces it,
@@ -31,7 +33,7 @@ import re
 import numpy as np
 
 from ..errors import ConfigError
-from .base import VecEnv
+from .base import ContinuousActions, VecEnv
 from .registry import UnknownEnvError
 from .team import make_vec_env
 
@@ -49,6 +51,14 @@ _MPE_MODULES = {
     "simple_line": "simple_line_v1",
     "collect_treasure": "collect_treasure_v1",
 }
+# MaMuJoCo (gymnasium-robotics' mamujoco_v1): "<robot>-<agent_conf>" -> agent_obsk (how many
+# joints away an agent sees). The paper's two tasks first; the rest construct and step in 1.4.2.
+_MAMUJOCO = {
+    "Humanoid-9|8": 0, "ManySegmentSwimmer-10x2": 1,
+    "Ant-2x4": 1, "Ant-4x2": 1, "HalfCheetah-2x3": 1, "HalfCheetah-6x1": 1, "Hopper-3x1": 1,
+    "Walker2d-2x3": 1, "Swimmer-2x1": 1, "Reacher-2x1": 1, "HumanoidStandup-9|8": 0,
+    "ManySegmentAnt-2x3": 1, "Pusher-3p": 1,
+}
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _LIMIT_ATTRS = ("max_cycles", "max_steps", "max_episode_steps")
 ADAPTER_OPTIONS = ("team_reward", "global_state")
@@ -61,11 +71,21 @@ class EnvConventionError(ConfigError):
 def scenarios(family: str) -> list[str]:
     if family == "mpe":
         return list(_MPE_MODULES)
+    if family == "mamujoco":
+        return list(_MAMUJOCO)
     return []  # any MODULE:ATTR
 
 
 def resolve(family: str, scenario: str) -> str:
     scenario = str(scenario).strip()
+    if family == "mamujoco":
+        lookup = {k.lower(): k for k in _MAMUJOCO}
+        if scenario.lower() in lookup:
+            return lookup[scenario.lower()]
+        close = difflib.get_close_matches(scenario.lower(), list(lookup), n=4, cutoff=0.4)
+        raise UnknownEnvError(f"unknown mamujoco scenario '{scenario}'; close choices: "
+                              f"{', '.join(lookup[c] for c in close) or ', '.join(list(_MAMUJOCO)[:4])}; "
+                              f"run `differ envs mamujoco` to list all")
     if family == "mpe":
         key = re.sub(r"_v\d+$", "", scenario.lower())
         if key in _MPE_MODULES:
@@ -111,11 +131,28 @@ def make(family: str, scenario: str, num_envs: int, time_limit=None, options=Non
         # concatenates them unpadded)
         options.setdefault("global_state", "concat")
         return make_vec_env(PettingZooCore, target, num_envs, time_limit, options)
+    if family == "mamujoco":
+        name = resolve(family, scenario)
+        robot, conf = name.split("-", 1)
+        paper_obs = options.pop("paper_obs", False)
+        options = {"scenario": robot, "agent_conf": conf, "agent_obsk": _MAMUJOCO[name],
+                   "team_reward": "mean", **options}  # every agent gets the same reward: count it once
+        if paper_obs:  # the paper's observations: the joints' qpos and qvel only, no global part
+            options.update(local_categories=[["qpos", "qvel"]] * (int(options["agent_obsk"]) + 1),
+                           global_categories=())
+        if not time_limit:
+            raise ConfigError("env=mamujoco needs env.time_limit (the preset sets 1000)")
+        return make_vec_env(PettingZooCore, "gymnasium_robotics:mamujoco_v1.parallel_env", num_envs,
+                            time_limit, options)
     return make_vec_env(PettingZooCore, resolve(family, scenario), num_envs, time_limit, options)
 
 
 def _is_discrete(space) -> bool:
     return type(space).__name__ == "Discrete" and hasattr(space, "n")
+
+
+def _is_box(space) -> bool:
+    return type(space).__name__ == "Box" and len(getattr(space, "shape", ())) == 1
 
 
 def _obs_part(space, where: str):
@@ -150,16 +187,23 @@ class PettingZooCore:
         self.n_agents = len(self.agents)
         self._index = {a: i for i, a in enumerate(self.agents)}
         sizes, boxes, self._dict_obs = [], [], []
-        for a in self.agents:
-            space = env.action_space(a)
-            if not _is_discrete(space):
+        spaces_ = [env.action_space(a) for a in self.agents]
+        self.continuous = all(_is_box(sp) for sp in spaces_)
+        for a, space in zip(self.agents, spaces_):
+            if self.continuous:
+                sizes.append(int(space.shape[0]))
+            elif _is_discrete(space):
+                sizes.append(int(space.n))
+            else:
                 raise EnvConventionError(
-                    f"{target}: agent {a}'s action space is {space}; env=pettingzoo needs Discrete actions "
-                    f"(continuous action spaces are not supported yet)")
-            sizes.append(int(space.n))
+                    f"{target}: agent {a}'s action space is {space}; env=pettingzoo needs Discrete actions for "
+                    f"every agent, or a 1-D Box for every agent (continuous)")
             box, has_mask = _obs_part(env.observation_space(a), f"{target} agent {a}")
             boxes.append(box)
             self._dict_obs.append(type(env.observation_space(a)).__name__ == "Dict")
+        if self.continuous:
+            self.actions = ContinuousActions(tuple(tuple(float(x) for x in sp.low) for sp in spaces_),
+                                             tuple(tuple(float(x) for x in sp.high) for sp in spaces_))
         self._sizes = self.action_sizes = sizes
         self._has_mask = [type(env.observation_space(a)).__name__ == "Dict"
                           and "action_mask" in env.observation_space(a).spaces for a in self.agents]
@@ -219,8 +263,9 @@ class PettingZooCore:
         for i, a in enumerate(self.agents):
             if not self._alive[i]:  # dead: zeros, and only action 0 (never sent to the env)
                 raw.append(np.zeros(self.obs_dims[i], np.float32))
-                avail[i] = 0
-                avail[i, 0] = 1
+                if not self.continuous:
+                    avail[i] = 0
+                    avail[i, 0] = 1
                 continue
             if a not in obs:
                 raise EnvConventionError(f"{self.target}: live agent {a} got no observation")
@@ -229,7 +274,7 @@ class PettingZooCore:
             if self._dict_obs[i]:
                 mask = o.get("action_mask") if self._has_mask[i] else None
                 o = o["observation"]
-            if mask is None and isinstance(infos.get(a), dict):
+            if mask is None and not self.continuous and isinstance(infos.get(a), dict):
                 mask = infos[a].get("action_mask")
             if mask is not None:
                 mask = np.asarray(mask).reshape(-1).astype(bool)
@@ -261,7 +306,11 @@ class PettingZooCore:
         return self._raw(obs, infos or {})
 
     def step(self, actions):
-        act = {a: int(actions[i]) for i, a in enumerate(self.agents) if self._acting[i]}
+        if self.continuous:  # each agent's own dimensions of the padded row
+            act = {a: np.asarray(actions[i][: self._sizes[i]], np.float32)
+                   for i, a in enumerate(self.agents) if self._acting[i]}
+        else:
+            act = {a: int(actions[i]) for i, a in enumerate(self.agents) if self._acting[i]}
         obs, rewards, terms, truncs, infos = self.env.step(act)
         self._strangers(obs, "mid-episode")
         revived = [a for a in obs if a not in act and not self._alive[self._index[a]]]

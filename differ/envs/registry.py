@@ -30,6 +30,8 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "lbf": ("differ.envs.gym_family", "Level-Based Foraging (lbforaging)"),
     "rware": ("differ.envs.gym_family", "Multi-robot warehouse (rware)"),
     "mpe": ("differ.envs.pettingzoo_family", "Multi-particle environments (mpe2, through the PettingZoo family)"),
+    "mamujoco": ("differ.envs.pettingzoo_family",
+                 "Multi-agent MuJoCo (gymnasium-robotics mamujoco_v1), continuous actions"),
     "pettingzoo": ("differ.envs.pettingzoo_family",
                    "any PettingZoo ParallelEnv: env.scenario=MODULE:ATTR (a class or a factory)"),
 }

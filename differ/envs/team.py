@@ -9,8 +9,10 @@ A core drives one package env and reports, in the package's own terms:
               out before the episode ends), env_truncated (the package env cut the episode
               short at the last step; False for packages whose time limit is ours alone),
               optionally action_sizes (each agent's own number of actions, where they differ)
+              and actions (the spec's action space; DiscreteActions(n_actions) when absent)
   reset(seed) -> raw observations, one per agent
-  step(actions: list[int]) -> (raw observations, team reward, terminated)
+  step(actions) -> (raw observations, team reward, terminated); actions: one int per agent, or
+              one float list per agent (padded to the widest; continuous spaces)
   avail() -> int8 [N, n_actions] or None (every action always available)
   state() -> the global state (only where state_dim is set)
   alive() -> bool [N] (only where may_die)
@@ -35,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .base import DiscreteActions, EnvSpec, Observation, ObsTransform, StepResult, VecEnv
+from .base import ContinuousActions, DiscreteActions, EnvSpec, Observation, ObsTransform, StepResult, VecEnv
 
 
 def make_vec_env(core_cls, scenario: str, num_envs: int, time_limit, options: dict) -> VecEnv:
@@ -81,12 +83,16 @@ class TeamEnv(gym.Env):
         if core.may_die:
             fields["alive"] = spaces.MultiBinary(n)
         self.observation_space = spaces.Dict(fields)
-        self.action_space = spaces.MultiDiscrete([a] * n)
+        actions = getattr(core, "actions", None) or DiscreteActions(a)
+        if isinstance(actions, ContinuousActions):
+            self.action_space = spaces.Box(-np.inf, np.inf, (n, actions.width), np.float32)
+        else:
+            self.action_space = spaces.MultiDiscrete([a] * n)
         self._all_avail = np.ones((n, a), np.int8)
         names = list(dict.fromkeys(core.roles))
         self.env_spec = EnvSpec(
             n_agents=n,
-            actions=DiscreteActions(a),
+            actions=actions,
             obs_dim=self.obs_dim,
             state_dim=int(core.state_dim) if self.own_state else n * self.obs_dim,
             episode_limit=int(core.limit),
@@ -94,7 +100,7 @@ class TeamEnv(gym.Env):
             unit_type_names=tuple(core.roles),
             has_deaths=bool(core.may_die),
             obs_transform=self.transform,
-            agent_actions=tuple(int(k) for k in getattr(core, "action_sizes", None) or [a] * n),
+            agent_actions=tuple(int(k) for k in getattr(core, "action_sizes", None) or [actions.width] * n),
         )
         self._t = 0
         self._ended = False
@@ -118,8 +124,8 @@ class TeamEnv(gym.Env):
     def step(self, action):
         if self._ended:  # finished copy stepped again: leave the package env alone
             return self._last, 0.0, *self._flags, {}
-        if isinstance(action, np.ndarray):
-            action = action.tolist()  # the packages want Python ints
+        if isinstance(action, np.ndarray) and action.dtype.kind in "iu":
+            action = action.tolist()  # the discrete packages want Python ints
         raw, reward, terminated = self.core.step(action)
         self._t += 1
         # the time limit is ours; a core may also report that its env truncated the episode earlier
@@ -150,9 +156,11 @@ class _TeamVecEnv(VecEnv):
 
     def _check_actions(self, actions) -> np.ndarray:
         actions = np.asarray(actions)
-        if actions.shape != (self.num_envs, self.spec.n_agents):
-            raise ValueError(f"actions must have shape {(self.num_envs, self.spec.n_agents)}, "
-                             f"got {actions.shape}")
+        shape = (self.num_envs, self.spec.n_agents)
+        if isinstance(self.spec.actions, ContinuousActions):
+            shape += (self.spec.actions.width,)
+        if actions.shape != shape:
+            raise ValueError(f"actions must have shape {shape}, got {actions.shape}")
         return actions
 
     def _check_seeds(self, seeds) -> list[int]:
@@ -175,7 +183,7 @@ class InProcessVecEnv(_TeamVecEnv):
         return self._observation(_stack([env.reset(seed=s)[0] for env, s in zip(self.envs, self._check_seeds(seeds))]))
 
     def step(self, actions: np.ndarray) -> StepResult:
-        outs = [env.step(a) for env, a in zip(self.envs, self._check_actions(actions).tolist())]
+        outs = [env.step(a) for env, a in zip(self.envs, self._check_actions(actions))]
         return StepResult(
             next=self._observation(_stack([o[0] for o in outs])),
             reward=np.array([o[1] for o in outs], np.float32),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..envs.base import DiscreteActions, EnvSpec
+from ..envs.base import ContinuousActions, DiscreteActions, EnvSpec
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,9 @@ def action_fields(space, n_agents: int) -> tuple[Field, Field]:
     if isinstance(space, DiscreteActions):
         return (Field("avail", "step", (n_agents, space.n), np.dtype(bool), np.dtype(bool)),
                 Field("actions", "transition", (n_agents,), np.dtype(action_dtype(space.n)), np.dtype(np.int64)))
+    if isinstance(space, ContinuousActions):  # avail: the dimensions each agent controls
+        return (Field("avail", "step", (n_agents, space.width), np.dtype(bool), np.dtype(bool)),
+                Field("actions", "transition", (n_agents, space.width), np.dtype(np.float32), np.dtype(np.float32)))
     raise TypeError(f"no episode fields for {type(space).__name__} action spaces")
 
 
