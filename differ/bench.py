@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from .config import ConfigError, build_config
-from .controller import Controller
 from .envs.base import DiscreteActions, EnvSpec
 from .envs.registry import make_env
 from .replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
@@ -62,7 +61,7 @@ def rollout_steps_per_s(env_name: str, scenario: str, num_envs: int, batches: in
     env = make_env(env_name, scenario, num_envs)
     spec = env.spec
     cfg = build_config({"env": env_name})
-    runner = Runner(env, Controller(build_learner(cfg, spec).agent))
+    runner = Runner(env, build_learner(cfg, spec).controller())
     rng = np.random.default_rng(0)
     runner.run(list(range(num_envs)), 1.0, rng)  # compile
     steps, t0 = 0, time.perf_counter()
@@ -90,7 +89,7 @@ def train_steps_per_s(overrides: dict, warmup: int, measure: int) -> float:
 def buffer_gb(scenario: str, episodes: int = 16) -> dict:
     env = make_env("smax", scenario, episodes)
     cfg = build_config({})
-    runner = Runner(env, Controller(build_learner(cfg, env.spec).agent))
+    runner = Runner(env, build_learner(cfg, env.spec).controller())
     eps = runner.run(list(range(episodes)), 1.0, np.random.default_rng(0))
     mean_len = float(np.mean([e.length for e in eps]))
     buf = EpisodeBuffer(env.spec, episodes, "float16")

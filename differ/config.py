@@ -77,7 +77,16 @@ class MaserConfig:  # algo.maser (learner=maser), the paper's baseline; differ/l
     phi_hidden: int = 128  # hidden width of the representation φ
 
 
-SECTIONS = {"qmix": QMIXConfig, "qplex": QPLEXConfig, "differ": DifferConfig, "maser": MaserConfig}
+@dataclass
+class CEMConfig:  # algo.cem (agent=cem): COMIX's continuous-action selection; differ/nets/cem.py
+    samples: int = 64  # candidate actions per agent and step
+    elites: int = 6  # best candidates the Gaussian is refitted to
+    iterations: int = 2  # CEM rounds; the best sample of the last one is taken
+    action_noise: float = 0.1  # std of the Gaussian exploration noise in training (clamped to the box)
+
+
+SECTIONS = {"qmix": QMIXConfig, "qplex": QPLEXConfig, "differ": DifferConfig, "maser": MaserConfig,
+            "cem": CEMConfig}
 
 
 @dataclass
@@ -85,17 +94,20 @@ class AlgoConfig:
     name: str = "qmix"  # the algorithm preset this run was built from
     mixer: str = "qmix"  # vdn | qmix | qplex (differ/nets/mixers.py)
     learner: str = "team"  # team: one TD loss trains all | differ: mixer on team TD, agents on individual TD | maser
+    agent: str = "rnn"  # rnn: DRQN, one Q per discrete action | cem: COMIX's Q_i(τ_i, a) for continuous actions, CEM argmax
     agent_hidden: int = 64  # GRU width of the agent network
     gamma: float = 0.99  # discount
     double_q: bool = True  # targets at the live network's greedy action
-    lr: float = 5e-4  # RMSprop learning rate
+    optimiser: str = "rmsprop"  # rmsprop | adam (both use lr and optim_eps)
+    lr: float = 5e-4  # learning rate
     optim_alpha: float = 0.99  # RMSprop smoothing
-    optim_eps: float = 1e-5  # RMSprop ε
+    optim_eps: float = 1e-5  # the optimiser's ε
     grad_clip: float = 10.0  # gradient norm clip
     batch_size: int = 32  # episodes per training step
     buffer_size: int = 5000  # replay capacity, in episodes
     train_steps_per_episode: float = 1.0  # the paper: one training step per collected episode
     target_update_episodes: int = 200  # target networks copied every this many episodes
+    target_tau: Optional[float] = None  # soft updates instead: θ̃ ← τθ + (1 − τ)θ̃ after every training step
     epsilon_start: float = 1.0  # ε-greedy exploration at the start
     epsilon_finish: float = 0.05  # ε after the anneal
     epsilon_anneal_steps: int = 50_000  # env steps of the linear ε anneal
@@ -105,6 +117,7 @@ class AlgoConfig:
     qplex: QPLEXConfig = field(default_factory=QPLEXConfig)  # mixer=qplex
     differ: DifferConfig = field(default_factory=DifferConfig)  # learner=differ
     maser: MaserConfig = field(default_factory=MaserConfig)  # learner=maser
+    cem: CEMConfig = field(default_factory=CEMConfig)  # agent=cem
 
 
 @dataclass
@@ -166,8 +179,8 @@ def migrate(cfg: DictConfig) -> DictConfig:
 
 
 def sections_in_use(algo) -> set[str]:
-    """The sections a run reads: its mixer's and its learner's."""
-    return {algo.mixer, algo.learner} & set(SECTIONS)
+    """The sections a run reads: its mixer's, its learner's and its agent's."""
+    return {algo.mixer, algo.learner, algo.get("agent", "rnn")} & set(SECTIONS)
 
 
 def section(algo: DictConfig, name: str) -> DictConfig:
@@ -349,9 +362,9 @@ def _check_sections(cfg: DictConfig, overrides: dict[str, str]) -> None:
     for key in overrides:
         parts = key.split(".")
         if len(parts) >= 2 and parts[0] == "algo" and parts[1] in SECTIONS and parts[1] not in used:
-            role = "mixer" if parts[1] in MIXERS else "learner"
+            role = "mixer" if parts[1] in MIXERS else "agent" if parts[1] == "cem" else "learner"
             raise ConfigError(f"{key} does not apply: it configures the {role} '{parts[1]}', and this run "
-                              f"uses mixer={cfg.algo.mixer}, learner={cfg.algo.learner}")
+                              f"uses mixer={cfg.algo.mixer}, learner={cfg.algo.learner}, agent={cfg.algo.agent}")
 
 
 def _check_resume_changes(base: DictConfig, cfg: DictConfig, overrides: dict[str, str]) -> None:
@@ -427,6 +440,13 @@ def validate(cfg: DictConfig) -> None:
     in_range("algo.differ.per_alpha", 0, math.inf, hi_open=True)
     in_range("algo.differ.per_eps", 0, math.inf, lo_open=True, hi_open=True)
     in_range("algo.maser.alpha", 0, 1)
+    if a.target_tau is not None:
+        in_range("algo.target_tau", 0, 1, lo_open=True)
+    if present("algo.cem.samples"):
+        in_range("algo.cem.samples", 2, math.inf, hi_open=True)
+        in_range("algo.cem.elites", 2, a.cem.samples)
+        in_range("algo.cem.iterations", 1, math.inf, hi_open=True)
+        in_range("algo.cem.action_noise", 0, math.inf, hi_open=True)
     in_range("algo.maser.intrinsic_weight", 0, math.inf, hi_open=True)
     in_range("algo.maser.individual_weight", 0, math.inf, hi_open=True)
     if present("algo.differ.g_clamp") and a.differ.g_clamp is not None:
@@ -435,6 +455,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"algo.mixer: unknown mixer '{a.mixer}'; valid choices: {', '.join(MIXERS)}")
     for key, choices in (("algo.learner", tuple(LEARNERS)), ("algo.differ.selection", ("per", "all")),
                          ("wandb_mode", ("offline", "online", "disabled")),
+                         ("algo.agent", ("rnn", "cem")), ("algo.optimiser", ("rmsprop", "adam")),
                          ("algo.obs_dtype", ("float16", "float32"))):
         if present(key) and OmegaConf.select(cfg, key) not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got '{OmegaConf.select(cfg, key)}'")

@@ -37,3 +37,41 @@ class Controller:
             actions = np.where(explore, random_actions, actions)
         self.last_action = actions
         return actions
+
+
+class CEMController:
+    """Continuous actions (COMIX): the GRU advances once per step on the observation and the
+    previous action, CEM picks argmax_a Q_i(h_i, a) inside each agent's box, and in training
+    Gaussian noise (std `noise`) is added and clamped to the box. The CEM samples and the noise
+    come from the rng the runner passes (the trainer's, checkpointed), so acting is exact on resume."""
+
+    def __init__(self, agent, low: np.ndarray, high: np.ndarray, cem, noise: float):
+        self.agent, self.cem, self.noise = agent, cem, noise
+        self.low, self.high = torch.from_numpy(low), torch.from_numpy(high)  # [N, A]
+        self.hidden: torch.Tensor | None = None
+        self.last_action: np.ndarray | None = None
+
+    def start(self, num_envs: int) -> None:
+        self.hidden = self.agent.init_hidden(num_envs * self.agent.n_agents)
+        self.last_action = np.zeros((num_envs, self.agent.n_agents, self.agent.action_dim), np.float32)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, avail: np.ndarray, epsilon: float, rng: np.random.Generator,
+            greedy: bool = False) -> np.ndarray:
+        """obs [E, N, O] -> actions float32 [E, N, A] (padded dimensions 0). `epsilon` is unused:
+        exploration is the Gaussian noise."""
+        from .nets.cem import cem_argmax
+
+        x = torch.from_numpy(obs).float().unsqueeze(1)
+        la = torch.from_numpy(self.last_action).unsqueeze(1)
+        h, self.hidden = self.agent.hiddens(x, la, self.hidden)
+        h = h[:, 0]  # [E, N, H]
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        c = self.cem
+        a = cem_argmax(lambda cand: self.agent.q(h, cand), tuple(h.shape[:2]), self.low, self.high, generator,
+                       c.samples, c.elites, c.iterations).numpy()
+        if not greedy and self.noise > 0:
+            a = np.clip(a + self.noise * rng.standard_normal(a.shape), self.low.numpy(), self.high.numpy())
+        a = a.astype(np.float32)
+        self.last_action = a
+        return a

@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
 from .config import build_config, section
-from .controller import Controller
 from .learners.decomposer import decompose
 from .replay.episode_buffer import EpisodeBuffer
 from .build import build_learner, make_envs
@@ -89,7 +88,7 @@ def evaluate(path: str, episodes: int = 32, seed: int | None = None,
     env, test_env = make_envs(cfg)
     learner = build_learner(cfg, env.spec)
     learner.load_state_dict(payload["learner"])
-    runner = Runner(test_env, Controller(learner.agent))
+    runner = Runner(test_env, learner.controller())
     # evaluation episodes use their own seed range, apart from the ones seen in training tests
     kept = [] if dump_individual_rewards_to else None
     per_episode: dict[str, list] = {}

@@ -11,25 +11,32 @@ replay buffer is built.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .controller import Controller
+from .controller import CEMController, Controller
 from .envs.base import ObsTransform
 from .errors import CheckpointError
 from .nets.agent import RNNAgent
+from .nets.cem_agent import CEMAgent
 
 
-def policy_record(spec, agent_hidden: int) -> dict:
+def policy_record(spec, algo) -> dict:
     """What a checkpoint keeps so that `Policy.load` needs neither the env nor the config."""
     transform = spec.obs_transform or ObsTransform((spec.obs_dim,) * spec.n_agents)
-    return {"n_agents": spec.n_agents, "n_actions": spec.n_actions, "obs_dim": spec.obs_dim,
-            "agent_hidden": int(agent_hidden), "obs_transform": transform.to_dict(),
-            "agent_actions": list(spec.agent_actions or [spec.n_actions] * spec.n_agents),
-            "unit_type_names": list(spec.unit_type_names)}
+    record = {"n_agents": spec.n_agents, "n_actions": spec.n_actions, "obs_dim": spec.obs_dim,
+              "agent_hidden": int(algo.agent_hidden), "obs_transform": transform.to_dict(),
+              "agent_actions": list(spec.agent_actions or [spec.n_actions] * spec.n_agents),
+              "unit_type_names": list(spec.unit_type_names), "agent": algo.get("agent", "rnn")}
+    if record["agent"] == "cem":  # continuous: the boxes and the CEM settings act with the network
+        low, high = spec.actions.bounds()
+        record.update(low=low.tolist(), high=high.tolist(),
+                      cem={k: algo.cem[k] for k in ("samples", "elites", "iterations")})
+    return record
 
 
 class Policy:
@@ -40,15 +47,22 @@ class Policy:
     >>> actions = policy.act([raw_observations])[0]   # one int per agent
     """
 
-    def __init__(self, agent: RNNAgent, record: dict, source: Optional[Path] = None):
+    def __init__(self, agent: RNNAgent | CEMAgent, record: dict, source: Optional[Path] = None):
         self.agent = agent.eval().requires_grad_(False)
         self.record = record
         self.source = source
         self.transform = ObsTransform.from_dict(record["obs_transform"])
         self.n_agents: int = record["n_agents"]
-        self.n_actions: int = record["n_actions"]
+        self.n_actions: int = record["n_actions"]  # continuous: the padded action dimension
         self.agent_actions: tuple[int, ...] = tuple(record["agent_actions"])
-        self._controller = Controller(self.agent)
+        self.continuous = record.get("agent", "rnn") == "cem"
+        if self.continuous:
+            self._controller = CEMController(self.agent, np.asarray(record["low"], np.float32),
+                                             np.asarray(record["high"], np.float32),
+                                             SimpleNamespace(**record["cem"]), 0.0)
+        else:
+            self._controller = Controller(self.agent)
+        self._rng = np.random.default_rng(0)
         self.num_envs = 0
 
     @classmethod
@@ -59,14 +73,17 @@ class Policy:
             raise CheckpointError(f"{path} does not exist (expected a run directory or a checkpoint file)")
         ckpt_path, payload = ckpt.load_newest(path) if path.is_dir() else (path, ckpt.load(path))
         record = payload.get("policy") or _record_from_config(payload)
-        agent = RNNAgent(record["obs_dim"], record["n_actions"], record["n_agents"], record["agent_hidden"])
+        net = CEMAgent if record.get("agent", "rnn") == "cem" else RNNAgent
+        agent = net(record["obs_dim"], record["n_actions"], record["n_agents"], record["agent_hidden"])
         agent.load_state_dict(payload["learner"]["agent"])
         return cls(agent, record, ckpt_path)
 
-    def reset(self, num_envs: int = 1) -> None:
-        """New episodes in `num_envs` envs: zero recurrent state, no previous action."""
+    def reset(self, num_envs: int = 1, seed: int = 0) -> None:
+        """New episodes in `num_envs` envs: zero recurrent state, no previous action. `seed`
+        seeds the CEM samples of a continuous-action policy (greedy, but sampled)."""
         self.num_envs = int(num_envs)
         self._controller.start(self.num_envs)
+        self._rng = np.random.default_rng(seed)
 
     def observe(self, obs: Sequence[Sequence[Any]]) -> np.ndarray:
         """Raw observations [env][agent] -> the network's input, float32 [E, N, obs_dim]
@@ -88,6 +105,8 @@ class Policy:
         if len(obs) != self.num_envs:
             raise ValueError(f"act got {len(obs)} envs' observations after reset({self.num_envs})")
         x = self.observe(obs)
+        if self.continuous:  # float [E, N, A]: agent i's first agent_actions[i] values are its action
+            return self._controller.act(x, None, 0.0, self._rng, greedy=True)
         mask = np.zeros((self.num_envs, self.n_agents, self.n_actions), bool)
         for e in range(self.num_envs):
             for i in range(self.n_agents):
@@ -121,7 +140,7 @@ def _record_from_config(payload: dict) -> dict:
     cfg = build_config({}, base=OmegaConf.create(payload["config"]))
     env, test_env = make_envs(cfg)
     try:
-        return policy_record(env.spec, cfg.algo.agent_hidden)
+        return policy_record(env.spec, cfg.algo)
     finally:
         for e in {id(env): env, id(test_env): test_env}.values():
             e.close()

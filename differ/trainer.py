@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
 from .build import build_learner, check_action_space, make_envs
-from .controller import Controller
 from .errors import CheckpointError, CorruptCheckpoint, TrainingDiverged
 from .metrics import Accumulator, MetricsLogger
 from .progress import Progress
@@ -64,7 +63,7 @@ class Trainer:
         check_fits(spec, cfg.algo.obs_dtype, cfg.algo.buffer_size,
                    total_steps=cfg.t_max + self.env.num_envs * spec.episode_limit)
         self.learner = build_learner(cfg, spec)
-        self.controller = Controller(self.learner.agent)
+        self.controller = self.learner.controller()
         self.runner = Runner(self.env, self.controller)
         self.test_runner = self.runner if self.test_env is self.env else Runner(self.test_env, self.controller)
         self.buffer = EpisodeBuffer(spec, cfg.algo.buffer_size, cfg.algo.obs_dtype)
@@ -143,7 +142,7 @@ class Trainer:
             "buffer": {"live_from": self.buffer.total_added - len(self.buffer),
                        "total_added": self.buffer.total_added},
             "spec": self._shapes(),
-            "policy": policy_record(self.spec, self.cfg.algo.agent_hidden),  # for differ.Policy
+            "policy": policy_record(self.spec, self.cfg.algo),  # for differ.Policy
         }
 
     def _shapes(self) -> dict:
@@ -240,7 +239,9 @@ class Trainer:
                         c["train_credit"] -= 1
                         self.acc_train.add(self._train_step())
                         c["train_steps"] += 1
-                if c["episode"] - c["last_target_update_episode"] >= a.target_update_episodes:
+                        if a.target_tau is not None:
+                            self.learner.soft_update_targets(a.target_tau)
+                if a.target_tau is None and c["episode"] - c["last_target_update_episode"] >= a.target_update_episodes:
                     self.learner.update_targets()
                     c["last_target_update_episode"] = c["episode"]
 

@@ -1,6 +1,7 @@
 """`differ verify`: is DIFFER's decomposition exact for a mixer?
 
-On a real batch collected with a random policy, in float64, it checks the two identities the
+On a real batch collected with a random policy (continuous actions: an untrained COMIX agent with
+its exploration noise), in float64, it checks the two identities the
 method rests on (docs/method.md §3-4):
 
 - Eq. 1: the individual losses reproduce the team gradient on the agent parameters,
@@ -22,13 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import AlgoConfig, build_config
 from .build import check_action_space
-from .controller import Controller
+from .controller import CEMController, Controller
 from .envs.base import EnvSpec
 from .envs.registry import make_env
 from .learners.decomposer import decompose
 from .learners.differ_learner import DifferLearner
 from .learners.q_learner import QLearner
 from .nets.agent import RNNAgent
+from .nets.cem_agent import CEMAgent
 from .nets.mixers import build_mixer
 from .replay.episode_buffer import Batch, EpisodeBuffer
 from .runner import Runner
@@ -37,7 +39,7 @@ TOLERANCE = 1e-6
 
 
 def random_batch(env_name: str, scenario: str, episodes: int = 8, seed: int = 0, time_limit=None,
-                 options=None, check=None) -> tuple[EnvSpec, Batch]:
+                 options=None, check=None, algo: DictConfig | None = None) -> tuple[EnvSpec, Batch]:
     """A float64 batch of real episodes played by a uniformly random policy: padding, terminal
     steps and, where the env has them, deaths. `check(spec)` runs before anything is played."""
     env = make_env(env_name, scenario, episodes, time_limit, options)
@@ -48,8 +50,15 @@ def random_batch(env_name: str, scenario: str, episodes: int = 8, seed: int = 0,
         except Exception:
             env.close()
             raise
-    agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents)
-    eps = Runner(env, Controller(agent)).run(list(range(seed, seed + episodes)), 1.0, np.random.default_rng(seed))
+    if spec.actions.kind == "continuous":
+        cem = OmegaConf.merge(OmegaConf.structured(AlgoConfig), algo or {}).cem
+        low, high = spec.actions.bounds()
+        controller = CEMController(CEMAgent(spec.obs_dim, spec.n_actions, spec.n_agents), low, high, cem,
+                                   cem.action_noise)
+    else:
+        controller = Controller(RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents))
+    with torch.no_grad():
+        eps = Runner(env, controller).run(list(range(seed, seed + episodes)), 1.0, np.random.default_rng(seed))
     env.close()
     buf = EpisodeBuffer(spec, episodes, "float32")
     for e in eps:
@@ -67,11 +76,12 @@ def learner_for(spec: EnvSpec, algo: DictConfig, learner: str, selection: str = 
     cfg = OmegaConf.merge(OmegaConf.structured(AlgoConfig), algo,
                           {"learner": learner, "differ": {"selection": selection}, "grad_clip": 1e9})
     torch.manual_seed(seed)
-    agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.agent_hidden).double()
+    net = CEMAgent if cfg.agent == "cem" else RNNAgent
+    agent = net(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.agent_hidden).double()
     mixer = build_mixer(cfg.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg).double()
     if learner == "differ":
         return DifferLearner(agent, mixer, cfg, spec, t_max=1000, seed=seed)
-    return QLearner(agent, mixer, cfg)
+    return QLearner(agent, mixer, cfg, spec=spec, seed=seed)
 
 
 def _grads(loss: torch.Tensor, params: list) -> torch.Tensor:
@@ -100,6 +110,8 @@ def divide_error(base: QLearner, divide: DifferLearner, b: Batch) -> float:
     """Relative error between the -divide agent gradient (one real training step) and the base
     method's agent gradient times Σm / Σq_m (dead agents' Q_i without gradient in the base)."""
     params = list(base.agent.parameters())
+    if base.continuous:  # the same CEM draws for both targets
+        divide.cem_generator.set_state(base.cem_generator.get_state())
     fwd = base.forward(b)
     alive = b.alive[:, :-1]
     q_in = torch.where(alive, fwd.chosen, fwd.chosen.detach())
@@ -117,7 +129,7 @@ def verify(overrides: dict[str, str], episodes: int = 8) -> dict:
     cfg = build_config(overrides)
     e = cfg.env
     spec, b = random_batch(e.name, e.scenario, episodes, cfg.seed, e.time_limit, e.options,
-                           check=lambda spec: check_action_space(cfg, spec))
+                           check=lambda spec: check_action_space(cfg, spec), algo=cfg.algo)
     base = learner_for(spec, cfg.algo, "team", seed=cfg.seed)
     divide = learner_for(spec, cfg.algo, "differ", "all", seed=cfg.seed)
     divide.agent.load_state_dict(base.agent.state_dict())

@@ -64,10 +64,9 @@ def write_video(frames: list[np.ndarray], path: Path, fps: float) -> None:
 def record(path: str | Path, out_dir: str | Path, episodes: int = 1, seed: int | None = None,
            video_format: str = "mp4", fps: float = 10.0) -> dict:
     """Render the first `episodes` greedy test episodes of a run (or checkpoint) into `out_dir`."""
-    from .controller import Controller
+    from .build import build_learner
     from .envs.registry import make_env
     from .evaluation import load_run
-    from .policy import Policy
     from .schedules import TEST, episode_seeds
 
     if video_format not in FORMATS:
@@ -83,7 +82,9 @@ def record(path: str | Path, out_dir: str | Path, episodes: int = 1, seed: int |
         if "render_mode" in str(err):
             raise ConfigError(f"{what} cannot render: its constructor takes no render_mode") from None
         raise
-    controller = Controller(Policy.load(ckpt_path).agent)
+    learner = build_learner(cfg, env.spec)
+    learner.load_state_dict(payload["learner"])
+    controller = learner.controller()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = cfg.seed if seed is None else seed

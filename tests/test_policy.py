@@ -11,7 +11,6 @@ import differ
 from differ import checkpoint as ckpt
 from differ.build import build_learner, make_envs
 from differ.config import build_config
-from differ.controller import Controller
 from differ.runner import Runner
 from differ.schedules import TEST, episode_seeds
 from differ.trainer import evaluate_episodes
@@ -30,7 +29,7 @@ def evaluate_with_actions(run_dir, episodes=EPISODES):
     learner = build_learner(cfg, env.spec)
     learner.load_state_dict(payload["learner"])
     kept = []
-    evaluate_episodes(Runner(test_env, Controller(learner.agent)), cfg.seed, 10**9, episodes, kept)
+    evaluate_episodes(Runner(test_env, learner.controller()), cfg.seed, 10**9, episodes, kept)
     env.close()
     seeds = [episode_seeds(cfg.seed, TEST, 10**9 + k, 1)[0] for k in range(episodes)]
     return cfg, kept, seeds

@@ -73,6 +73,9 @@ class ObsTransform:
 
     dims: tuple[int, ...]  # each agent's raw (flattened) observation size
     scale: Optional[tuple[tuple[float, ...], ...]] = None  # per agent, per raw feature
+    # sign(x)·log(1 + |x|) after the scale: tames features of very different magnitudes (MaMuJoCo's
+    # contact forces reach thousands) without statistics that would change during training
+    symlog: bool = False
 
     @property
     def obs_dim(self) -> int:
@@ -88,15 +91,22 @@ class ObsTransform:
             if o.size != self.dims[i]:
                 raise ValueError(f"agent {i}'s observation has {o.size} values, expected {self.dims[i]}")
             out[i, : o.size] = o if self.scale is None else o * np.asarray(self.scale[i], np.float32)
-        return out
+        return symlog(out) if self.symlog else out
 
     def to_dict(self) -> dict:
-        return {"dims": list(self.dims), "scale": None if self.scale is None else [list(s) for s in self.scale]}
+        return {"dims": list(self.dims), "scale": None if self.scale is None else [list(s) for s in self.scale],
+                "symlog": self.symlog}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ObsTransform":
         scale = d.get("scale")
-        return cls(tuple(d["dims"]), None if scale is None else tuple(tuple(s) for s in scale))
+        return cls(tuple(d["dims"]), None if scale is None else tuple(tuple(s) for s in scale),
+                   bool(d.get("symlog", False)))
+
+
+def symlog(x: np.ndarray) -> np.ndarray:
+    """sign(x)·log(1 + |x|), float32."""
+    return (np.sign(x) * np.log1p(np.abs(x))).astype(np.float32)
 
 
 @dataclass(frozen=True)

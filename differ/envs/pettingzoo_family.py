@@ -18,6 +18,7 @@ The conventions (docs/environments.md says the same for users):
   ends when no agent is left, or at the time limit; it is terminated (no bootstrap) when the
   agents of its last step terminated, truncated (bootstrap from the final observations, which
   truncated agents keep) when any was truncated.
+- options.symlog=true: observations and state through sign(x)·log(1 + |x|) (env=mamujoco's default).
 - the time limit: env.time_limit, else the env's own max_cycles / max_steps / max_episode_steps.
 - every episode starts with `reset(seed=...)`, so it is a pure function of its seed.
 An env that breaks a convention stops the run with one line naming the env and the rule.
@@ -29,6 +30,7 @@ import difflib
 import importlib
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -61,7 +63,7 @@ _MAMUJOCO = {
 }
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _LIMIT_ATTRS = ("max_cycles", "max_steps", "max_episode_steps")
-ADAPTER_OPTIONS = ("team_reward", "global_state")
+ADAPTER_OPTIONS = ("team_reward", "global_state", "symlog")
 
 
 class EnvConventionError(ConfigError):
@@ -135,16 +137,34 @@ def make(family: str, scenario: str, num_envs: int, time_limit=None, options=Non
         name = resolve(family, scenario)
         robot, conf = name.split("-", 1)
         paper_obs = options.pop("paper_obs", False)
+        # every agent gets the same reward: count it once; Humanoid's features reach thousands
         options = {"scenario": robot, "agent_conf": conf, "agent_obsk": _MAMUJOCO[name],
-                   "team_reward": "mean", **options}  # every agent gets the same reward: count it once
+                   "team_reward": "mean", "symlog": True, **options}
         if paper_obs:  # the paper's observations: the joints' qpos and qvel only, no global part
             options.update(local_categories=[["qpos", "qvel"]] * (int(options["agent_obsk"]) + 1),
                            global_categories=())
         if not time_limit:
             raise ConfigError("env=mamujoco needs env.time_limit (the preset sets 1000)")
-        return make_vec_env(PettingZooCore, "gymnasium_robotics:mamujoco_v1.parallel_env", num_envs,
+        return make_vec_env(PettingZooCore, "differ.envs.pettingzoo_family:mamujoco_parallel_env", num_envs,
                             time_limit, options)
     return make_vec_env(PettingZooCore, resolve(family, scenario), num_envs, time_limit, options)
+
+
+def mamujoco_parallel_env(**kwargs):
+    """gymnasium-robotics' mamujoco_v1.parallel_env, built one process at a time: ManySegment*
+    robots write a generated model file into the package directory and delete it right after
+    loading it, so copies built at once in worker processes delete each other's file."""
+    import fcntl
+    import tempfile
+
+    from gymnasium_robotics import mamujoco_v1
+
+    with open(Path(tempfile.gettempdir()) / "differ-mamujoco-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return mamujoco_v1.parallel_env(**kwargs)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _is_discrete(space) -> bool:
@@ -172,6 +192,7 @@ class PettingZooCore:
     """One ParallelEnv behind the core interface of differ/envs/team.py."""
 
     def __init__(self, target: str, time_limit, options: dict):
+        self.symlog = bool(options.pop("symlog", False))
         team_reward = options.pop("team_reward", "sum")
         global_state = options.pop("global_state", "auto")
         if team_reward not in ("sum", "mean"):

@@ -8,7 +8,8 @@ A core drives one package env and reports, in the package's own terms:
               the concatenation of the agents' padded observations), may_die (agents can drop
               out before the episode ends), env_truncated (the package env cut the episode
               short at the last step; False for packages whose time limit is ours alone),
-              optionally action_sizes (each agent's own number of actions, where they differ)
+              optionally symlog (the spec's transform squashes observations and state),
+              action_sizes (each agent's own number of actions, where they differ)
               and actions (the spec's action space; DiscreteActions(n_actions) when absent)
   reset(seed) -> raw observations, one per agent
   step(actions) -> (raw observations, team reward, terminated); actions: one int per agent, or
@@ -37,7 +38,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .base import ContinuousActions, DiscreteActions, EnvSpec, Observation, ObsTransform, StepResult, VecEnv
+from .base import ContinuousActions, DiscreteActions, EnvSpec, Observation, ObsTransform, StepResult, VecEnv, symlog
 
 
 def make_vec_env(core_cls, scenario: str, num_envs: int, time_limit, options: dict) -> VecEnv:
@@ -73,7 +74,8 @@ class TeamEnv(gym.Env):
         self.core = core
         n, a = core.n_agents, core.n_actions
         self.transform = ObsTransform(tuple(int(d) for d in core.obs_dims),
-                                      None if core.scale is None else tuple(tuple(float(x) for x in s) for s in core.scale))
+                                      None if core.scale is None else tuple(tuple(float(x) for x in s) for s in core.scale),
+                                      bool(getattr(core, "symlog", False)))
         self.obs_dim = self.transform.obs_dim
         self.own_state = core.state_dim is not None
         fields = {"obs": spaces.Box(-np.inf, np.inf, (n, self.obs_dim), np.float32),
@@ -111,7 +113,8 @@ class TeamEnv(gym.Env):
         avail = self.core.avail()
         out = {"obs": self.transform.apply(raw), "avail": self._all_avail if avail is None else avail}
         if self.own_state:
-            out["state"] = np.asarray(self.core.state(), np.float32).reshape(-1)
+            state = np.asarray(self.core.state(), np.float32).reshape(-1)
+            out["state"] = symlog(state) if self.transform.symlog else state
         if self.core.may_die:
             out["alive"] = self.core.alive().astype(np.int8)
         self._last = out

@@ -27,7 +27,7 @@ from .q_learner import QLearner
 
 class DifferLearner(QLearner):
     def __init__(self, agent, mixer, cfg, spec: EnvSpec, t_max: int, seed: int = 0, **_):
-        super().__init__(agent, mixer, cfg)
+        super().__init__(agent, mixer, cfg, spec=spec, seed=seed)
         self.differ = section(cfg, "differ")
         self.t_max = t_max
         self.generator = torch.Generator().manual_seed(seed)  # fair replay's draws, checkpointed
@@ -37,8 +37,8 @@ class DifferLearner(QLearner):
         """Two optimisers, gradients clipped separately: agents (individual TD), mixer (team TD)."""
         self.agent_params = list(self.agent.parameters())
         self.mixer_params = list(self.mixer.parameters())
-        self.optimiser = self.rmsprop(self.agent_params)
-        self.mixer_optimiser = self.rmsprop(self.mixer_params) if self.mixer_params else None
+        self.optimiser = self.make_optimiser(self.agent_params)
+        self.mixer_optimiser = self.make_optimiser(self.mixer_params) if self.mixer_params else None
 
     def selection_weights(self, delta_i: torch.Tensor, valid: torch.Tensor, t_env: int):
         """Loss weights and draw counts over the individual experiences of this batch."""
@@ -107,7 +107,8 @@ class DifferLearner(QLearner):
         return out
 
     def extra_state(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        return {**super().extra_state(), "generator": self.generator.get_state()}
 
     def load_extra_state(self, sd: dict) -> None:
+        super().load_extra_state(sd)
         self.generator.set_state(sd["generator"])

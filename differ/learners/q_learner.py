@@ -2,7 +2,9 @@
 
 One forward pass unrolls the live and target agent networks over whole episodes; the mixer turns
 the chosen Q_i into Q_tot; the double-Q target picks a*_i over AVAILABLE actions with the live
-network and evaluates it with the target networks.
+network and evaluates it with the target networks. With continuous actions (COMIX's agent) the
+target networks are unrolled on the taken actions and a*_i at t+1 is the target agent's CEM argmax
+from that recurrent state.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import section
+from ..controller import CEMController, Controller
 from ..errors import TrainingDiverged
 from ..nets.agent import RNNAgent
+from ..nets.cem import cem_argmax
+from ..nets.cem_agent import CEMAgent
 from ..nets.mixers import MixerInput
 from ..replay.episode_buffer import Batch
 
@@ -28,8 +34,8 @@ class Forward:
     chosen: torch.Tensor  # [B, T, N] Q_i of the taken actions (with gradient)
     target_q: torch.Tensor  # [B, T, N] target Q_i at t+1 of a*_i (no gradient)
     target_tot: torch.Tensor  # [B, T] target Q_tot at t+1 (no gradient)
-    q_all: torch.Tensor  # [B, T+1, N, A] live Q_i of every action (with gradient)
-    target_q_all: torch.Tensor  # [B, T+1, N, A] target Q_i of every action (no gradient)
+    q_all: torch.Tensor | None  # [B, T+1, N, A] live Q_i of every action (discrete; with gradient)
+    target_q_all: torch.Tensor | None  # [B, T+1, N, A] target Q_i of every action (discrete; no gradient)
     mixer_in: MixerInput  # the live mixer's input at steps 0..T-1, qs = chosen
     reward: torch.Tensor  # [B, T] the reward both the team and the individual targets use
     extras: dict = field(default_factory=dict)  # what a learner's reward hook wants to keep
@@ -65,21 +71,27 @@ def last_actions(actions: torch.Tensor, n_actions: int) -> torch.Tensor:
 
 
 class QLearner:
-    # the kinds of action space (EnvSpec.actions.kind) this learner can train on: its greedy
-    # actions are an argmax over the available discrete actions
-    action_kinds = frozenset({"discrete"})
+    # the kinds of action space (EnvSpec.actions.kind) this learner can train on: discrete (an
+    # argmax over the available actions) and continuous (CEM, with COMIX's agent)
+    action_kinds = frozenset({"discrete", "continuous"})
 
-    def __init__(self, agent: RNNAgent, mixer: nn.Module, cfg, **_):
+    def __init__(self, agent: RNNAgent | CEMAgent, mixer: nn.Module, cfg, spec=None, seed: int = 0, **_):
         self.cfg = cfg
         self.agent, self.mixer = agent, mixer
         self.target_agent = copy.deepcopy(agent).requires_grad_(False)
         self.target_mixer = copy.deepcopy(mixer).requires_grad_(False)
         self.params = list(agent.parameters()) + list(mixer.parameters())
+        self.continuous = isinstance(agent, CEMAgent)
+        if self.continuous:
+            low, high = spec.actions.bounds()
+            self.low, self.high = torch.from_numpy(low), torch.from_numpy(high)
+            self.cem = section(cfg, "cem")
+            self.cem_generator = torch.Generator().manual_seed(seed + 7919)  # target CEM, checkpointed
         self.build_optimisers()
 
     def build_optimisers(self) -> None:
         """One optimiser: the team TD loss trains agents and mixer together."""
-        self.optimiser = self.rmsprop(self.params)
+        self.optimiser = self.make_optimiser(self.params)
 
     def apply_optimiser_settings(self) -> None:
         """Set lr, alpha and eps from the config on every optimiser. A loaded optimiser state
@@ -87,13 +99,25 @@ class QLearner:
         algo.lr after a divergence) must get the new ones."""
         for opt in self.optimisers():
             for group in opt.param_groups:
-                group.update(lr=self.cfg.lr, alpha=self.cfg.optim_alpha, eps=self.cfg.optim_eps)
+                group.update(lr=self.cfg.lr, eps=self.cfg.optim_eps)
+                if "alpha" in group:
+                    group["alpha"] = self.cfg.optim_alpha
 
-    def rmsprop(self, params: list) -> torch.optim.Optimizer:
+    def make_optimiser(self, params: list) -> torch.optim.Optimizer:
+        if self.cfg.get("optimiser", "rmsprop") == "adam":
+            return torch.optim.Adam(params, lr=self.cfg.lr, eps=self.cfg.optim_eps)
         return torch.optim.RMSprop(params, lr=self.cfg.lr, alpha=self.cfg.optim_alpha, eps=self.cfg.optim_eps)
+
+    def controller(self):
+        """What acts with this learner's agent network in the runner."""
+        if self.continuous:
+            return CEMController(self.agent, self.low.numpy(), self.high.numpy(), self.cem, self.cem.action_noise)
+        return Controller(self.agent)
 
     # ---- the shared forward pass -------------------------------------------------------
     def forward(self, batch: Batch) -> Forward:
+        if self.continuous:
+            return self.forward_continuous(batch)
         la = last_actions(batch.actions, self.agent.n_actions)
         q, _ = self.agent(batch.obs, la)
         chosen = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
@@ -112,6 +136,26 @@ class QLearner:
             target_in = mixer_input(self.target_mixer, target_q, batch.state[:, 1:], a_star, tq, avail_next)
             target_tot = self.target_mixer(target_in)
         fwd = Forward(chosen, target_q, target_tot, q, tq_all, mixer_in, batch.reward)
+        fwd.reward = self.reward_hook(fwd, batch)
+        return fwd
+
+    def forward_continuous(self, batch: Batch) -> Forward:
+        """COMIX: Q_i(τ_i, a_i) of the taken actions; the target networks unrolled on the taken
+        actions, a*_i at t+1 the target agent's CEM argmax from that state."""
+        la = torch.cat([torch.zeros_like(batch.actions[:, :1]), batch.actions], dim=1)  # a_{t-1}, 0 at t = 0
+        h, _ = self.agent.hiddens(batch.obs, la)
+        chosen = self.agent.q(h[:, :-1], batch.actions)
+        mixer_in = MixerInput(chosen, batch.state[:, :-1])
+        with torch.no_grad():
+            th, _ = self.target_agent.hiddens(batch.obs, la)
+            th = th[:, 1:]  # [B, T, N, H]
+            c = self.cem
+            a_star = cem_argmax(lambda cand: self.target_agent.q(th, cand), tuple(th.shape[:3]),
+                                self.low.to(th.dtype), self.high.to(th.dtype), self.cem_generator,
+                                c.samples, c.elites, c.iterations)
+            target_q = self.target_agent.q(th, a_star)
+            target_tot = self.target_mixer(MixerInput(target_q, batch.state[:, 1:]))
+        fwd = Forward(chosen, target_q, target_tot, None, None, mixer_in, batch.reward)
         fwd.reward = self.reward_hook(fwd, batch)
         return fwd
 
@@ -162,6 +206,13 @@ class QLearner:
         self.target_agent.load_state_dict(self.agent.state_dict())
         self.target_mixer.load_state_dict(self.mixer.state_dict())
 
+    @torch.no_grad()
+    def soft_update_targets(self, tau: float) -> None:
+        """θ̃ ← τ·θ + (1 − τ)·θ̃ (COMIX updates its targets this way after every training step)."""
+        for live, target in ((self.agent, self.target_agent), (self.mixer, self.target_mixer)):
+            for p, tp in zip(live.parameters(), target.parameters()):
+                tp.lerp_(p, tau)
+
     # ---- checkpointing: networks and optimisers by name, one generic path -------------------
     def networks(self) -> dict[str, nn.Module]:
         """Every module whose weights a checkpoint keeps, by name (the checkpoint's keys)."""
@@ -176,10 +227,11 @@ class QLearner:
 
     def extra_state(self) -> dict:
         """Anything else the rest of the run depends on (a learner's own random generator, ...)."""
-        return {}
+        return {"cem_generator": self.cem_generator.get_state()} if self.continuous else {}
 
     def load_extra_state(self, sd: dict) -> None:
-        pass
+        if self.continuous:
+            self.cem_generator.set_state(sd["cem_generator"])
 
     def state_dict(self) -> dict:
         return {**{k: m.state_dict() for k, m in self.networks().items()},

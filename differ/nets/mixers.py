@@ -38,6 +38,8 @@ class Mixer(nn.Module):
     """Base class: subclasses implement `mix(x: MixerInput)` and list the optional inputs they read."""
 
     reads: frozenset[str] = frozenset()  # of "actions", "max_qs"
+    # the action spaces it can mix for: one reading one-hot actions or max_a Q_i needs discrete ones
+    action_kinds: frozenset[str] = frozenset({"discrete", "continuous"})
 
     def forward(self, x: MixerInput | torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         if not isinstance(x, MixerInput):
@@ -95,6 +97,7 @@ class QPLEXMixer(Mixer):
     ∂Q_tot/∂Q_i = w_i(s) exactly and DIFFER's decomposition reproduces the team gradient."""
 
     reads = frozenset({"actions", "max_qs"})
+    action_kinds = frozenset({"discrete"})
 
     def __init__(self, n_agents: int, state_dim: int, n_actions: int, hypernet_hidden: int = 64,
                  kernels: int = 4, **_):

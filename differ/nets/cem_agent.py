@@ -1,0 +1,44 @@
+"""COMIX's agent network for continuous actions: Q_i(τ_i, a) with the action as an input.
+
+  h_t        = GRU(ReLU(W_o·o_t + W_a·a_{t−1} + E[i]), h_{t−1})   once per step (a_{−1} = 0)
+  Q_i(h, a)  = w·ReLU(U·[h, a] + c) + b                           per candidate action
+
+The reference agent feeds the candidate action into the first layer, in front of the GRU, so
+every CEM candidate would re-run the recurrent part; here the observation and recurrent part runs
+once per step and only the small head sees the candidates. The GRU advances with the action the
+agent actually took (the previous action is its input), in acting and in training alike.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class CEMAgent(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int, n_agents: int, hidden: int = 64, head_hidden: int = 64):
+        super().__init__()
+        self.action_dim, self.n_agents, self.hidden = action_dim, n_agents, hidden
+        self.fc_obs = nn.Linear(obs_dim, hidden)
+        self.fc_last_action = nn.Linear(action_dim, hidden, bias=False)
+        self.agent_id = nn.Embedding(n_agents, hidden)
+        self.rnn = nn.GRU(hidden, hidden)
+        self.head = nn.Sequential(nn.Linear(hidden + action_dim, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 1))
+
+    def init_hidden(self, batch: int) -> torch.Tensor:
+        return torch.zeros(1, batch, self.hidden)
+
+    def hiddens(self, obs: torch.Tensor, last_action: torch.Tensor, h: torch.Tensor | None = None):
+        """Unroll over time. obs [B, T, N, O], last_action [B, T, N, A] -> h_t [B, T, N, H], h_T."""
+        B, T, N, _ = obs.shape
+        ids = torch.arange(self.n_agents, device=obs.device)
+        x = F.relu(self.fc_obs(obs) + self.fc_last_action(last_action) + self.agent_id(ids))
+        x = x.permute(1, 0, 2, 3).reshape(T, B * N, self.hidden)
+        out, h = self.rnn(x, h)
+        return out.view(T, B, N, self.hidden).permute(1, 0, 2, 3), h
+
+    def q(self, h: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """h [..., H], action [..., A] (leading dims broadcast) -> Q [...]."""
+        h = h.expand(*action.shape[:-1], self.hidden)
+        return self.head(torch.cat([h, action], -1)).squeeze(-1)
