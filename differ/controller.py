@@ -68,8 +68,9 @@ class CEMController:
         h = h[:, 0]  # [E, N, H]
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         c = self.cem
-        a = cem_argmax(lambda cand: self.agent.q(h, cand), tuple(h.shape[:2]), self.low, self.high, generator,
-                       c.samples, c.elites, c.iterations).numpy()
+        z = self.agent.project(h)
+        a = cem_argmax(lambda cand: self.agent.q_projected(z, cand), tuple(h.shape[:2]), self.low, self.high,
+                       generator, c.samples, c.elites, c.iterations).numpy()
         if not greedy and self.noise > 0:
             a = np.clip(a + self.noise * rng.standard_normal(a.shape), self.low.numpy(), self.high.numpy())
         a = a.astype(np.float32)

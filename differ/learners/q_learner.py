@@ -149,15 +149,35 @@ class QLearner:
         with torch.no_grad():
             th, _ = self.target_agent.hiddens(batch.obs, la)
             th = th[:, 1:]  # [B, T, N, H]
-            c = self.cem
-            a_star = cem_argmax(lambda cand: self.target_agent.q(th, cand), tuple(th.shape[:3]),
-                                self.low.to(th.dtype), self.high.to(th.dtype), self.cem_generator,
-                                c.samples, c.elites, c.iterations)
+            a_star = self.target_cem(th, batch.mask > 0)
             target_q = self.target_agent.q(th, a_star)
             target_tot = self.target_mixer(MixerInput(target_q, batch.state[:, 1:]))
         fwd = Forward(chosen, target_q, target_tot, None, None, mixer_in, batch.reward)
         fwd.reward = self.reward_hook(fwd, batch)
         return fwd
+
+    CEM_CHUNK = 8192  # (b, t, i) triples per CEM call: bounds the [samples, chunk, head] memory
+
+    def target_cem(self, th: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """argmax_a of the target agent's Q_i(h, a) by CEM at the steps inside episodes (`valid`
+        [B, T]; padding gets action 0, which every loss masks): [B, T, N, H] -> [B, T, N, A].
+        The head's recurrent part is projected once; the (b, t, i) go through CEM in chunks."""
+        B, T, N, H = th.shape
+        A = self.low.shape[-1]
+        rows = valid.unsqueeze(-1).expand(B, T, N).reshape(-1)
+        z = self.target_agent.project(th).reshape(B * T * N, -1)[rows]
+        low = self.low.to(th.dtype).expand(B, T, N, A).reshape(-1, A)[rows]
+        high = self.high.to(th.dtype).expand(B, T, N, A).reshape(-1, A)[rows]
+        c, out = self.cem, []
+        for s in range(0, z.shape[0], self.CEM_CHUNK):
+            zc = z[s: s + self.CEM_CHUNK]
+            out.append(cem_argmax(lambda cand: self.target_agent.q_projected(zc, cand), (zc.shape[0],),
+                                  low[s: s + self.CEM_CHUNK], high[s: s + self.CEM_CHUNK], self.cem_generator,
+                                  c.samples, c.elites, c.iterations))
+        a = torch.zeros(B * T * N, A, dtype=th.dtype)
+        if out:
+            a[rows] = torch.cat(out)
+        return a.view(B, T, N, A)
 
     def reward_hook(self, fwd: Forward, batch: Batch) -> torch.Tensor:
         """The reward every target of this step uses; a learner that shapes the reward (MASER)

@@ -38,7 +38,17 @@ class CEMAgent(nn.Module):
         out, h = self.rnn(x, h)
         return out.view(T, B, N, self.hidden).permute(1, 0, 2, 3), h
 
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The head's first layer on the recurrent part, U_h·h + c [..., head_hidden]: computed once
+        per step and reused for every candidate action (U·[h, a] = U_h·h + U_a·a)."""
+        first = self.head[0]
+        return F.linear(h, first.weight[:, : self.hidden], first.bias)
+
+    def q_projected(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Q from `project(h)` [..., head_hidden] and actions [..., A] (leading dims broadcast)."""
+        first = self.head[0]
+        return self.head[2](F.relu(z + F.linear(action, first.weight[:, self.hidden:]))).squeeze(-1)
+
     def q(self, h: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """h [..., H], action [..., A] (leading dims broadcast) -> Q [...]."""
-        h = h.expand(*action.shape[:-1], self.hidden)
-        return self.head(torch.cat([h, action], -1)).squeeze(-1)
+        return self.q_projected(self.project(h), action)
