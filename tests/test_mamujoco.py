@@ -22,7 +22,9 @@ def test_humanoid_spec_bounds_and_termination():
         assert hi[1, 8] == 0 and lo[1, 8] == 0  # agent 1 has 8 dimensions, padded to 9
         o = env.reset([3])
         np.testing.assert_array_equal(o.avail[0].sum(-1), [9, 8])
-        np.testing.assert_allclose(o.state[0], env.envs[0].core.env.state(), rtol=1e-6, atol=1e-6)
+        raw = env.envs[0].core.env.state()  # the package's state, through env=mamujoco's symlog
+        np.testing.assert_allclose(o.state[0], np.sign(raw) * np.log1p(np.abs(raw)), rtol=1e-5, atol=1e-6)
+        assert s.obs_transform.symlog
         rng = np.random.default_rng(0)
         for t in range(1000):  # random torques: the humanoid falls (unhealthy) long before 1000
             r = env.step(rng.uniform(lo, hi)[None].astype(np.float32))
