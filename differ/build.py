@@ -8,18 +8,14 @@ from omegaconf import DictConfig
 from .envs.registry import make_env
 from .errors import ConfigError
 from .learners import LEARNERS, MIXERS
-from .nets.agent import RNNAgent
-from .nets.cem_agent import CEMAgent
+from .nets import AGENTS
 from .nets.mixers import build_mixer
-
-
-AGENT_KINDS = {"rnn": "discrete", "cem": "continuous"}  # algo.agent -> the actions it acts in
 
 
 def check_action_space(cfg: DictConfig, spec) -> None:
     """One line, before anything is sized or built, when the algorithm cannot act in the env."""
     a = cfg.algo
-    kinds = set(LEARNERS[a.learner].action_kinds) & set(MIXERS[a.mixer].action_kinds) & {AGENT_KINDS[a.agent]}
+    kinds = set(LEARNERS[a.learner].action_kinds) & set(MIXERS[a.mixer].action_kinds) & {AGENTS[a.agent].action_kind}
     if spec.actions.kind not in kinds:
         raise ConfigError(f"algo={a.name} acts in {', '.join(sorted(kinds)) or 'no'} action spaces, "
                           f"and env={cfg.env.name} {cfg.env.scenario} has {spec.actions.kind} actions")
@@ -30,10 +26,7 @@ def build_learner(cfg: DictConfig, spec):
     check_action_space(cfg, spec)
     learner = LEARNERS[cfg.algo.learner]
     torch.manual_seed(cfg.seed)
-    if cfg.algo.agent == "cem":
-        agent = CEMAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
-    else:
-        agent = RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
+    agent = AGENTS[cfg.algo.agent](spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
     mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)
     return learner(agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed)
 

@@ -132,3 +132,11 @@ def load_newest(run_dir: Path, on_bad: Callable[[str], None] = _warn_and_go_on) 
         return path, payload
     raise CheckpointError(f"no checkpoint in {checkpoint_dir(run_dir)} can be read (see the warnings above); "
                           f"the run cannot be continued: start a new one")
+
+
+def load_run_or_file(path) -> tuple[Path, dict]:
+    """(path, payload) of a run directory's newest readable checkpoint, or of a checkpoint file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist (expected a run directory or a checkpoint file)")
+    return load_newest(path) if path.is_dir() else (path, load(path))

@@ -100,25 +100,20 @@ def _command(cmd: str, args: list[str]) -> int:
         if unknown:
             return _fail(f"unknown evaluate option(s) {', '.join(sorted(unknown))}; valid: {', '.join(valid)}")
         seed = int_option(opts, "seed", None, minimum=0)
-        if "video" in opts:
-            from .video import record
+        if "video" not in opts:
+            for key in ("video_format", "fps"):
+                if key in opts:
+                    return _fail(f"{key}= only applies with video=DIR")
+        try:
+            fps = float(opts.get("fps", 10))
+        except ValueError:
+            return _fail(f"fps must be a number, got '{opts['fps']}'")
+        from .api import evaluate
 
-            if "dump_individual_rewards" in opts:
-                return _fail("video= and dump_individual_rewards= are separate evaluate runs; give one")
-            try:
-                fps = float(opts.get("fps", 10))
-            except ValueError:
-                return _fail(f"fps must be a number, got '{opts['fps']}'")
-            episodes = int_option(opts, "episodes", 1, minimum=1)
-            print(json.dumps(record(args[0], opts["video"], episodes, seed, opts.get("video_format", "mp4"), fps)))
-            return 0
-        for key in ("video_format", "fps"):
-            if key in opts:
-                return _fail(f"{key}= only applies with video=DIR")
-        from .evaluation import evaluate
-
-        episodes = int_option(opts, "episodes", 32, minimum=1)
-        print(json.dumps(evaluate(args[0], episodes, seed, opts.get("dump_individual_rewards"))))
+        # a video is a few episodes; an evaluation's statistics want many
+        episodes = int_option(opts, "episodes", 1 if "video" in opts else 32, minimum=1)
+        print(json.dumps(evaluate(args[0], episodes, seed, opts.get("dump_individual_rewards"), opts.get("video"),
+                                  opts.get("video_format", "mp4"), fps)))
     elif cmd == "envs":
         from .envs.registry import description, families, scenarios
 

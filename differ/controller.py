@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .nets.agent import RNNAgent
+from .nets.cem import cem_argmax
 
 
 class Controller:
@@ -47,7 +48,8 @@ class CEMController:
 
     def __init__(self, agent, low: np.ndarray, high: np.ndarray, cem, noise: float):
         self.agent, self.cem, self.noise = agent, cem, noise
-        self.low, self.high = torch.from_numpy(low), torch.from_numpy(high)  # [N, A]
+        self.low_np, self.high_np = low, high  # [N, A]
+        self.low, self.high = torch.from_numpy(low), torch.from_numpy(high)
         self.hidden: torch.Tensor | None = None
         self.last_action: np.ndarray | None = None
 
@@ -60,8 +62,6 @@ class CEMController:
             greedy: bool = False) -> np.ndarray:
         """obs [E, N, O] -> actions float32 [E, N, A] (padded dimensions 0). `epsilon` is unused:
         exploration is the Gaussian noise."""
-        from .nets.cem import cem_argmax
-
         x = torch.from_numpy(obs).float().unsqueeze(1)
         la = torch.from_numpy(self.last_action).unsqueeze(1)
         h, self.hidden = self.agent.hiddens(x, la, self.hidden)
@@ -72,7 +72,7 @@ class CEMController:
         a = cem_argmax(lambda cand: self.agent.q_projected(z, cand), tuple(h.shape[:2]), self.low, self.high,
                        generator, c.samples, c.elites, c.iterations).numpy()
         if not greedy and self.noise > 0:
-            a = np.clip(a + self.noise * rng.standard_normal(a.shape), self.low.numpy(), self.high.numpy())
+            a = np.clip(a + self.noise * rng.standard_normal(a.shape), self.low_np, self.high_np)
         a = a.astype(np.float32)
         self.last_action = a
         return a

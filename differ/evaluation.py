@@ -75,10 +75,7 @@ def spread(per_episode: dict[str, list]) -> dict:
 def load_run(path) -> tuple[Path, dict, DictConfig]:
     """(checkpoint path, payload, config) of a run directory's newest readable checkpoint, or of
     a checkpoint file."""
-    path = Path(path)
-    if not path.exists():
-        raise ckpt.CheckpointError(f"{path} does not exist (expected a run directory or a checkpoint file)")
-    ckpt_path, payload = ckpt.load_newest(path) if path.is_dir() else (path, ckpt.load(path))
+    ckpt_path, payload = ckpt.load_run_or_file(path)
     return ckpt_path, payload, build_config({}, base=OmegaConf.create(payload["config"]))
 
 

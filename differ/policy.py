@@ -15,12 +15,11 @@ from types import SimpleNamespace
 from typing import Any, Optional, Sequence
 
 import numpy as np
-import torch
 
 from . import checkpoint as ckpt
 from .controller import CEMController, Controller
 from .envs.base import ObsTransform
-from .errors import CheckpointError
+from .nets import AGENTS
 from .nets.agent import RNNAgent
 from .nets.cem_agent import CEMAgent
 
@@ -68,13 +67,9 @@ class Policy:
     @classmethod
     def load(cls, path: str | Path) -> "Policy":
         """From a run directory (its newest readable checkpoint) or a checkpoint file."""
-        path = Path(path)
-        if not path.exists():
-            raise CheckpointError(f"{path} does not exist (expected a run directory or a checkpoint file)")
-        ckpt_path, payload = ckpt.load_newest(path) if path.is_dir() else (path, ckpt.load(path))
+        ckpt_path, payload = ckpt.load_run_or_file(path)
         record = payload.get("policy") or _record_from_config(payload)
-        net = CEMAgent if record.get("agent", "rnn") == "cem" else RNNAgent
-        agent = net(record["obs_dim"], record["n_actions"], record["n_agents"], record["agent_hidden"])
+        agent = AGENTS[record.get("agent", "rnn")](record["obs_dim"], record["n_actions"], record["n_agents"], record["agent_hidden"])
         agent.load_state_dict(payload["learner"]["agent"])
         return cls(agent, record, ckpt_path)
 

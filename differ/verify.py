@@ -29,6 +29,7 @@ from .envs.registry import make_env
 from .learners.decomposer import decompose
 from .learners.differ_learner import DifferLearner
 from .learners.q_learner import QLearner
+from .nets import AGENTS
 from .nets.agent import RNNAgent
 from .nets.cem_agent import CEMAgent
 from .nets.mixers import build_mixer
@@ -76,8 +77,7 @@ def learner_for(spec: EnvSpec, algo: DictConfig, learner: str, selection: str = 
     cfg = OmegaConf.merge(OmegaConf.structured(AlgoConfig), algo,
                           {"learner": learner, "differ": {"selection": selection}, "grad_clip": 1e9})
     torch.manual_seed(seed)
-    net = CEMAgent if cfg.agent == "cem" else RNNAgent
-    agent = net(spec.obs_dim, spec.n_actions, spec.n_agents, cfg.agent_hidden).double()
+    agent = AGENTS[cfg.agent](spec.obs_dim, spec.n_actions, spec.n_agents, cfg.agent_hidden).double()
     mixer = build_mixer(cfg.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg).double()
     if learner == "differ":
         return DifferLearner(agent, mixer, cfg, spec, t_max=1000, seed=seed)

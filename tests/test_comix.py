@@ -14,7 +14,7 @@ from differ.runner import Runner
 from differ.verify import verify
 
 from .conftest import read_jsonl, run_cli
-from .test_resume import kill_after_first_checkpoint
+from .test_resume import metrics_pair, uninterrupted_and_resumed
 
 TINY = ["env=mamujoco", "algo.batch_size=4", "algo.buffer_size=50", "test_episodes=2", "test_interval=150",
         "log_interval=150", "torch_threads=1"]
@@ -88,13 +88,7 @@ def test_train_and_evaluate_end_to_end(tmp_path, scenario):
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     common = [*TINY, "algo=comix_divide", "env.scenario=ManySegmentSwimmer-10x2", "env.time_limit=30",
               "t_max=900", "checkpoint_interval=300", "seed=2"]
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    run_cli("train", *common, f"run_dir={full}")
-    kill_after_first_checkpoint([*common, f"run_dir={killed}"], killed)
-    run_cli("train", f"resume={killed}")
-    a, b = read_jsonl(full / "metrics.jsonl"), read_jsonl(killed / "metrics.jsonl")
-    for rec in a + b:
-        rec.pop("steps_per_s", None)
+    a, b = metrics_pair(*uninterrupted_and_resumed(common, tmp_path))
     assert len(a) == len(b) > 4 and a == b
 
 

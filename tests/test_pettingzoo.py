@@ -12,8 +12,7 @@ import pytest
 
 from differ.envs.registry import make_env
 
-from .conftest import read_jsonl
-from .test_resume import kill_after_first_checkpoint
+from .test_resume import metrics_pair, uninterrupted_and_resumed
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = "env.scenario=tests.pz_envs:Signals"
@@ -129,13 +128,8 @@ def test_an_env_that_breaks_a_convention_is_one_line(tmp_path, target, text):
 
 def test_train_evaluate_resume_exactly_and_sweep(tmp_path):
     common = [*TINY, "t_max=1200", "seed=2", "torch_threads=1"]
-    full, killed = tmp_path / "full", tmp_path / "killed"
-    differ_cli("train", *common, f"run_dir={full}")
-    kill_after_first_checkpoint([*common, f"run_dir={killed}"], killed)
-    differ_cli("train", f"resume={killed}")
-    a, b = read_jsonl(full / "metrics.jsonl"), read_jsonl(killed / "metrics.jsonl")
-    for rec in a + b:
-        rec.pop("steps_per_s", None)
+    full, killed = uninterrupted_and_resumed(common, tmp_path, differ_cli)
+    a, b = metrics_pair(full, killed)
     assert len(a) == len(b) > 4 and a == b
     ev = json.loads(differ_cli("evaluate", str(full), "episodes=4").stdout)
     assert ev["episodes"] == 4 and 0 <= ev["return_mean"] <= 36 and ev["ep_length_mean"] <= 12
@@ -153,9 +147,7 @@ def test_mpe_is_the_pettingzoo_family(tmp_path):
     differ_cli("train", "env=pettingzoo", "env.scenario=mpe2.simple_speaker_listener_v4:parallel_env",
                "env.options.continuous_actions=false", "env.options.max_cycles=25",
                "env.options.global_state=concat", *common, f"run_dir={tmp_path / 'b'}")
-    a, b = read_jsonl(tmp_path / "a" / "metrics.jsonl"), read_jsonl(tmp_path / "b" / "metrics.jsonl")
-    for rec in a + b:
-        rec.pop("steps_per_s", None)
+    a, b = metrics_pair(tmp_path / "a", tmp_path / "b")
     assert len(a) > 2 and a == b
 
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +29,24 @@ def kill_after_first_checkpoint(args, run_dir, timeout=240):
     assert proc.returncode == -signal.SIGKILL
 
 
+def metrics_pair(run_a, run_b) -> tuple[list[dict], list[dict]]:
+    """Two runs' metrics.jsonl records, without the wall-clock speed (the one thing that may differ)."""
+    a, b = read_jsonl(Path(run_a) / "metrics.jsonl"), read_jsonl(Path(run_b) / "metrics.jsonl")
+    for rec in a + b:
+        rec.pop("steps_per_s", None)
+    return a, b
+
+
+def uninterrupted_and_resumed(args, tmp_path, cli=run_cli) -> tuple[Path, Path]:
+    """`differ train ARGS` run through, and the same run SIGKILLed after its first checkpoint and
+    resumed; returns both run directories."""
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    cli("train", *args, f"run_dir={full}")
+    kill_after_first_checkpoint([*args, f"run_dir={killed}"], killed)
+    cli("train", f"resume={killed}")
+    return full, killed
+
+
 @pytest.mark.parametrize("tiny, t_max", [(TINY_LBF, 3000), (TINY_SMAX, 1500), (["algo=qmix_differ", *TINY_LBF], 1500)],
                          ids=["lbf", "smax", "lbf-qmix_differ"])
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny, t_max):
@@ -37,9 +56,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny, t_max):
     kill_after_first_checkpoint([*common, f"run_dir={killed}"], killed)
     assert ckpt.latest(killed) != ckpt.latest(full)
     run_cli("train", f"resume={killed}")
-    a, b = read_jsonl(full / "metrics.jsonl"), read_jsonl(killed / "metrics.jsonl")
-    for rec in a + b:
-        rec.pop("steps_per_s", None)  # wall-clock speed is the one thing that may differ
+    a, b = metrics_pair(full, killed)
     assert len(a) == len(b) > 4
     assert a == b  # same t_env, same losses, same test results: no gap, no duplicate
     assert read_jsonl(full / "eval.jsonl") == read_jsonl(killed / "eval.jsonl")  # and the same episodes
@@ -133,9 +150,7 @@ def test_a_run_saved_in_the_flat_config_layout_resumes_exactly(tmp_path):
     algo["maser_alpha"] = 0.5  # a key of a method the run does not use, as the flat layout held
     (part / "config.yaml").write_text(OmegaConf.to_yaml({**saved, "algo": algo}))
     run_cli("train", f"resume={part}")
-    a, b = read_jsonl(full / "metrics.jsonl"), read_jsonl(part / "metrics.jsonl")
-    for rec in a + b:
-        rec.pop("steps_per_s", None)
+    a, b = metrics_pair(full, part)
     assert len(a) == len(b) > 4 and a == b
     now = OmegaConf.load(part / "config.yaml").algo
     assert now.differ.eta_start == 0.8 and "eta_start" not in now and "maser" not in now

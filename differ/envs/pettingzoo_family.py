@@ -63,7 +63,6 @@ _MAMUJOCO = {
 }
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _LIMIT_ATTRS = ("max_cycles", "max_steps", "max_episode_steps")
-ADAPTER_OPTIONS = ("team_reward", "global_state", "symlog")
 
 
 class EnvConventionError(ConfigError):
@@ -78,23 +77,23 @@ def scenarios(family: str) -> list[str]:
     return []  # any MODULE:ATTR
 
 
+def _named(family: str, scenario: str, names, key: str, cutoff: float) -> str:
+    """The canonical name among `names` whose lower-cased form is `key`, or one line with the
+    closest ones."""
+    lookup = {n.lower(): n for n in names}
+    if key in lookup:
+        return lookup[key]
+    close = [lookup[c] for c in difflib.get_close_matches(key, list(lookup), n=4, cutoff=cutoff)]
+    raise UnknownEnvError(f"unknown {family} scenario '{scenario}'; close choices: "
+                          f"{', '.join(close or list(names)[:4])}; run `differ envs {family}` to list all")
+
+
 def resolve(family: str, scenario: str) -> str:
     scenario = str(scenario).strip()
     if family == "mamujoco":
-        lookup = {k.lower(): k for k in _MAMUJOCO}
-        if scenario.lower() in lookup:
-            return lookup[scenario.lower()]
-        close = difflib.get_close_matches(scenario.lower(), list(lookup), n=4, cutoff=0.4)
-        raise UnknownEnvError(f"unknown mamujoco scenario '{scenario}'; close choices: "
-                              f"{', '.join(lookup[c] for c in close) or ', '.join(list(_MAMUJOCO)[:4])}; "
-                              f"run `differ envs mamujoco` to list all")
-    if family == "mpe":
-        key = re.sub(r"_v\d+$", "", scenario.lower())
-        if key in _MPE_MODULES:
-            return key
-        close = difflib.get_close_matches(key, list(_MPE_MODULES), n=4, cutoff=0.5)
-        raise UnknownEnvError(f"unknown mpe scenario '{scenario}'; close choices: "
-                              f"{', '.join(close or list(_MPE_MODULES)[:4])}; run `differ envs mpe` to list all")
+        return _named(family, scenario, _MAMUJOCO, scenario.lower(), 0.4)
+    if family == "mpe":  # "simple_spread_v3" names the scenario too
+        return _named(family, scenario, _MPE_MODULES, re.sub(r"_v\d+$", "", scenario.lower()), 0.5)
     if scenario == "MODULE:ATTR":  # the preset's placeholder
         raise UnknownEnvError("env=pettingzoo needs env.scenario=MODULE:ATTR, naming a ParallelEnv class or a "
                               "function returning one (e.g. env.scenario=mypkg.envs:MyParallelEnv)")
@@ -207,7 +206,7 @@ class PettingZooCore:
             raise EnvConventionError(f"{target}: possible_agents is empty")
         self.n_agents = len(self.agents)
         self._index = {a: i for i, a in enumerate(self.agents)}
-        sizes, boxes, self._dict_obs = [], [], []
+        sizes, boxes, self._dict_obs, self._has_mask = [], [], [], []
         spaces_ = [env.action_space(a) for a in self.agents]
         self.continuous = all(_is_box(sp) for sp in spaces_)
         for a, space in zip(self.agents, spaces_):
@@ -219,15 +218,15 @@ class PettingZooCore:
                 raise EnvConventionError(
                     f"{target}: agent {a}'s action space is {space}; env=pettingzoo needs Discrete actions for "
                     f"every agent, or a 1-D Box for every agent (continuous)")
-            box, has_mask = _obs_part(env.observation_space(a), f"{target} agent {a}")
+            obs_space = env.observation_space(a)
+            box, has_mask = _obs_part(obs_space, f"{target} agent {a}")
             boxes.append(box)
-            self._dict_obs.append(type(env.observation_space(a)).__name__ == "Dict")
+            self._dict_obs.append(box is not obs_space)  # the Box inside a Dict's "observation"
+            self._has_mask.append(has_mask)
         if self.continuous:
             self.actions = ContinuousActions(tuple(tuple(float(x) for x in sp.low) for sp in spaces_),
                                              tuple(tuple(float(x) for x in sp.high) for sp in spaces_))
         self._sizes = self.action_sizes = sizes
-        self._has_mask = [type(env.observation_space(a)).__name__ == "Dict"
-                          and "action_mask" in env.observation_space(a).spaces for a in self.agents]
         self.n_actions = max(sizes)
         self.obs_dims = [int(np.prod(b.shape)) for b in boxes]
         self.roles = [a.rsplit("_", 1)[0] if re.search(r"_\d+$", a) else a for a in self.agents]

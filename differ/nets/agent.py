@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 
 class RNNAgent(nn.Module):
+    action_kind = "discrete"  # one Q output per action
     def __init__(self, obs_dim: int, n_actions: int, n_agents: int, hidden: int = 64):
         super().__init__()
         self.n_actions, self.n_agents, self.hidden = n_actions, n_agents, hidden

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 
 class CEMAgent(nn.Module):
+    action_kind = "continuous"  # the action is an input; CEM finds the argmax
     def __init__(self, obs_dim: int, action_dim: int, n_agents: int, hidden: int = 64, head_hidden: int = 64):
         super().__init__()
         self.action_dim, self.n_agents, self.hidden = action_dim, n_agents, hidden
@@ -52,3 +53,4 @@ class CEMAgent(nn.Module):
     def q(self, h: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """h [..., H], action [..., A] (leading dims broadcast) -> Q [...]."""
         return self.q_projected(self.project(h), action)
+
