@@ -9,6 +9,11 @@
   buffer and compiles the env.
 - buffer_gb: a 5000-episode buffer: exact bytes per step times (a) the episode limit (the worst
   case, what start-up checks) and (b) the mean episode length of a random policy, measured.
+- comix (only with `only=comix`, MaMuJoCo Humanoid-9|8 and ManySegmentSwimmer-10x2): env steps/s
+  with uniform random actions; acting steps/s with COMIX's CEM controller (training noise on) and
+  the share of that time spent in CEM, for one copy, copies in this process and copies as worker
+  processes; COMIX's and COMIX-DIFFER's training step (batch 32 of the collected episodes); and
+  end-to-end `differ train` env steps/s.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from .config import ConfigError, build_config
 from .envs.base import DiscreteActions, EnvSpec
 from .envs.registry import make_env
 from .replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
-from .build import build_learner
+from . import controller as controller_module
+from .build import build_learner, make_envs
 from .trainer import Trainer
 from .runner import Runner
 
@@ -103,6 +109,114 @@ def buffer_gb(scenario: str, episodes: int = 16) -> dict:
             "gb_5000_worst_case": worst_case_bytes(env.spec, "float16", 5000) / 1e9}
 
 
+SECTIONS = ("learner", "rollout", "train", "buffer", "comix")
+MAMUJOCO = ("Humanoid-9|8", "ManySegmentSwimmer-10x2")
+
+
+class _RandomBox:
+    """A controller drawing uniform actions inside each agent's box: the env (and runner) alone."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray):
+        self.low, self.high = low, high
+
+    def start(self, num_envs: int) -> None:
+        pass
+
+    def act(self, obs, avail, epsilon, rng, greedy=False):
+        return rng.uniform(self.low, self.high, (obs.shape[0], *self.low.shape)).astype(np.float32)
+
+
+def _comix_cfg(algo: str, scenario: str, num_envs: int = 1, workers: int | None = None):
+    over = {"algo": algo, "env": "mamujoco", "env.scenario": scenario, "env.num_envs": str(num_envs),
+            "tensorboard": "false", "progress": "false"}
+    if workers is not None:
+        over["env.options.workers"] = str(workers)
+    return build_config(over)
+
+
+def comix_acting(scenario: str, num_envs: int, workers: int | None, min_steps: int) -> dict:
+    """Env steps/s with random actions and with the COMIX controller, and CEM's share of the latter."""
+    cfg = _comix_cfg("comix", scenario, num_envs, workers)
+    env, _ = make_envs(cfg)
+    low, high = env.spec.actions.bounds()
+    controller = build_learner(cfg, env.spec).controller()
+    cem_seconds = [0.0]
+    real_cem = controller_module.cem_argmax
+
+    def timed_cem(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = real_cem(*args, **kwargs)
+        cem_seconds[0] += time.perf_counter() - t0
+        return out
+
+    rng = np.random.default_rng(0)
+    out = {}
+    try:
+        for name, ctrl in (("random", _RandomBox(low, high)), ("comix", controller)):
+            runner = Runner(env, ctrl)
+            runner.run(list(range(num_envs)), 0.0, rng)  # warm-up (worker start, first allocations)
+            controller_module.cem_argmax = timed_cem
+            cem_seconds[0], steps, seed, t0 = 0.0, 0, 1000, time.perf_counter()
+            while steps < min_steps:
+                eps = runner.run(list(range(seed, seed + num_envs)), 0.0, rng)
+                steps, seed = steps + sum(e.length for e in eps), seed + num_envs
+            wall = time.perf_counter() - t0
+            controller_module.cem_argmax = real_cem
+            out[f"{name}_steps_per_s"] = round(steps / wall)
+            if name == "comix":
+                out["cem_share"] = round(cem_seconds[0] / wall, 3)
+    finally:
+        controller_module.cem_argmax = real_cem
+        env.close()
+    return out
+
+
+def comix_learner_step_s(scenario: str, reps: int) -> dict:
+    """Median seconds of one training step of COMIX and COMIX-DIFFER on 32 episodes a random policy
+    collected (Swimmer: always 1000 steps; Humanoid: short, it falls), alternating."""
+    cfg = _comix_cfg("comix", scenario)
+    env, _ = make_envs(cfg)
+    low, high = env.spec.actions.bounds()
+    rng = np.random.default_rng(0)
+    eps = []
+    runner = Runner(env, _RandomBox(low, high))
+    for s in range(32):
+        eps += runner.run([s], 0.0, rng)
+    env.close()
+    buf = EpisodeBuffer(env.spec, 32, cfg.algo.obs_dtype)
+    for e in eps:
+        buf.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
+    learners = {a: build_learner(_comix_cfg(a, scenario), env.spec) for a in ("comix", "comix_differ")}
+    times: dict[str, list[float]] = {a: [] for a in learners}
+    for i in range(reps + 1):
+        for a, learner in learners.items():
+            t0 = time.perf_counter()
+            learner.train(buf.sample(32, rng))
+            if i >= 1:
+                times[a].append(time.perf_counter() - t0)
+    return {"episode_length_mean": round(float(np.mean([e.length for e in eps])), 1),
+            **{a: round(statistics.median(ts), 2) for a, ts in times.items()}}
+
+
+def comix_section(quick: bool) -> dict:
+    out: dict = {}
+    for scenario in MAMUJOCO:
+        swimmer = scenario.startswith("ManySegment")
+        acting_steps = 2000 if quick else (10_000 if swimmer else 5000)
+        r: dict = {"acting": {"E1": comix_acting(scenario, 1, None, acting_steps)}}
+        if not quick:
+            r["acting"]["E4_in_process"] = comix_acting(scenario, 4, 0, acting_steps)
+            r["acting"]["E4_workers"] = comix_acting(scenario, 4, None, acting_steps)
+        r["learner_step_s"] = comix_learner_step_s(scenario, 1 if quick else 3)
+        if not quick:
+            # warm-up fills the buffer past one batch (32 episodes), then the paper's protocol
+            w, m = (34_000, 6_000) if swimmer else (5_000, 10_000)
+            r["train_steps_per_s"] = {a: round(train_steps_per_s(
+                {"algo": a, "env": "mamujoco", "env.scenario": scenario}, w, m)) for a in ("comix", "comix_differ")}
+        out[scenario] = r
+    return out
+
+
 def main(opts: dict | None = None) -> dict:
     opts = dict(opts or {})
     quick = str(opts.pop("quick", "false")).lower() in ("1", "true", "yes")
@@ -112,6 +226,9 @@ def main(opts: dict | None = None) -> dict:
     torch.set_num_threads(torch.get_num_threads())
     out: dict = {"torch_threads": torch.get_num_threads(), "quick": quick}
     sections = only.split(",") if only else ["learner", "rollout", "train", "buffer"]
+    unknown = [x for x in sections if x not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"only={only}: unknown section {unknown[0]!r}; valid: {', '.join(SECTIONS)}")
     if "learner" in sections:
         shapes = ["2s3z"] if quick else list(SHAPES)
         out["learner_step_ms"] = {}
@@ -135,4 +252,6 @@ def main(opts: dict | None = None) -> dict:
         }
     if "buffer" in sections:
         out["buffer_gb"] = {s: buffer_gb(s, 4 if quick else 16) for s in ("3s5z_vs_3s6z", "27m_vs_30m")}
+    if "comix" in sections:
+        out["comix"] = comix_section(quick)
     return out

@@ -36,7 +36,7 @@ def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep
     E = runner.env.num_envs
     acc = Accumulator()
     done = 0
-    rng = np.random.default_rng(0)  # unused by greedy action selection
+    rng = np.random.default_rng(0)  # greedy discrete selection ignores it; CEM draws its samples from it
     while done < episodes:
         eps = runner.run(episode_seeds(seed, TEST, first + done, E), 0.0, rng, greedy=True)
         for ep in eps[: episodes - done]:

@@ -2,8 +2,9 @@
 
 The episodes are the ones `differ evaluate` plays first (the same test seeds), each drawn by its
 package's own renderer: SMAX by jaxmarl's renderer (matplotlib, off-screen), LBF and RWARE by
-their pyglet viewers (off-screen through EGL when there is no display), MPE and other PettingZoo
-envs by `render()` with render_mode="rgb_array". Frames go to imageio (MP4 through its ffmpeg
+their pyglet viewers (off-screen through EGL when there is no display), MPE, MaMuJoCo and other
+PettingZoo envs by `render()` with render_mode="rgb_array" (MuJoCo off-screen through EGL when
+there is no display). Frames go to imageio (MP4 through its ffmpeg
 plug-in, GIF through Pillow).
 """
 
@@ -89,6 +90,7 @@ def record(path: str | Path, out_dir: str | Path, episodes: int = 1, seed: int |
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = cfg.seed if seed is None else seed
     videos, returns, lengths = [], [], []
+    rng = np.random.default_rng(0)  # as evaluate's: CEM (COMIX) samples from it even when greedy
     try:
         for k in range(episodes):
             episode_seed = episode_seeds(seed, TEST, 10**9 + k, 1)[0]
@@ -97,7 +99,7 @@ def record(path: str | Path, out_dir: str | Path, episodes: int = 1, seed: int |
             controller.start(1)
             ret, t, done = 0.0, 0, False
             while not done:
-                res = env.step(controller.act(o.obs, o.avail, 0.0, None, greedy=True))
+                res = env.step(controller.act(o.obs, o.avail, 0.0, rng, greedy=True))
                 o, t, ret = res.next, t + 1, ret + float(res.reward[0])
                 frames += _render(env, what)
                 done = bool(res.terminated[0] or res.truncated[0])

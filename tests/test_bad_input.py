@@ -110,7 +110,8 @@ def test_resume_with_a_bad_config_yaml(capfd, tmp_path, content):
     (["sweep", "seed=1", "out={tmp}/s", "keep_replay=maybe"], "keep_replay"),
     (["sweep", "seed=1", "out={tmp}/s", "preset=../algo/qmix"], "preset"),
     (["sweep", "seed=1,-1", "out={tmp}/s"], "seed"),
-    (["bench", "foo=1"], "foo"), (["frobnicate"], "frobnicate"), (["envs", "nope"], "nope"),
+    (["bench", "foo=1"], "foo"), (["bench", "only=learner,gpu"], "gpu"),
+    (["frobnicate"], "frobnicate"), (["envs", "nope"], "nope"),
     (["summary", "{tmp}/none"], "none"),
 ])
 def test_other_commands_bad_input(capfd, tmp_path, argv, key):

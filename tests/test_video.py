@@ -71,3 +71,16 @@ def test_lbf_video_headless(tmp_path):
     out = json.loads(run_cli("evaluate", str(run), f"video={tmp_path / 'v'}").stdout)
     frames = frames_of(out["videos"][0])
     assert len(frames) == out["ep_lengths"][0] + 1 and frames[0].std() > 0
+
+
+def test_mamujoco_video_headless_is_evaluates_episode(tmp_path):
+    """MuJoCo renders off-screen (EGL) without a display; CEM's greedy samples come from the same
+    stream as evaluate's, so the filmed episode is evaluate's first one."""
+    run = tmp_path / "mj"
+    run_cli("train", "env=mamujoco", "algo=comix", "env.scenario=ManySegmentSwimmer-10x2", "env.time_limit=15",
+            "t_max=60", "test_episodes=1", "algo.batch_size=2", "torch_threads=1", f"run_dir={run}")
+    out = json.loads(run_cli("evaluate", str(run), f"video={tmp_path / 'v'}").stdout)
+    frames = frames_of(out["videos"][0])
+    assert len(frames) == out["ep_lengths"][0] + 1 == 16 and frames[0].std() > 0
+    first = json.loads(run_cli("evaluate", str(run), "episodes=1").stdout)
+    assert out["returns"][0] == pytest.approx(first["return_mean"], abs=1e-5)

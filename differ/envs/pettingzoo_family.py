@@ -154,9 +154,13 @@ def mamujoco_parallel_env(**kwargs):
     robots write a generated model file into the package directory and delete it right after
     loading it, so copies built at once in worker processes delete each other's file."""
     import fcntl
+    import os
     import tempfile
 
     from gymnasium_robotics import mamujoco_v1
+
+    if kwargs.get("render_mode") and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's default (GLFW) needs a display
 
     with open(Path(tempfile.gettempdir()) / "differ-mamujoco-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
