@@ -48,7 +48,12 @@ class CEMAgent(nn.Module):
     def q_projected(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q from `project(h)` [..., head_hidden] and actions [..., A] (leading dims broadcast)."""
         first = self.head[0]
-        return self.head[2](F.relu(z + F.linear(action, first.weight[:, self.hidden:]))).squeeze(-1)
+        x = F.linear(action, first.weight[:, self.hidden:])
+        if torch.is_grad_enabled():
+            x = F.relu(z + x)
+        else:  # CEM's [samples, rows, head] tensors: in place, no two more of them to allocate (2x faster)
+            x.add_(z).relu_()
+        return self.head[2](x).squeeze(-1)
 
     def q(self, h: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """h [..., H], action [..., A] (leading dims broadcast) -> Q [...]."""
