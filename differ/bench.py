@@ -83,6 +83,7 @@ def train_steps_per_s(overrides: dict, warmup: int, measure: int) -> float:
         cfg = build_config({**overrides, "t_max": str(warmup), "tensorboard": "false", "progress": "false",
                             "test_interval": str(10**9), "checkpoint_interval": "0"})
         trainer = Trainer(cfg, Path(d))
+        trainer.start_new()
         trainer.save_checkpoint = lambda: None  # the benchmark measures training, not disk
         trainer.train()
         start = trainer.c["t_env"]
