@@ -153,11 +153,14 @@ def mamujoco_parallel_env(**kwargs):
     """gymnasium-robotics' mamujoco_v1.parallel_env, built one process at a time: ManySegment*
     robots write a generated model file into the package directory and delete it right after
     loading it, so copies built at once in worker processes delete each other's file."""
+    import contextlib
     import fcntl
+    import io
     import os
     import tempfile
 
-    from gymnasium_robotics import mamujoco_v1
+    with contextlib.redirect_stderr(io.StringIO()):  # its import prints a notice about its Adroit envs
+        from gymnasium_robotics import mamujoco_v1
 
     if kwargs.get("render_mode") and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's default (GLFW) needs a display
