@@ -49,7 +49,7 @@ class CEMAgent(nn.Module):
         """Q from `project(h)` [..., head_hidden] and actions [..., A] (leading dims broadcast)."""
         first = self.head[0]
         x = F.linear(action, first.weight[:, self.hidden:])
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or x.shape != torch.broadcast_shapes(x.shape, z.shape):
             x = F.relu(z + x)
         else:  # CEM's [samples, rows, head] tensors: in place, no two more of them to allocate (2x faster)
             x.add_(z).relu_()
