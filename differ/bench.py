@@ -101,7 +101,7 @@ def buffer_gb(scenario: str, episodes: int = 16) -> dict:
     mean_len = float(np.mean([e.length for e in eps]))
     buf = EpisodeBuffer(env.spec, episodes, "float16")
     for e in eps:
-        buf.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
+        buf.add_episode(e)
     per_step = bytes_per_step(env.spec, "float16")
     return {"bytes_per_step": per_step,
             "measured_bytes_per_episode": buf.nbytes() / episodes,
@@ -186,7 +186,7 @@ def comix_learner_step_s(scenario: str, reps: int) -> dict:
     env.close()
     buf = EpisodeBuffer(env.spec, 32, cfg.algo.obs_dtype)
     for e in eps:
-        buf.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
+        buf.add_episode(e)
     learners = {a: build_learner(_comix_cfg(a, scenario), env.spec) for a in ("comix", "comix_differ")}
     times: dict[str, list[float]] = {a: [] for a in learners}
     for i in range(reps + 1):

@@ -26,7 +26,7 @@ def dump_individual_rewards(learner, spec, episodes, path: Path) -> int:
     paper's Fig. 10) as CSV; the decomposition uses the checkpoint's networks. Returns rows."""
     buf = EpisodeBuffer(spec, len(episodes), "float32")
     for e in episodes:
-        buf.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
+        buf.add_episode(e)
     batch = buf.collate(list(buf.episodes))
     fwd = learner.forward(batch)
     dec = decompose(learner.mixer, fwd.mixer_in, fwd.reward, batch.terminated, batch.mask,

@@ -227,7 +227,7 @@ class Trainer:
                 epsilon = linear(a.epsilon_start, a.epsilon_finish, a.epsilon_anneal_steps, c["t_env"])
                 episodes = self.runner.run(episode_seeds(cfg.seed, TRAIN, c["episode"], E), epsilon, self.rng)
                 for ep in episodes:
-                    self.buffer.add(ep.obs, ep.state, ep.avail, ep.alive, ep.actions, ep.reward, ep.terminated)
+                    self.buffer.add_episode(ep)
                     self.acc_env.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
                 c["t_env"] += sum(ep.length for ep in episodes)
                 c["episode"] += E

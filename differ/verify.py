@@ -63,7 +63,7 @@ def random_batch(env_name: str, scenario: str, episodes: int = 8, seed: int = 0,
     env.close()
     buf = EpisodeBuffer(spec, episodes, "float32")
     for e in eps:
-        buf.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
+        buf.add_episode(e)
     batch = buf.collate(list(buf.episodes))
     for k, v in vars(batch).items():
         if v.dtype == torch.float32:

@@ -87,6 +87,10 @@ class EpisodeBuffer:
     def __len__(self) -> int:
         return len(self.episodes)
 
+    def add_episode(self, e) -> None:
+        """Store a runner's Episode (its fields, in the order `add` takes them)."""
+        self.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
+
     def add(self, obs, state, avail, alive, actions, reward, terminated: bool) -> None:
         """One episode of length L: obs/state/avail/alive have L + 1 rows, actions/reward L."""
         ep = self.schema.stored({"obs": obs, "state": state, "avail": avail, "alive": alive,
