@@ -14,6 +14,10 @@
   the share of that time spent in CEM, for one copy, copies in this process and copies as worker
   processes; COMIX's and COMIX-DIFFER's training step (batch 32 of the collected episodes); and
   end-to-end `differ train` env steps/s.
+- grf (only with `only=grf`, both Google Research Football scenarios): env steps/s with uniform random
+  actions for one copy in this process and for 2 and 4 copies as worker processes; ε-greedy
+  collection through the agent network (one copy); end-to-end `differ train` env steps/s of QMIX
+  and QMIX-DIFFER.
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ def buffer_gb(scenario: str, episodes: int = 16) -> dict:
             "gb_5000_worst_case": worst_case_bytes(env.spec, "float16", 5000) / 1e9}
 
 
-SECTIONS = ("learner", "rollout", "train", "buffer", "comix")
+SECTIONS = ("learner", "rollout", "train", "buffer", "comix", "grf")
 MAMUJOCO = ("Humanoid-9|8", "ManySegmentSwimmer-10x2")
 
 
@@ -218,6 +222,43 @@ def comix_section(quick: bool) -> dict:
     return out
 
 
+GRF = ("academy_3_vs_1_with_keeper", "academy_counterattack_hard")
+
+
+def random_steps_per_s(env_name: str, scenario: str, num_envs: int, min_steps: int, options=None) -> float:
+    """Env steps/s (summed over copies) under uniform random discrete actions, whole episodes."""
+    with make_env(env_name, scenario, num_envs, None, options or {}) as env:
+        n, a = env.spec.n_agents, env.spec.n_actions
+        rng = np.random.default_rng(0)
+        env.reset(list(range(num_envs)))  # starts the workers
+        steps, seed, t0 = 0, num_envs, time.perf_counter()
+        while steps < min_steps:
+            env.reset(list(range(seed, seed + num_envs)))
+            seed += num_envs
+            done = np.zeros(num_envs, bool)
+            while not done.all():
+                r = env.step(rng.integers(0, a, (num_envs, n)))
+                steps += int((~done).sum())
+                done |= r.terminated | r.truncated
+        return steps / (time.perf_counter() - t0)
+
+
+def grf_section(quick: bool) -> dict:
+    out: dict = {}
+    for scenario in GRF:
+        steps = 600 if quick else 6000
+        r: dict = {"random_steps_per_s": {"E1": round(random_steps_per_s("grf", scenario, 1, steps))}}
+        if not quick:
+            for e in (2, 4):
+                r["random_steps_per_s"][f"E{e}_workers"] = round(random_steps_per_s("grf", scenario, e, steps))
+        r["rollout_steps_per_s_E1"] = round(rollout_steps_per_s("grf", scenario, 1, 5 if quick else 60))
+        if not quick:  # warm-up fills the buffer past one batch of 32 episodes
+            r["train_steps_per_s"] = {a: round(train_steps_per_s(
+                {"algo": a, "env": "grf", "env.scenario": scenario}, 4000, 10_000)) for a in ("qmix", "qmix_differ")}
+        out[scenario] = r
+    return out
+
+
 def main(opts: dict | None = None) -> dict:
     opts = dict(opts or {})
     quick = str(opts.pop("quick", "false")).lower() in ("1", "true", "yes")
@@ -255,4 +296,6 @@ def main(opts: dict | None = None) -> dict:
         out["buffer_gb"] = {s: buffer_gb(s, 4 if quick else 16) for s in ("3s5z_vs_3s6z", "27m_vs_30m")}
     if "comix" in sections:
         out["comix"] = comix_section(quick)
+    if "grf" in sections:
+        out["grf"] = grf_section(quick)
     return out

@@ -33,6 +33,8 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "mpe": ("differ.envs.pettingzoo_family", "Multi-particle environments (mpe2, through the PettingZoo family)"),
     "mamujoco": ("differ.envs.pettingzoo_family",
                  "Multi-agent MuJoCo (gymnasium-robotics mamujoco_v1), continuous actions"),
+    "grf": ("differ.envs.football",
+            "Google Research Football academy scenarios (gfootball, built by scripts/setup.sh football)"),
     "pettingzoo": ("differ.envs.pettingzoo_family",
                    "any PettingZoo ParallelEnv: env.scenario=MODULE:ATTR (a class or a factory)"),
 }

@@ -9,18 +9,20 @@ A core drives one package env and reports, in the package's own terms:
               out before the episode ends), env_truncated (the package env cut the episode
               short at the last step; False for packages whose time limit is ours alone),
               optionally symlog (the spec's transform squashes observations and state),
-              action_sizes (each agent's own number of actions, where they differ)
-              and actions (the spec's action space; DiscreteActions(n_actions) when absent)
+              action_sizes (each agent's own number of actions, where they differ),
+              actions (the spec's action space; DiscreteActions(n_actions) when absent)
+              and has_battles (the task has a win: `won()` says whether the episode so far is one)
   reset(seed) -> raw observations, one per agent
   step(actions) -> (raw observations, team reward, terminated); actions: one int per agent, or
               one float list per agent (padded to the widest; continuous spaces)
   avail() -> int8 [N, n_actions] or None (every action always available)
   state() -> the global state (only where state_dim is set)
   alive() -> bool [N] (only where may_die)
+  won() -> bool (only where has_battles; read after every step, reported at the episode's end)
 
 `TeamEnv` is one copy as a plain `gymnasium.Env` whose outputs batch cleanly: a dict of obs
 (float32 [N, obs_dim], the spec's `ObsTransform` applied), avail (int8 [N, n_actions]) and, where
-the core has them, state and alive; the team reward; terminated / truncated kept apart (our own
+the core has them, state, alive and won (int8 [1]); the team reward; terminated / truncated kept apart (our own
 step counter decides the time limit). Once its episode has ended it no longer touches the package
 env: further steps return the final observation with reward 0 and the same end flags, so the
 runner may step finished copies.
@@ -84,6 +86,9 @@ class TeamEnv(gym.Env):
             fields["state"] = spaces.Box(-np.inf, np.inf, (core.state_dim,), np.float32)
         if core.may_die:
             fields["alive"] = spaces.MultiBinary(n)
+        self.has_battles = bool(getattr(core, "has_battles", False))
+        if self.has_battles:
+            fields["won"] = spaces.MultiBinary(1)
         self.observation_space = spaces.Dict(fields)
         actions = getattr(core, "actions", None) or DiscreteActions(a)
         if isinstance(actions, ContinuousActions):
@@ -101,6 +106,7 @@ class TeamEnv(gym.Env):
             unit_type_ids=tuple(names.index(r) for r in core.roles),
             unit_type_names=tuple(core.roles),
             has_deaths=bool(core.may_die),
+            has_battles=self.has_battles,
             obs_transform=self.transform,
             agent_actions=tuple(int(k) for k in getattr(core, "action_sizes", None) or [actions.width] * n),
         )
@@ -117,6 +123,8 @@ class TeamEnv(gym.Env):
             out["state"] = symlog(state) if self.transform.symlog else state
         if self.core.may_die:
             out["alive"] = self.core.alive().astype(np.int8)
+        if self.has_battles:
+            out["won"] = np.array([self.core.won()], np.int8)
         self._last = out
         return out
 
@@ -144,6 +152,12 @@ class TeamEnv(gym.Env):
 
 
 class _TeamVecEnv(VecEnv):
+    @staticmethod
+    def _won(out: dict):
+        """bool [E] where the core reports wins, else None."""
+        won = out.get("won")
+        return None if won is None else np.asarray(won).reshape(-1).astype(bool)
+
     def _observation(self, out: dict) -> Observation:
         obs = out["obs"]
         e, n = obs.shape[:2]
@@ -187,11 +201,13 @@ class InProcessVecEnv(_TeamVecEnv):
 
     def step(self, actions: np.ndarray) -> StepResult:
         outs = [env.step(a) for env, a in zip(self.envs, self._check_actions(actions))]
+        out = _stack([o[0] for o in outs])
         return StepResult(
-            next=self._observation(_stack([o[0] for o in outs])),
+            next=self._observation(out),
             reward=np.array([o[1] for o in outs], np.float32),
             terminated=np.array([o[2] for o in outs], bool),
             truncated=np.array([o[3] for o in outs], bool),
+            battle_won=self._won(out),
         )
 
     def render(self, index: int = 0):
@@ -226,11 +242,13 @@ class WorkerVecEnv(_TeamVecEnv):
 
     def step(self, actions: np.ndarray) -> StepResult:
         obs, reward, terminated, truncated, _ = self.vec.step(self._check_actions(actions))
+        out = self._copied(obs)
         return StepResult(
-            next=self._observation(self._copied(obs)),
+            next=self._observation(out),
             reward=reward.astype(np.float32),
             terminated=terminated,
             truncated=truncated,
+            battle_won=self._won(out),
         )
 
     def close(self) -> None:

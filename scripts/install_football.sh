@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Google Research Football (gfootball 2.10.2) into a Python environment: bash scripts/install_football.sh PYTHON
+#
+# gfootball is published as source only, and its C++ engine needs Debian build packages. The wheel
+# is built once per machine, in a scratch venv with the old build tools it needs (setuptools 65.5,
+# wheel 0.38.4, numpy < 2, psutil), and cached in $DIFFER_WHEEL_CACHE (default
+# ~/.cache/differ/wheels); later installs take the cached wheel (seconds). At run time it needs
+# `six` (imported, not declared) and gym 0.26.2 (the raw observations differ uses work with it).
+# Build packages: installed with apt-get when run as root, else named in one message.
+set -euo pipefail
+PY="${1:?usage: install_football.sh PYTHON}"
+VERSION=2.10.2
+CACHE="${DIFFER_WHEEL_CACHE:-$HOME/.cache/differ/wheels}"
+RUNTIME=(six gym==0.26.2)
+DEBS=(build-essential cmake libgl1-mesa-dev libegl-dev libsdl2-dev libsdl2-image-dev libsdl2-ttf-dev
+      libsdl2-gfx-dev libboost-python-dev libboost-thread-dev libboost-system-dev libboost-filesystem-dev)
+SELF="bash scripts/setup.sh football"
+
+if "$PY" -c "import gfootball, gym, six, importlib.metadata as m; assert m.version('gfootball') == '$VERSION'" 2>/dev/null; then
+  echo "football: gfootball $VERSION already installed"
+  exit 0
+fi
+TAG=$("$PY" -c "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')")
+mkdir -p "$CACHE"
+WHEEL=$(ls "$CACHE"/gfootball-$VERSION-$TAG-$TAG-linux_*.whl 2>/dev/null | head -n 1 || true)
+
+if [ -z "$WHEEL" ]; then
+  missing=()
+  for p in "${DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "football: installing ${#missing[@]} Debian build packages (apt-get)"
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+      echo "football: gfootball's engine needs Debian build packages that are missing; install them with" >&2
+      echo "  sudo apt-get install ${missing[*]}" >&2
+      echo "then run: $SELF" >&2
+      exit 1
+    fi
+  fi
+  echo "football: building the gfootball $VERSION wheel (once per machine, ~7-15 min on 2 cores) into $CACHE"
+  BUILD=$(mktemp -d)
+  trap 'rm -rf "$BUILD"' EXIT
+  "$PY" -m venv "$BUILD/venv"
+  "$BUILD/venv/bin/python" -m pip install -q "setuptools==65.5.0" "wheel==0.38.4" psutil "numpy<2"
+  # the engine's compile script runs `python3 -c "import psutil"`: the build venv comes first on PATH
+  if ! PATH="$BUILD/venv/bin:$PATH" TMPDIR="$BUILD" "$BUILD/venv/bin/python" -m pip wheel -q --no-build-isolation \
+       --no-deps "gfootball==$VERSION" -w "$BUILD/wheels" >"$BUILD/build.log" 2>&1; then
+    tail -n 30 "$BUILD/build.log" >&2
+    echo "football: building gfootball $VERSION failed (the log's end is above); fix the cause and run: $SELF" >&2
+    exit 1
+  fi
+  cp "$BUILD"/wheels/gfootball-*.whl "$CACHE"/
+  WHEEL=$(ls "$CACHE"/gfootball-$VERSION-$TAG-$TAG-linux_*.whl | head -n 1)
+fi
+"$PY" -m pip install -q "$WHEEL" "${RUNTIME[@]}"
+echo "football: gfootball $VERSION installed from $WHEEL"
