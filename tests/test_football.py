@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("gfootball", reason="Google Research Football is not installed: bash scripts/setup.sh football")
 
-from differ.envs.football import AgentIdentityError, FootballCore  # noqa: E402
-from differ.envs.registry import UnknownEnvError, make_env, resolve_scenario, scenarios  # noqa: E402
+from differ.envs.football import AgentIdentityError, FootballCore
+from differ.envs.registry import UnknownEnvError, make_env, resolve_scenario, scenarios
 
-from .conftest import read_jsonl, run_cli  # noqa: E402
-from .test_train_e2e import check_run  # noqa: E402
+from .conftest import read_jsonl, run_cli
+from .test_train_e2e import check_run
 
 SCENARIOS = ["academy_3_vs_1_with_keeper", "academy_counterattack_hard"]
 # default action set: 0 idle, 4 top_right, 5 right, 11 short_pass, 12 shot
@@ -181,7 +181,7 @@ def test_without_gfootball_one_line_names_the_setup_command(tmp_path):
     code = ("import sys; sys.modules['gfootball'] = None\n"
             "from differ.cli import main\n"
             f"sys.exit(main(['train', 'env=grf', 't_max=10', 'run_dir={tmp_path / 'r'}']))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert p.returncode != 0 and "Traceback" not in p.stderr
     line = p.stderr.strip().splitlines()[-1]
     assert "bash scripts/setup.sh football" in line and line.startswith("differ: error: env=grf needs")

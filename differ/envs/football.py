@@ -22,8 +22,8 @@ academy_counterattack_hard (4 agents), in the setting of the DIFFER paper (and C
   env.options.timeout=bootstrap makes them truncations (same reward, the learner bootstraps).
 - Seeds: each episode sets the engine's random seed before its reset, so an episode is a pure
   function of its seed and the actions (tests/test_football.py checks it in and across processes).
-- Worker processes: several copies step in one worker each (env.num_envs > 1); the engine is
-  single-threaded.
+- Worker processes: several copies step in one worker process each (env.num_envs > 1); one copy
+  steps in this process (the preset's default; docs/benchmarks.md has the figures).
 """
 
 from __future__ import annotations

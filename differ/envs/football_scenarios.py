@@ -27,7 +27,6 @@ from __future__ import annotations
 import sys
 import types
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class Player:
     x: float
     y: float
     role: str  # gfootball's player role (GK, CB, CM, LM, RM, CF, ...)
-    unit: Optional[str] = None  # the agent's unit type where an agent drives this player, else None
+    unit: str | None = None  # the agent's unit type where an agent drives this player, else None
 
 
 @dataclass(frozen=True)
