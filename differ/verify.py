@@ -139,7 +139,8 @@ def verify(overrides: dict[str, str], episodes: int = 8) -> dict:
     report = {
         "mixer": cfg.algo.mixer, "env": e.name, "scenario": e.scenario, "episodes": episodes,
         "valid_steps": int(b.mask.sum()),
-        "deaths": int((b.alive[:, :-1] & ~b.alive[:, 1:]).sum()),
+        # inside the episodes only: the padding after an episode's end is "not alive" as well
+        "deaths": int((b.alive[:, :-1] & ~b.alive[:, 1:] & b.mask.bool()[..., None]).sum()),
         "eq1_rel_error": eq1_error(base, b),
         "divide_rel_error": divide_error(base, divide, b),
         "tolerance": TOLERANCE,

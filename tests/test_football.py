@@ -203,3 +203,11 @@ def test_train_smoke(tmp_path, scenario, algo, num_envs):
     assert any("test_battle_won_mean" in r for r in recs)
     if algo == "qmix_differ":  # the per-unit-type analyses have the scenario's unit types
         assert any("sample_share/wing" in r for r in read_jsonl(run / "metrics.jsonl"))
+
+
+def test_verify_differ_is_exact_on_grf_and_counts_no_deaths():
+    from differ.verify import verify
+
+    r = verify({"algo": "qmix", "env": "grf"}, episodes=4)
+    assert r["exact"] and r["valid_steps"] > 100
+    assert r["deaths"] == 0  # no deaths in GRF; the padding after shorter episodes is not one
