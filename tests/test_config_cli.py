@@ -18,7 +18,7 @@ def test_presets_and_overrides_compose():
     ({"algo.lrr": "1"}, "unknown config key 'algo.lrr' (did you mean algo.lr"),
     ({"t_max": "lots"}, "invalid value for t_max"),
     ({"algo": "qmixx"}, "algo=qmixx: unknown algorithm; valid choices: comix, comix_differ, comix_differ_t1, comix_divide, comix_divide_t1, comix_t1, maser, qmix, qmix_differ, qmix_divide, qplex, qplex_differ, qplex_divide, vdn, vdn_differ, vdn_divide"),
-    ({"env": "starcraft"}, "env=starcraft: unknown environment; valid choices: lbf, mamujoco, mpe, pettingzoo, rware, smax"),
+    ({"env": "starcraft"}, "env=starcraft: unknown environment; valid choices: grf, lbf, mamujoco, mpe, pettingzoo, rware, smax"),
     ({"env.scenario": "4m"}, "unknown SMAX scenario '4m'; valid choices: 3m, 2s3z"),
     ({"algo.batch_size": "64", "algo.buffer_size": "32"}, "exceeds algo.buffer_size"),
 ])
