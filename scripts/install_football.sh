@@ -47,7 +47,7 @@ if [ -z "$WHEEL" ]; then
   "$PY" -m venv "$BUILD/venv"
   "$BUILD/venv/bin/python" -m pip install -q "setuptools==65.5.0" "wheel==0.38.4" psutil "numpy<2"
   # the engine's compile script runs `python3 -c "import psutil"`: the build venv comes first on PATH
-  if ! PATH="$BUILD/venv/bin:$PATH" TMPDIR="$BUILD" "$BUILD/venv/bin/python" -m pip wheel -q --no-build-isolation \
+  if ! PATH="$BUILD/venv/bin:$PATH" TMPDIR="$BUILD" "$BUILD/venv/bin/python" -m pip wheel -q --no-cache-dir --no-build-isolation \
        --no-deps "gfootball==$VERSION" -w "$BUILD/wheels" >"$BUILD/build.log" 2>&1; then
     tail -n 30 "$BUILD/build.log" >&2
     echo "football: building gfootball $VERSION failed (the log's end is above); fix the cause and run: $SELF" >&2
