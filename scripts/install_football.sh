@@ -20,15 +20,20 @@ if "$PY" -c "import gfootball, gym, six, importlib.metadata as m; assert m.versi
   echo "football: gfootball $VERSION already installed"
   exit 0
 fi
-TAG=$("$PY" -c "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')")
+# the wheel this interpreter and machine take, e.g. gfootball-2.10.2-cp311-cp311-linux_x86_64.whl
+NAME=$("$PY" -c "import sys, sysconfig; t = f'cp{sys.version_info[0]}{sys.version_info[1]}'; p = sysconfig.get_platform().replace('-', '_').replace('.', '_'); print(f'gfootball-$VERSION-{t}-{t}-{p}.whl')")
 mkdir -p "$CACHE"
-WHEEL=$(ls "$CACHE"/gfootball-$VERSION-$TAG-$TAG-linux_*.whl 2>/dev/null | head -n 1 || true)
+WHEEL="$CACHE/$NAME"
 
-if [ -z "$WHEEL" ]; then
+if [ ! -f "$WHEEL" ]; then
   missing=()
-  for p in "${DEBS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
+  if command -v dpkg-query >/dev/null; then
+    for p in "${DEBS[@]}"; do
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+  else
+    echo "football: not a Debian system: cannot check the build packages (the equivalents of ${DEBS[*]}); trying the build"
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       echo "football: installing ${#missing[@]} Debian build packages (apt-get)"
@@ -44,17 +49,27 @@ if [ -z "$WHEEL" ]; then
   echo "football: building the gfootball $VERSION wheel (once per machine, ~7-15 min on 2 cores) into $CACHE"
   BUILD=$(mktemp -d)
   trap 'rm -rf "$BUILD"' EXIT
-  "$PY" -m venv "$BUILD/venv"
-  "$BUILD/venv/bin/python" -m pip install -q "setuptools==65.5.0" "wheel==0.38.4" psutil "numpy<2"
-  # the engine's compile script runs `python3 -c "import psutil"`: the build venv comes first on PATH
-  if ! PATH="$BUILD/venv/bin:$PATH" TMPDIR="$BUILD" "$BUILD/venv/bin/python" -m pip wheel -q --no-cache-dir --no-build-isolation \
-       --no-deps "gfootball==$VERSION" -w "$BUILD/wheels" >"$BUILD/build.log" 2>&1; then
-    tail -n 30 "$BUILD/build.log" >&2
-    echo "football: building gfootball $VERSION failed (the log's end is above); fix the cause and run: $SELF" >&2
+  LOG="$CACHE/gfootball-build.log"
+  # the build tools gfootball needs, in a scratch venv: the differ venv keeps its own versions
+  if ! { "$PY" -m venv "$BUILD/venv" &&
+         "$BUILD/venv/bin/python" -m pip install -q "setuptools==65.5.0" "wheel==0.38.4" psutil "numpy<2" &&
+         # the engine's compile script runs `python3 -c "import psutil"`: the build venv first on PATH
+         PATH="$BUILD/venv/bin:$PATH" TMPDIR="$BUILD" "$BUILD/venv/bin/python" -m pip wheel -q --no-cache-dir \
+           --no-build-isolation --no-deps "gfootball==$VERSION" -w "$BUILD/wheels"; } >"$LOG" 2>&1; then
+    tail -n 30 "$LOG" >&2
+    echo "football: building gfootball $VERSION failed (the end of $LOG is above); fix the cause and run: $SELF" >&2
     exit 1
   fi
-  cp "$BUILD"/wheels/gfootball-*.whl "$CACHE"/
-  WHEEL=$(ls "$CACHE"/gfootball-$VERSION-$TAG-$TAG-linux_*.whl | head -n 1)
+  if [ ! -f "$BUILD/wheels/$NAME" ]; then
+    echo "football: the build made $(ls "$BUILD/wheels"), not $NAME; run: $SELF" >&2
+    exit 1
+  fi
+  # into the cache under a temporary name, then renamed: an interrupted copy never looks like a wheel
+  cp "$BUILD/wheels/$NAME" "$WHEEL.partial" && mv "$WHEEL.partial" "$WHEEL"
 fi
-"$PY" -m pip install -q "$WHEEL" "${RUNTIME[@]}"
+if ! "$PY" -m pip install -q "$WHEEL" "${RUNTIME[@]}" ||
+   ! "$PY" -c "import contextlib, io; contextlib.redirect_stderr(io.StringIO()).__enter__(); import gfootball.env"; then
+  echo "football: the cached wheel $WHEEL does not install or import here; delete it and run: $SELF" >&2
+  exit 1
+fi
 echo "football: gfootball $VERSION installed from $WHEEL"

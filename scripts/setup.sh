@@ -6,6 +6,12 @@
 # open for users elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for extra in "$@"; do
+  case "$extra" in
+    football) ;;
+    *) echo "setup.sh: unknown extra '$extra' (choices: football)" >&2; exit 2 ;;
+  esac
+done
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
@@ -13,8 +19,5 @@ fi
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e ".[dev]"
 for extra in "$@"; do
-  case "$extra" in
-    football) bash scripts/install_football.sh .venv/bin/python ;;
-    *) echo "setup.sh: unknown extra '$extra' (choices: football)" >&2; exit 2 ;;
-  esac
+  bash "scripts/install_$extra.sh" .venv/bin/python
 done

@@ -42,6 +42,7 @@ from .team import make_vec_env
 
 N_ACTIONS = 19  # gfootball's default action set
 EPISODE_LIMIT = 150
+GAME_LENGTH = 400  # our scenarios' game_duration: the engine ends the game after this many steps
 SETUP = "bash scripts/setup.sh football"
 
 
@@ -89,7 +90,7 @@ class FootballCore:
     may_die = False
     has_battles = True
     scale = None
-    env_truncated = False  # the engine's own 400-frame game never ends before our limit
+    env_truncated = False  # the engine's own game (GAME_LENGTH steps) never ends before our limit
 
     def __init__(self, scenario: str, time_limit, options: dict):
         options = dict(options)
@@ -111,6 +112,9 @@ class FootballCore:
         self.n_opponents = len(roster.right)
         self.n_actions = N_ACTIONS
         self.limit = int(time_limit)
+        if not 0 < self.limit < GAME_LENGTH:
+            raise ConfigError(f"env.time_limit must be between 1 and {GAME_LENGTH - 1} for grf (the engine's own game "
+                              f"lasts {GAME_LENGTH} steps), got {self.limit}")
         per_agent = 2 * self.n_agents + 2 * self.n_agents + 4 * self.n_opponents + 6
         self.obs_dims = [per_agent] * self.n_agents
         self.state_dim = per_agent

@@ -3,8 +3,8 @@ a fixed team of agents.
 
 Why our own files: gfootball lets an action slot drive any *controllable* player and re-assigns
 slots during play (to whoever is nearest the ball) whenever the team has more controllable players
-than agents. The stock academy scenarios leave the goalkeeper (and, in counterattack_hard, seven
-other players) controllable, so "agent 1" is a different footballer from one step to the next,
+than agents. The stock academy scenarios leave the goalkeeper (and, in counterattack_hard, six
+more field players) controllable, so "agent 1" is a different footballer from one step to the next,
 which breaks every per-agent method. Here every left player that no agent drives is built with
 `controllable=False`: slot i drives `agent_players[i]` for the whole episode, and the adapter
 asserts it at every step.
@@ -16,8 +16,9 @@ Rosters (positions as gfootball's scenario files: x in [-1, 1] towards the oppon
   centre back.
 - academy_counterattack_hard: the reduced roster of the CDS / DIFFER experiments: our goalkeeper
   (not controllable) and the stock scenario's four most advanced players, against the keeper and
-  the two centre backs between them and the goal (the stock file adds nine more players per side
-  running back, which those experiments removed).
+  the two centre backs between them and the goal (the stock file adds six more players on our side
+  and eight on theirs, running back, which those experiments removed; CDS's code ships a scenario
+  file with exactly this roster).
 Every other setting is the stock one (400-frame game, no offsides, the episode ends on a goal, on
 the ball leaving play and on a change of possession).
 """
@@ -93,7 +94,7 @@ def install(scenario: str) -> str:
 
         def build_scenario(builder):
             config = builder.config()
-            config.game_duration = 400
+            config.game_duration = 400  # football.GAME_LENGTH: the env's time limit stays below it
             config.deterministic = False
             config.offsides = False
             config.end_episode_on_score = True
