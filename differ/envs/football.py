@@ -29,7 +29,6 @@ academy_counterattack_hard (4 agents), in the setting of the DIFFER paper (and C
 from __future__ import annotations
 
 import contextlib
-import difflib
 import io
 
 import numpy as np
@@ -37,7 +36,7 @@ import numpy as np
 from ..errors import ConfigError, DifferError
 from .base import VecEnv
 from .football_scenarios import SCENARIOS, install
-from .registry import UnknownEnvError
+from .registry import named_scenario
 from .team import make_vec_env
 
 N_ACTIONS = 19  # gfootball's default action set
@@ -56,15 +55,9 @@ def scenarios(family: str) -> list[str]:
 
 def resolve(family: str, scenario: str) -> str:
     key = str(scenario).strip().lower()
-    lookup = {}
-    for name in SCENARIOS:
-        lookup[name] = name
-        lookup[name.removeprefix("academy_")] = name
-    if key in lookup:
-        return lookup[key]
-    close = difflib.get_close_matches(key, list(SCENARIOS), n=2, cutoff=0.3)
-    raise UnknownEnvError(f"unknown grf scenario '{scenario}'; choices: {', '.join(close or SCENARIOS)} "
-                          f"(run `differ envs grf` to list all)")
+    if not key.startswith("academy_"):  # "3_vs_1_with_keeper" names the scenario too
+        key = f"academy_{key}"
+    return named_scenario(family, scenario, SCENARIOS, key, 0.3)
 
 
 def make(family: str, scenario: str, num_envs: int, time_limit=None, options=None) -> VecEnv:

@@ -26,7 +26,6 @@ An env that breaks a convention stops the run with one line naming the env and t
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import re
@@ -36,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import ContinuousActions, VecEnv
-from .registry import UnknownEnvError
+from .registry import UnknownEnvError, named_scenario
 from .team import make_vec_env
 
 # mpe2 imports pygame at import time; keep its banner out of our output.
@@ -77,23 +76,12 @@ def scenarios(family: str) -> list[str]:
     return []  # any MODULE:ATTR
 
 
-def _named(family: str, scenario: str, names, key: str, cutoff: float) -> str:
-    """The canonical name among `names` whose lower-cased form is `key`, or one line with the
-    closest ones."""
-    lookup = {n.lower(): n for n in names}
-    if key in lookup:
-        return lookup[key]
-    close = [lookup[c] for c in difflib.get_close_matches(key, list(lookup), n=4, cutoff=cutoff)]
-    raise UnknownEnvError(f"unknown {family} scenario '{scenario}'; close choices: "
-                          f"{', '.join(close or list(names)[:4])}; run `differ envs {family}` to list all")
-
-
 def resolve(family: str, scenario: str) -> str:
     scenario = str(scenario).strip()
     if family == "mamujoco":
-        return _named(family, scenario, _MAMUJOCO, scenario.lower(), 0.4)
+        return named_scenario(family, scenario, _MAMUJOCO, scenario.lower(), 0.4)
     if family == "mpe":  # "simple_spread_v3" names the scenario too
-        return _named(family, scenario, _MPE_MODULES, re.sub(r"_v\d+$", "", scenario.lower()), 0.5)
+        return named_scenario(family, scenario, _MPE_MODULES, re.sub(r"_v\d+$", "", scenario.lower()), 0.5)
     if scenario == "MODULE:ATTR":  # the preset's placeholder
         raise UnknownEnvError("env=pettingzoo needs env.scenario=MODULE:ATTR, naming a ParallelEnv class or a "
                               "function returning one (e.g. env.scenario=mypkg.envs:MyParallelEnv)")

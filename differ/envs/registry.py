@@ -17,6 +17,7 @@ need to rebuild the env in a fresh process.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import re
@@ -113,3 +114,14 @@ def make_env(name: str, scenario: str, num_envs: int, time_limit=None, options=N
         m = re.search(r"argument '([^']+)'", str(e))
         key = f"env.options.{m.group(1)}" if m else "env.options"
         raise ConfigError(f"{key} is not an option of {name} {scenario} ({e}); remove it") from None
+
+
+def named_scenario(family: str, scenario: str, names, key: str, cutoff: float) -> str:
+    """The canonical name among `names` whose lower-cased form is `key`, or one line with the
+    closest ones."""
+    lookup = {n.lower(): n for n in names}
+    if key in lookup:
+        return lookup[key]
+    close = [lookup[c] for c in difflib.get_close_matches(key, list(lookup), n=4, cutoff=cutoff)]
+    raise UnknownEnvError(f"unknown {family} scenario '{scenario}'; close choices: "
+                          f"{', '.join(close or list(names)[:4])}; run `differ envs {family}` to list all")
