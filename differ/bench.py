@@ -35,6 +35,7 @@ from .envs.base import DiscreteActions, EnvSpec
 from .envs.registry import make_env
 from .replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
 from . import controller as controller_module
+from .bench_reference import PlainQMIXStep
 from .build import build_learner, make_envs
 from .trainer import Trainer
 from .runner import Runner
@@ -51,7 +52,9 @@ def learner_step_ms(scenario: str, algos=("qmix", "qmix_differ"), reps: int = 10
     slow spell of the machine hits them alike and their ratio stays fair."""
     n, obs, state, A, T = SHAPES[scenario]
     spec = EnvSpec(n, DiscreteActions(A), obs, state, T, (0,) * n, ("unit",) * n)
-    learners = {a: build_learner(build_config({"algo": a}), spec) for a in algos}
+    learners = {a: build_learner(build_config({"algo": a}), spec) for a in algos if a != "plain_qmix"}
+    if "plain_qmix" in algos:  # the yardstick: the same step written the plain way
+        learners["plain_qmix"] = PlainQMIXStep(n, obs, state, A)
     buf = EpisodeBuffer(spec, 64, "float16")
     rng = np.random.default_rng(0)
     for _ in range(32):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
+from .device import resolve_device
 from .envs.registry import make_env
 from .errors import ConfigError
 from .learners import LEARNERS, MIXERS
@@ -28,7 +29,8 @@ def build_learner(cfg: DictConfig, spec):
     torch.manual_seed(cfg.seed)
     agent = AGENTS[cfg.algo.agent](spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
     mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)
-    return learner(agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed)
+    return learner(agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed,
+                   device=resolve_device(cfg.device))
 
 
 def make_envs(cfg: DictConfig):

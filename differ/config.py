@@ -112,6 +112,7 @@ class AlgoConfig:
     epsilon_finish: float = 0.05  # ε after the anneal
     epsilon_anneal_steps: int = 50_000  # env steps of the linear ε anneal
     obs_dtype: str = "float16"  # how the buffer stores observations and states: float16 | float32
+    agent_precision: str = "float32"  # the learner's agent-network passes: float32 | bfloat16 (autocast; faster, not bit-equal)
     l1_reg: float = 0.0  # L1 weight on the agent parameters (Table 1 of the paper; unused by the authors' QMIX)
     qmix: QMIXConfig = field(default_factory=QMIXConfig)  # mixer=qmix
     qplex: QPLEXConfig = field(default_factory=QPLEXConfig)  # mixer=qplex
@@ -132,6 +133,7 @@ class RunConfig:
     log_interval: int = 10_000  # env steps between metric records
     checkpoint_interval: int = 100_000  # env steps between full checkpoints (0: only the final one)
     torch_threads: int = 0  # 0: one per core
+    device: str = "cpu"  # where the networks and mini-batches live: cpu | cuda | cuda:N | auto (a GPU where torch sees one)
     progress: Optional[bool] = None  # true: a bar | false: silent | null: a bar on a terminal, plain lines elsewhere
     tensorboard: bool = True  # also write TensorBoard event files (tb/)
     wandb: bool = False  # also log to Weights & Biases (needs the wandb extra)
@@ -144,7 +146,7 @@ class RunConfig:
 # optimiser steps, not the shapes or meaning of anything in the checkpoint. Anything else would
 # silently mismatch the checkpoint (or fail to load it), so it is refused on resume.
 RESUME_KEYS = ("t_max", "checkpoint_interval", "test_interval", "log_interval", "progress", "tensorboard",
-               "torch_threads", "wandb", "wandb_project", "wandb_entity", "wandb_mode", "algo.lr", "algo.optim_alpha", "algo.optim_eps", "algo.grad_clip")
+               "torch_threads", "device", "wandb", "wandb_project", "wandb_entity", "wandb_mode", "algo.lr", "algo.optim_alpha", "algo.optim_eps", "algo.grad_clip")
 
 
 # Keys of the flat layout (differ 0.1) and where they live now. "@mixer" is the run's own mixer.
@@ -384,6 +386,7 @@ def _finite(x) -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Range checks for every value, naming the key; resolves the scenario to its canonical name."""
+    from .device import resolve_device
     from .envs.registry import UnknownEnvError, families, resolve_scenario
     from .learners import LEARNERS, MIXERS
 
@@ -411,6 +414,7 @@ def validate(cfg: DictConfig) -> None:
             need(OmegaConf.select(cfg, key) >= lo, key, f"an integer >= {lo}")
     need(cfg.seed < 2**32, "seed", "below 2**32")
     need(cfg.torch_threads <= 1024, "torch_threads", "at most 1024 (0: one per core)")
+    resolve_device(cfg.device)  # one line if it is malformed or absent here
     for key in ("env.time_limit", "env.test_num_envs"):
         v = OmegaConf.select(cfg, key)
         need(v is None or v >= 1, key, "null or an integer >= 1")
@@ -456,7 +460,8 @@ def validate(cfg: DictConfig) -> None:
     for key, choices in (("algo.learner", tuple(LEARNERS)), ("algo.differ.selection", ("per", "all")),
                          ("wandb_mode", ("offline", "online", "disabled")),
                          ("algo.agent", ("rnn", "cem")), ("algo.optimiser", ("rmsprop", "adam")),
-                         ("algo.obs_dtype", ("float16", "float32"))):
+                         ("algo.obs_dtype", ("float16", "float32")),
+                         ("algo.agent_precision", ("float32", "bfloat16"))):
         if present(key) and OmegaConf.select(cfg, key) not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got '{OmegaConf.select(cfg, key)}'")
     if a.batch_size > a.buffer_size:

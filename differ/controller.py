@@ -26,11 +26,12 @@ class Controller:
     def act(self, obs: np.ndarray, avail: np.ndarray, epsilon: float, rng: np.random.Generator,
             greedy: bool = False) -> np.ndarray:
         """obs [E, N, O], avail bool [E, N, A] -> actions int64 [E, N]."""
-        x = torch.from_numpy(obs).float().unsqueeze(1)  # [E, 1, N, O]
-        la = torch.from_numpy(self.last_action).unsqueeze(1)
+        device = self.hidden.device
+        x = torch.from_numpy(obs).to(device).float().unsqueeze(1)  # [E, 1, N, O]
+        la = torch.from_numpy(self.last_action).to(device).unsqueeze(1)
         q, self.hidden = self.agent(x, la, self.hidden)
-        q = q[:, 0].masked_fill(~torch.from_numpy(avail), -torch.inf)
-        actions = q.argmax(-1).numpy()
+        q = q[:, 0].masked_fill(~torch.from_numpy(avail).to(device), -torch.inf)
+        actions = q.argmax(-1).cpu().numpy()
         if not greedy and epsilon > 0:
             # uniform over available actions: argmax of iid uniforms restricted to the mask
             random_actions = (rng.random(avail.shape) * avail).argmax(-1)
@@ -49,7 +50,8 @@ class CEMController:
     def __init__(self, agent, low: np.ndarray, high: np.ndarray, cem, noise: float):
         self.agent, self.cem, self.noise = agent, cem, noise
         self.low_np, self.high_np = low, high  # [N, A]
-        self.low, self.high = torch.from_numpy(low), torch.from_numpy(high)
+        device = agent.fc_obs.weight.device
+        self.low, self.high = torch.from_numpy(low).to(device), torch.from_numpy(high).to(device)
         self.hidden: torch.Tensor | None = None
         self.last_action: np.ndarray | None = None
 
@@ -62,15 +64,15 @@ class CEMController:
             greedy: bool = False) -> np.ndarray:
         """obs [E, N, O] -> actions float32 [E, N, A] (padded dimensions 0). `epsilon` is unused:
         exploration is the Gaussian noise."""
-        x = torch.from_numpy(obs).float().unsqueeze(1)
-        la = torch.from_numpy(self.last_action).unsqueeze(1)
+        x = torch.from_numpy(obs).to(self.low.device).float().unsqueeze(1)
+        la = torch.from_numpy(self.last_action).to(self.low.device).unsqueeze(1)
         h, self.hidden = self.agent.hiddens(x, la, self.hidden)
         h = h[:, 0]  # [E, N, H]
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         c = self.cem
         z = self.agent.project(h)
         a = cem_argmax(lambda cand: self.agent.q_projected(z, cand), tuple(h.shape[:2]), self.low, self.high,
-                       generator, c.samples, c.elites, c.iterations).numpy()
+                       generator, c.samples, c.elites, c.iterations).cpu().numpy()
         if not greedy and self.noise > 0:
             a = np.clip(a + self.noise * rng.standard_normal(a.shape), self.low_np, self.high_np)
         a = a.astype(np.float32)

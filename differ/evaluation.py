@@ -76,7 +76,8 @@ def load_run(path) -> tuple[Path, dict, DictConfig]:
     """(checkpoint path, payload, config) of a run directory's newest readable checkpoint, or of
     a checkpoint file."""
     ckpt_path, payload = ckpt.load_run_or_file(path)
-    return ckpt_path, payload, build_config({}, base=OmegaConf.create(payload["config"]))
+    # acting alone: on the CPU, wherever the run trained (a GPU run evaluates on a laptop too)
+    return ckpt_path, payload, build_config({"device": "cpu"}, base=OmegaConf.create(payload["config"]))
 
 
 def evaluate(path: str, episodes: int = 32, seed: int | None = None,

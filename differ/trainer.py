@@ -271,7 +271,8 @@ class Trainer:
     def _train_step(self) -> dict[str, float]:
         c = self.c
         try:
-            stats = self.learner.train(self.buffer.sample(self.cfg.algo.batch_size, self.rng), c["t_env"])
+            batch = self.buffer.sample(self.cfg.algo.batch_size, self.rng).to(self.learner.device)
+            stats = self.learner.train(batch, c["t_env"])
             bad = [k for k, v in stats.items() if k.startswith("loss") and not np.isfinite(v)]
             if bad:
                 raise TrainingDiverged(f"{bad[0]} became {stats[bad[0]]}")

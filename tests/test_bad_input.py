@@ -44,6 +44,8 @@ TRAIN = {  # train overrides -> the key the message must name
     "algo.eta_start=0.9": "algo.differ.eta_start", "algo.maser_lambda=0.1": "algo.maser.intrinsic_weight",
     "algo.mixing_embed_dim=8": "algo.qmix.embed_dim", "algo.hypernet_hidden=8": "algo.qmix.hypernet_hidden or algo.qplex.hypernet_hidden",
     "wandb_mode=foo": "wandb_mode", "wandb=maybe": "wandb",
+    "device=gpu": "device", "device=cuda:x": "device", "device=": "device",
+    "algo.agent_precision=float16": "algo.agent_precision",
     "resume=": "resume", "resume=/nonexistent/run": "resume", f"run_dir={LONG}": "run_dir",
     "run_dir=/sys/differ_run": "run_dir", "run_dir=": "run_dir",
 }

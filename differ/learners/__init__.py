@@ -4,7 +4,7 @@
   differ  the mixer on team TD, the agents on DIFFER's individual TD (fair replay or -divide)
   maser   team TD on a subgoal-shaped reward plus MASER's individual term (the paper's baseline)
 
-Every learner takes (agent, mixer, algo_cfg, spec=..., t_max=..., seed=...).
+Every learner takes (agent, mixer, algo_cfg, spec=..., t_max=..., seed=..., device=...).
 """
 
 from ..nets.mixers import MIXERS

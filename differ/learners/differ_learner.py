@@ -26,8 +26,8 @@ from .q_learner import QLearner
 
 
 class DifferLearner(QLearner):
-    def __init__(self, agent, mixer, cfg, spec: EnvSpec, t_max: int, seed: int = 0, **_):
-        super().__init__(agent, mixer, cfg, spec=spec, seed=seed)
+    def __init__(self, agent, mixer, cfg, spec: EnvSpec, t_max: int, seed: int = 0, device="cpu", **_):
+        super().__init__(agent, mixer, cfg, spec=spec, seed=seed, device=device)
         self.differ = section(cfg, "differ")
         self.t_max = t_max
         self.generator = torch.Generator().manual_seed(seed)  # fair replay's draws, checkpointed

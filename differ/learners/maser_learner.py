@@ -54,12 +54,12 @@ def intrinsic_rewards(phi: nn.Module, obs: torch.Tensor, t_star: torch.Tensor) -
 class MaserLearner(QLearner):
     action_kinds = frozenset({"discrete"})  # its subgoals and individual term read per-action Q values
 
-    def __init__(self, agent, mixer, cfg, spec=None, seed: int = 0, **_):
-        super().__init__(agent, mixer, cfg, spec=spec, seed=seed)
+    def __init__(self, agent, mixer, cfg, spec=None, seed: int = 0, device="cpu", **_):
+        super().__init__(agent, mixer, cfg, spec=spec, seed=seed, device=device)
         self.maser = m = section(cfg, "maser")
         # created after the main optimiser: not part of it (as in the published code)
         self.phi = nn.Sequential(nn.Linear(agent.fc_obs.in_features, m.phi_hidden), nn.ReLU(),
-                                 nn.Linear(m.phi_hidden, agent.n_actions))
+                                 nn.Linear(m.phi_hidden, agent.n_actions)).to(self.device)
         self.phi_optimiser = self.make_optimiser(list(self.phi.parameters())) if m.train_phi else None
         self.phi.requires_grad_(m.train_phi)
 

@@ -75,16 +75,20 @@ class QLearner:
     # argmax over the available actions) and continuous (CEM, with COMIX's agent)
     action_kinds = frozenset({"discrete", "continuous"})
 
-    def __init__(self, agent: RNNAgent | CEMAgent, mixer: nn.Module, cfg, spec=None, seed: int = 0, **_):
+    def __init__(self, agent: RNNAgent | CEMAgent, mixer: nn.Module, cfg, spec=None, seed: int = 0,
+                 device: torch.device | str = "cpu", **_):
         self.cfg = cfg
-        self.agent, self.mixer = agent, mixer
+        self.device = torch.device(device)
+        self.agent, self.mixer = agent.to(self.device), mixer.to(self.device)
+        # bfloat16 autocast around the agent-network passes (an option: faster, not bit-equal)
+        self.agent_bf16 = cfg.get("agent_precision", "float32") == "bfloat16"
         self.target_agent = copy.deepcopy(agent).requires_grad_(False)
         self.target_mixer = copy.deepcopy(mixer).requires_grad_(False)
         self.params = list(agent.parameters()) + list(mixer.parameters())
         self.continuous = isinstance(agent, CEMAgent)
         if self.continuous:
             low, high = spec.actions.bounds()
-            self.low, self.high = torch.from_numpy(low), torch.from_numpy(high)
+            self.low, self.high = torch.from_numpy(low).to(self.device), torch.from_numpy(high).to(self.device)
             self.cem = section(cfg, "cem")
             self.cem_generator = torch.Generator().manual_seed(seed + 7919)  # target CEM, checkpointed
         self.build_optimisers()
@@ -111,20 +115,37 @@ class QLearner:
     def controller(self):
         """What acts with this learner's agent network in the runner."""
         if self.continuous:
-            return CEMController(self.agent, self.low.numpy(), self.high.numpy(), self.cem, self.cem.action_noise)
+            return CEMController(self.agent, self.low.cpu().numpy(), self.high.cpu().numpy(), self.cem,
+                                 self.cem.action_noise)
         return Controller(self.agent)
 
     # ---- the shared forward pass -------------------------------------------------------
+    def agent_precision(self):
+        """The context the agent-network passes run in: bfloat16 autocast where the option asks."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.agent_bf16)
+
+    def unroll(self, agent, obs: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
+        """Q_i of every action over whole episodes, in the observations' dtype whatever the
+        passes ran in (the mixer and the losses stay in full precision)."""
+        with self.agent_precision():
+            q, _ = agent(obs, last_action)
+        return q.to(obs.dtype)
+
+    def hiddens(self, agent, obs: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
+        with self.agent_precision():
+            h, _ = agent.hiddens(obs, last_action)
+        return h.to(obs.dtype)
+
     def forward(self, batch: Batch) -> Forward:
         if self.continuous:
             return self.forward_continuous(batch)
         la = last_actions(batch.actions, self.agent.n_actions)
-        q, _ = self.agent(batch.obs, la)
+        q = self.unroll(self.agent, batch.obs, la)
         chosen = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         mixer_in = mixer_input(self.mixer, chosen, batch.state[:, :-1], batch.actions, q[:, :-1],
                                batch.avail[:, :-1])
         with torch.no_grad():
-            tq_all, _ = self.target_agent(batch.obs, la)
+            tq_all = self.unroll(self.target_agent, batch.obs, la)
             tq = tq_all[:, 1:]
             avail_next = batch.avail[:, 1:]
             if self.cfg.double_q:
@@ -143,11 +164,11 @@ class QLearner:
         """COMIX: Q_i(τ_i, a_i) of the taken actions; the target networks unrolled on the taken
         actions, a*_i at t+1 the target agent's CEM argmax from that state."""
         la = torch.cat([torch.zeros_like(batch.actions[:, :1]), batch.actions], dim=1)  # a_{t-1}, 0 at t = 0
-        h, _ = self.agent.hiddens(batch.obs, la)
+        h = self.hiddens(self.agent, batch.obs, la)
         chosen = self.agent.q(h[:, :-1], batch.actions)
         mixer_in = MixerInput(chosen, batch.state[:, :-1])
         with torch.no_grad():
-            th, _ = self.target_agent.hiddens(batch.obs, la)
+            th = self.hiddens(self.target_agent, batch.obs, la)
             th = th[:, 1:]  # [B, T, N, H]
             a_star = self.target_cem(th, batch.mask > 0)
             target_q = self.target_agent.q(th, a_star)
@@ -174,7 +195,7 @@ class QLearner:
             out.append(cem_argmax(lambda cand: self.target_agent.q_projected(zc, cand), (zc.shape[0],),
                                   low[s: s + self.CEM_CHUNK], high[s: s + self.CEM_CHUNK], self.cem_generator,
                                   c.samples, c.elites, c.iterations))
-        a = torch.zeros(B * T * N, A, dtype=th.dtype)
+        a = torch.zeros(B * T * N, A, dtype=th.dtype, device=th.device)
         if out:
             a[rows] = torch.cat(out)
         return a.view(B, T, N, A)

@@ -35,7 +35,7 @@ class RNNAgent(nn.Module):
             self.last_action.weight[n_actions].zero_()
 
     def init_hidden(self, batch: int) -> torch.Tensor:
-        return torch.zeros(1, batch, self.hidden)
+        return torch.zeros(1, batch, self.hidden, device=self.fc_obs.weight.device)
 
     def embed(self, obs: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
         """obs [..., N, O], last_action [..., N] (n_actions = none) -> GRU input [..., N, H]."""

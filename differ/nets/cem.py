@@ -25,10 +25,12 @@ def cem_argmax(q: Callable[[torch.Tensor], torch.Tensor], lead: tuple[int, ...],
     """q: candidate actions [K, *lead, A] -> values [K, *lead]; low/high broadcast to [*lead, A].
     Returns the best action found, [*lead, A]."""
     shape = (*lead, low.shape[-1])
-    mean = torch.zeros(shape, dtype=low.dtype)
-    std = torch.ones(shape, dtype=low.dtype)
+    mean = torch.zeros(shape, dtype=low.dtype, device=low.device)
+    std = torch.ones(shape, dtype=low.dtype, device=low.device)
     for it in range(iterations):
-        u = mean + std * torch.randn((samples, *shape), generator=generator, dtype=low.dtype)
+        # drawn on the generator's device (the CPU) and moved: the same samples on every device
+        noise = torch.randn((samples, *shape), generator=generator, dtype=low.dtype, device=generator.device)
+        u = mean + std * noise.to(low.device)
         a = squash(u, low, high)
         values = q(a)  # [K, *lead]
         if it == iterations - 1:

@@ -28,7 +28,7 @@ class CEMAgent(nn.Module):
         self.head = nn.Sequential(nn.Linear(hidden + action_dim, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 1))
 
     def init_hidden(self, batch: int) -> torch.Tensor:
-        return torch.zeros(1, batch, self.hidden)
+        return torch.zeros(1, batch, self.hidden, device=self.fc_obs.weight.device)
 
     def hiddens(self, obs: torch.Tensor, last_action: torch.Tensor, h: torch.Tensor | None = None):
         """Unroll over time. obs [B, T, N, O], last_action [B, T, N, A] -> h_t [B, T, N, H], h_T."""

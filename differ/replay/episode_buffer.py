@@ -75,6 +75,12 @@ class Batch:
     def max_t(self) -> int:
         return self.actions.shape[1]
 
+    def to(self, device: torch.device) -> "Batch":
+        """The batch on `device` (itself where it is there already)."""
+        if self.obs.device == torch.device(device):
+            return self
+        return Batch(**{k: v.to(device, non_blocking=True) for k, v in self.__dict__.items()})
+
 
 class EpisodeBuffer:
     def __init__(self, spec: EnvSpec, capacity: int, obs_dtype: str = "float16"):

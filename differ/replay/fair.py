@@ -46,7 +46,8 @@ def fair_weights(td_abs: torch.Tensor, valid: torch.Tensor, eta: float, beta: fl
         zeros = torch.zeros_like(td_abs)
         return zeros, zeros
     probs = p / p.sum()
-    idx = torch.multinomial(probs, n_draw, replacement=True, generator=generator)
+    # drawn on the CPU, where the (checkpointed) generator lives: the same draws on every device
+    idx = torch.multinomial(probs.cpu(), n_draw, replacement=True, generator=generator).to(probs.device)
     counts = torch.bincount(idx, minlength=probs.numel()).to(td_abs.dtype)
     is_w = torch.zeros_like(probs)
     is_w[flat_valid] = (1.0 / (n_valid * probs[flat_valid])).pow(beta)
