@@ -133,6 +133,7 @@ class RunConfig:
     log_interval: int = 10_000  # env steps between metric records
     checkpoint_interval: int = 100_000  # env steps between full checkpoints (0: only the final one)
     torch_threads: int = 0  # 0: one per core
+    overlap: bool = False  # collect the next batch while training (two threads; acting lags the learner by one batch; not bit-equal to false)
     device: str = "cpu"  # where the networks and mini-batches live: cpu | cuda | cuda:N | auto (a GPU where torch sees one)
     progress: Optional[bool] = None  # true: a bar | false: silent | null: a bar on a terminal, plain lines elsewhere
     tensorboard: bool = True  # also write TensorBoard event files (tb/)

@@ -8,9 +8,11 @@ from a per-episode seed, so a resumed run continues exactly as the uninterrupted
 
 from __future__ import annotations
 
+import copy
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +57,8 @@ def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep
 class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
-        torch.set_num_threads(cfg.torch_threads or max(1, (torch.get_num_threads())))
+        # overlap runs two busy threads: with torch_threads=0 each gets one torch thread
+        torch.set_num_threads(cfg.torch_threads or (1 if cfg.overlap else max(1, torch.get_num_threads())))
         self.env, self.test_env = make_envs(cfg)
         spec = self.spec = self.env.spec
         check_action_space(cfg, spec)
@@ -68,6 +71,10 @@ class Trainer:
         self.test_runner = self.runner if self.test_env is self.env else Runner(self.test_env, self.controller)
         self.buffer = EpisodeBuffer(spec, cfg.algo.buffer_size, cfg.algo.obs_dtype)
         self.rng = np.random.default_rng(cfg.seed)
+        if cfg.overlap:  # the collecting thread acts with its own copy of the agent and its own generator
+            self.acting = self.learner.controller(copy.deepcopy(self.learner.agent).requires_grad_(False))
+            self.acting_runner = Runner(self.env, self.acting)
+            self.acting_rng = np.random.default_rng([cfg.seed, 1])
         self.c = {"t_env": 0, "episode": 0, "train_steps": 0, "train_credit": 0.0, "test_round": 0,
                   "last_test_t": -cfg.test_interval, "last_log_t": 0, "last_ckpt_t": 0,
                   "last_target_update_episode": 0, "wall_time": 0.0}
@@ -136,7 +143,8 @@ class Trainer:
             "config": OmegaConf.to_container(self.cfg),
             "counters": dict(self.c),
             "learner": self.learner.state_dict(),
-            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state()},
+            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
+                    **({"acting": self.acting_rng.bit_generator.state} if self.cfg.overlap else {})},
             "accumulators": {"env": self.acc_env.state_dict(), "train": self.acc_train.state_dict()},
             "last_test": dict(self.last_test),
             "buffer": {"live_from": self.buffer.total_added - len(self.buffer),
@@ -195,6 +203,8 @@ class Trainer:
                                   f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}); "
                                   f"was config.yaml edited? start a new run instead") from None
         self.rng.bit_generator.state = p["rng"]["numpy"]
+        if self.cfg.overlap:
+            self.acting_rng.bit_generator.state = p["rng"]["acting"]
         torch.set_rng_state(p["rng"]["torch"])
         self.acc_env = Accumulator(p["accumulators"]["env"])
         self.acc_train = Accumulator(p["accumulators"]["train"])
@@ -222,29 +232,23 @@ class Trainer:
         t_start = time.time()
         wall_before = c["wall_time"]
         completed = False
+        collector = ThreadPoolExecutor(1, thread_name_prefix="differ-collect") if cfg.overlap else None
         try:
             while c["t_env"] < cfg.t_max and not self._stop:
                 epsilon = linear(a.epsilon_start, a.epsilon_finish, a.epsilon_anneal_steps, c["t_env"])
-                episodes = self.runner.run(episode_seeds(cfg.seed, TRAIN, c["episode"], E), epsilon, self.rng)
-                for ep in episodes:
-                    self.buffer.add_episode(ep)
-                    self.acc_env.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
-                c["t_env"] += sum(ep.length for ep in episodes)
-                c["episode"] += E
-                self.acc_env.add({"epsilon": epsilon})
-
-                if len(self.buffer) >= a.batch_size:
-                    c["train_credit"] += E * a.train_steps_per_episode
-                    while c["train_credit"] >= 1:
-                        c["train_credit"] -= 1
-                        self.acc_train.add(self._train_step())
-                        c["train_steps"] += 1
-                        if a.target_tau is not None:
-                            self.learner.soft_update_targets(a.target_tau)
-                if a.target_tau is None and c["episode"] - c["last_target_update_episode"] >= a.target_update_episodes:
-                    self.learner.update_targets()
-                    c["last_target_update_episode"] = c["episode"]
-
+                seeds = episode_seeds(cfg.seed, TRAIN, c["episode"], E)
+                if collector is None:
+                    episodes = self.runner.run(seeds, epsilon, self.rng)
+                    self._store(episodes, epsilon)
+                    self._learn()
+                else:
+                    # overlap: the next batch is collected (by a snapshot of the agent network, with
+                    # its own generator) while the learner trains on what the buffer holds
+                    self.acting.agent.load_state_dict(self.learner.agent.state_dict())
+                    pending = collector.submit(self.acting_runner.run, seeds, epsilon, self.acting_rng)
+                    self._learn()
+                    episodes = pending.result()
+                    self._store(episodes, epsilon)
                 c["wall_time"] = wall_before + time.time() - t_start
                 self._periodic(final=False)
                 progress.update(c, self.last_test, sum(ep.ret for ep in episodes) / E)
@@ -256,6 +260,8 @@ class Trainer:
                 self.save_checkpoint(periodic=False)
             completed = True
         finally:
+            if collector is not None:
+                collector.shutdown(wait=True, cancel_futures=True)
             for s, h in handlers.items():
                 signal.signal(s, h)
             progress.close()
@@ -267,6 +273,31 @@ class Trainer:
                                  f"{a.batch_size} episodes before t_max; raise t_max or lower algo.batch_size")
             ckpt.warn(result["warning"])
         return result
+
+    def _store(self, episodes: list, epsilon: float) -> None:
+        """A collected batch into the buffer and the counters; it earns its training steps."""
+        c, a = self.c, self.cfg.algo
+        for ep in episodes:
+            self.buffer.add_episode(ep)
+            self.acc_env.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
+        c["t_env"] += sum(ep.length for ep in episodes)
+        c["episode"] += len(episodes)
+        self.acc_env.add({"epsilon": epsilon})
+        if len(self.buffer) >= a.batch_size:
+            c["train_credit"] += len(episodes) * a.train_steps_per_episode
+
+    def _learn(self) -> None:
+        """The training steps earned so far, and the target networks' update when it is due."""
+        c, a = self.c, self.cfg.algo
+        while c["train_credit"] >= 1:
+            c["train_credit"] -= 1
+            self.acc_train.add(self._train_step())
+            c["train_steps"] += 1
+            if a.target_tau is not None:
+                self.learner.soft_update_targets(a.target_tau)
+        if a.target_tau is None and c["episode"] - c["last_target_update_episode"] >= a.target_update_episodes:
+            self.learner.update_targets()
+            c["last_target_update_episode"] = c["episode"]
 
     def _train_step(self) -> dict[str, float]:
         c = self.c

@@ -107,3 +107,24 @@ def test_device_may_change_on_resume_and_precision_may_not(tmp_path):
     assert build_config({"device": "auto", "t_max": "400"}, base=base).device == "auto"
     with pytest.raises(ConfigError, match="algo.agent_precision cannot change on resume"):
         build_config({"algo.agent_precision": "bfloat16"}, base=base)
+
+
+# ---- overlap=true: collecting the next batch while the learner trains --------------------------
+def test_overlap_is_deterministic_resumes_exactly_and_lags_by_one_batch(tmp_path):
+    from .conftest import TINY_LBF, read_jsonl, run_cli
+    from .test_resume import metrics_pair, uninterrupted_and_resumed
+
+    common = [*TINY_LBF, "algo=qmix_differ", "t_max=1500", "checkpoint_interval=300", "seed=3"]
+    full, killed = uninterrupted_and_resumed([*common, "overlap=true"], tmp_path)
+    a, b = metrics_pair(full, killed)
+    assert len(a) == len(b) > 4 and a == b  # thread timing and the kill change nothing
+    run_cli("train", *common, "overlap=true", f"run_dir={tmp_path / 'again'}")
+    x, y = metrics_pair(full, tmp_path / "again")
+    assert x == y
+    run_cli("train", *common, f"run_dir={tmp_path / 'serial'}")
+    serial, overlapped = metrics_pair(tmp_path / "serial", full)
+    # the same episodes until the first training step, then the one-batch lag shows
+    assert serial != overlapped
+    assert serial[0]["t_env"] == overlapped[0]["t_env"]
+    first = [r for r in read_jsonl(full / "metrics.jsonl") if "train_steps" in r]
+    assert first and first[-1]["train_steps"] > 0

@@ -112,12 +112,13 @@ class QLearner:
             return torch.optim.Adam(params, lr=self.cfg.lr, eps=self.cfg.optim_eps)
         return torch.optim.RMSprop(params, lr=self.cfg.lr, alpha=self.cfg.optim_alpha, eps=self.cfg.optim_eps)
 
-    def controller(self):
-        """What acts with this learner's agent network in the runner."""
+    def controller(self, agent=None):
+        """What acts with this learner's agent network (or `agent`, a copy of it) in the runner."""
+        agent = self.agent if agent is None else agent
         if self.continuous:
-            return CEMController(self.agent, self.low.cpu().numpy(), self.high.cpu().numpy(), self.cem,
+            return CEMController(agent, self.low.cpu().numpy(), self.high.cpu().numpy(), self.cem,
                                  self.cem.action_noise)
-        return Controller(self.agent)
+        return Controller(agent)
 
     # ---- the shared forward pass -------------------------------------------------------
     def agent_precision(self):
