@@ -47,27 +47,34 @@ SHAPES = {  # scenario: (n_agents, obs, state, actions, T)
 }
 
 
-def learner_step_ms(scenario: str, algos=("qmix", "qmix_differ"), reps: int = 10) -> dict[str, float]:
-    """Median ms of one training step per algorithm; the algorithms' steps alternate, so that a
-    slow spell of the machine hits them alike and their ratio stays fair."""
+def learner_step_ms(scenario: str, variants=("qmix", "qmix_differ"), reps: int = 10) -> dict[str, float]:
+    """Median ms of one training step per variant; the variants' steps alternate, so that a slow
+    spell of the machine hits them alike and their ratios stay fair. A variant is an algorithm
+    preset, or NAME:KEY=VALUE,... for a preset with overrides (e.g. qmix:algo.agent_precision=bfloat16),
+    or plain_qmix, the yardstick (differ/bench_reference.py)."""
     n, obs, state, A, T = SHAPES[scenario]
     spec = EnvSpec(n, DiscreteActions(A), obs, state, T, (0,) * n, ("unit",) * n)
-    learners = {a: build_learner(build_config({"algo": a}), spec) for a in algos if a != "plain_qmix"}
-    if "plain_qmix" in algos:  # the yardstick: the same step written the plain way
-        learners["plain_qmix"] = PlainQMIXStep(n, obs, state, A)
+    learners = {}
+    for v in variants:
+        if v == "plain_qmix":
+            learners[v] = PlainQMIXStep(n, obs, state, A)
+            continue
+        algo, _, extra = v.partition(":")
+        overrides = dict(kv.split("=", 1) for kv in extra.split(",") if kv)
+        learners[v] = build_learner(build_config({"algo": algo, **overrides}), spec)
     buf = EpisodeBuffer(spec, 64, "float16")
     rng = np.random.default_rng(0)
     for _ in range(32):
         buf.add(rng.random((T + 1, n, obs)), rng.random((T + 1, state)), rng.random((T + 1, n, A)) > 0.2,
                 np.ones((T + 1, n), bool), rng.integers(0, A, (T, n)), rng.random(T), True)
-    times: dict[str, list[float]] = {a: [] for a in algos}
+    times: dict[str, list[float]] = {v: [] for v in learners}
     for i in range(reps + 2):
-        for a, learner in learners.items():
+        for v, learner in learners.items():
             t0 = time.perf_counter()
             learner.train(buf.sample(32, rng))
             if i >= 2:  # the first steps allocate
-                times[a].append(time.perf_counter() - t0)
-    return {a: 1000 * statistics.median(ts) for a, ts in times.items()}
+                times[v].append(time.perf_counter() - t0)
+    return {v: 1000 * statistics.median(ts) for v, ts in times.items()}
 
 
 def rollout_steps_per_s(env_name: str, scenario: str, num_envs: int, batches: int = 10) -> float:
@@ -117,6 +124,8 @@ def buffer_gb(scenario: str, episodes: int = 16) -> dict:
             "gb_5000_worst_case": worst_case_bytes(env.spec, "float16", 5000) / 1e9}
 
 
+BF16 = "qmix:algo.agent_precision=bfloat16"
+LEARNER_VARIANTS = ("plain_qmix", "qmix", BF16, "qmix_differ", "qplex", "qplex_differ")
 SECTIONS = ("learner", "rollout", "train", "buffer", "comix", "grf")
 MAMUJOCO = ("Humanoid-9|8", "ManySegmentSwimmer-10x2")
 
@@ -278,11 +287,14 @@ def main(opts: dict | None = None) -> dict:
         shapes = ["2s3z"] if quick else list(SHAPES)
         out["learner_step_ms"] = {}
         for s in shapes:
-            ms = learner_step_ms(s, ("qmix", "qmix_differ", "qplex", "qplex_differ"),
-                                 reps=3 if quick else (10 if s == "27m_vs_30m" else 30))
-            out["learner_step_ms"][s] = {**{a: round(v, 1) for a, v in ms.items()},
-                                         "differ_over_qmix": round(ms["qmix_differ"] / ms["qmix"], 3),
-                                         "differ_over_qplex": round(ms["qplex_differ"] / ms["qplex"], 3)}
+            ms = learner_step_ms(s, LEARNER_VARIANTS, reps=3 if quick else (10 if s == "27m_vs_30m" else 30))
+            out["learner_step_ms"][s] = {
+                **{v: round(x, 1) for v, x in ms.items()},
+                # > 1: faster than the plain PyTorch step on the same batches
+                "plain_over_qmix": round(ms["plain_qmix"] / ms["qmix"], 3),
+                "plain_over_qmix_bf16": round(ms["plain_qmix"] / ms[BF16], 3),
+                "differ_over_qmix": round(ms["qmix_differ"] / ms["qmix"], 3),
+                "differ_over_qplex": round(ms["qplex_differ"] / ms["qplex"], 3)}
     if "rollout" in sections:
         out["rollout_steps_per_s"] = {
             "smax_2s3z_E8": round(rollout_steps_per_s("smax", "2s3z", 8, 2 if quick else 10)),
