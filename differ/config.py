@@ -112,6 +112,7 @@ class AlgoConfig:
     epsilon_finish: float = 0.05  # ε after the anneal
     epsilon_anneal_steps: int = 50_000  # env steps of the linear ε anneal
     obs_dtype: str = "float16"  # how the buffer stores observations and states: float16 | float32
+    skip_empty_obs: bool = False  # the learner's agent input layer skips all-zero observations (padding, dead units): same function, sums in another order
     agent_precision: str = "float32"  # the learner's agent-network passes: float32 | bfloat16 (autocast; faster, not bit-equal)
     l1_reg: float = 0.0  # L1 weight on the agent parameters (Table 1 of the paper; unused by the authors' QMIX)
     qmix: QMIXConfig = field(default_factory=QMIXConfig)  # mixer=qmix
@@ -465,6 +466,8 @@ def validate(cfg: DictConfig) -> None:
                          ("algo.agent_precision", ("float32", "bfloat16"))):
         if present(key) and OmegaConf.select(cfg, key) not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got '{OmegaConf.select(cfg, key)}'")
+    if a.skip_empty_obs and a.agent != "rnn":
+        raise ConfigError(f"algo.skip_empty_obs=true needs the rnn agent, not algo.agent={a.agent}")
     if a.batch_size > a.buffer_size:
         raise ConfigError(f"algo.batch_size ({a.batch_size}) exceeds algo.buffer_size ({a.buffer_size})")
     if cfg.run_dir is not None and not str(cfg.run_dir).strip():

@@ -128,3 +128,28 @@ def test_overlap_is_deterministic_resumes_exactly_and_lags_by_one_batch(tmp_path
     assert serial[0]["t_env"] == overlapped[0]["t_env"]
     first = [r for r in read_jsonl(full / "metrics.jsonl") if "train_steps" in r]
     assert first and first[-1]["train_steps"] > 0
+
+
+# ---- algo.skip_empty_obs: the input layer skips all-zero observations -------------------------
+@pytest.mark.parametrize("algo", ["qmix", "qmix_differ"])
+def test_skip_empty_obs_is_the_same_function(algo):
+    """Padding and dead units (all-zero observations) map to the bias exactly, so Q values,
+    losses and gradients agree with the full input layer up to the order of float sums."""
+    full = build_learner(build_config({"env": "lbf", "algo": algo}), SPEC)
+    skip = build_learner(build_config({"env": "lbf", "algo": algo, "algo.skip_empty_obs": "true"}), SPEC)
+    batch = _buffer().sample(8, np.random.default_rng(3))
+    batch.obs[:, :, 0][batch.alive[:, :, 0].logical_not()] = 0  # the dead agent sees zeros, as SMAX's do
+    assert (batch.obs.abs().sum(-1) == 0).float().mean() > 0.1  # padding and deaths: rows to skip
+    qa, qb = full.forward(batch), skip.forward(batch)
+    torch.testing.assert_close(qa.q_all, qb.q_all, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(qa.target_q, qb.target_q, rtol=1e-5, atol=1e-6)
+    sa, sb = full.train(batch), skip.train(batch)
+    key = "loss_td" if algo == "qmix" else "loss_agents"
+    assert sa[key] == pytest.approx(sb[key], rel=1e-5)
+    for p, q in zip(full.agent.parameters(), skip.agent.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_skip_empty_obs_needs_the_rnn_agent():
+    with pytest.raises(ConfigError, match="algo.skip_empty_obs=true needs the rnn agent"):
+        build_config({"env": "mamujoco", "algo": "comix", "algo.skip_empty_obs": "true"})

@@ -37,10 +37,24 @@ class RNNAgent(nn.Module):
     def init_hidden(self, batch: int) -> torch.Tensor:
         return torch.zeros(1, batch, self.hidden, device=self.fc_obs.weight.device)
 
+    skip_empty_obs = False  # set by the learner (algo.skip_empty_obs)
+
+    def project_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """fc_obs(obs). With skip_empty_obs, the matmul runs only on the rows whose observation is
+        not all zeros (padding after an episode's end, units that died): an all-zero row maps to
+        the bias exactly, so the function is the same; the float sums run in another order."""
+        if not self.skip_empty_obs:
+            return self.fc_obs(obs)
+        flat = obs.reshape(-1, obs.shape[-1])
+        keep = flat.any(-1).nonzero().squeeze(1)
+        out = self.fc_obs.bias.expand(flat.shape[0], self.hidden)
+        out = out.index_copy(0, keep, F.linear(flat[keep], self.fc_obs.weight, self.fc_obs.bias))
+        return out.view(*obs.shape[:-1], self.hidden)
+
     def embed(self, obs: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
         """obs [..., N, O], last_action [..., N] (n_actions = none) -> GRU input [..., N, H]."""
         ids = torch.arange(self.n_agents, device=obs.device)
-        return F.relu(self.fc_obs(obs) + self.last_action(last_action) + self.agent_id(ids))
+        return F.relu(self.project_obs(obs) + self.last_action(last_action) + self.agent_id(ids))
 
     def forward(self, obs: torch.Tensor, last_action: torch.Tensor, h: torch.Tensor | None = None):
         """Unroll over time. obs [B, T, N, O], last_action [B, T, N] -> Q [B, T, N, A], h_T.
