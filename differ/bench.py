@@ -1,8 +1,9 @@
 """`differ bench`: speed and memory figures, printed as JSON.
 
-- learner_step_ms: one training step of QMIX, QMIX-DIFFER, QPLEX and QPLEX-DIFFER (batch 32, whole
-  episodes of T steps) at the shapes of 2s3z (T=40), 3s5z_vs_3s6z (T=60) and 27m_vs_30m (T=80); median of
-  repeated steps, sampling from the buffer included; and their ratio.
+- learner_step_ms: one training step of QMIX, QMIX with bfloat16 agent passes, QMIX-DIFFER, QPLEX and
+  QPLEX-DIFFER (batch 32, whole episodes of T steps) at the shapes of 2s3z (T=40), 3s5z_vs_3s6z (T=60)
+  and 27m_vs_30m (T=80), beside a plain PyTorch QMIX step (differ/bench_reference.py) on the same
+  batches; median of repeated steps, sampling from the buffer included; and their ratios.
 - rollout_steps_per_s: env steps/s of ε-greedy collection alone (agent network included).
 - train_steps_per_s: end-to-end `differ train` env steps/s under the paper's protocol (one
   training step of batch 32 per collected episode), measured after a warm-up that fills the
@@ -14,6 +15,10 @@
   the share of that time spent in CEM, for one copy, copies in this process and copies as worker
   processes; COMIX's and COMIX-DIFFER's training step (batch 32 of the collected episodes); and
   end-to-end `differ train` env steps/s.
+- speed (only with `only=speed`): end-to-end QMIX env steps/s on SMAX 2s3z, 3s5z_vs_3s6z and LBF
+  with each speed option (skip_empty_obs, bfloat16, overlap) alone and all together.
+- parallel (only with `only=parallel`): the summed env steps/s of 2 runs side by side as processes
+  (one torch thread each) against one run using every thread: what several seeds at once can gain.
 - grf (only with `only=grf`, both Google Research Football scenarios): env steps/s with uniform random
   actions for one copy in this process and for 2 and 4 copies as worker processes; ε-greedy
   collection through the agent network (one copy); end-to-end `differ train` env steps/s of QMIX
@@ -126,7 +131,7 @@ def buffer_gb(scenario: str, episodes: int = 16) -> dict:
 
 BF16 = "qmix:algo.agent_precision=bfloat16"
 LEARNER_VARIANTS = ("plain_qmix", "qmix", BF16, "qmix_differ", "qplex", "qplex_differ")
-SECTIONS = ("learner", "rollout", "train", "buffer", "comix", "grf")
+SECTIONS = ("learner", "rollout", "train", "buffer", "comix", "grf", "speed", "parallel")
 MAMUJOCO = ("Humanoid-9|8", "ManySegmentSwimmer-10x2")
 
 
@@ -234,6 +239,49 @@ def comix_section(quick: bool) -> dict:
     return out
 
 
+# end-to-end QMIX with each speed option alone and all together (torch threads set explicitly:
+# overlap runs two busy threads, one torch thread each)
+SPEED_VARIANTS = {
+    "default": {"torch_threads": "2"},
+    "skip_empty_obs": {"torch_threads": "2", "algo.skip_empty_obs": "true"},
+    "bfloat16": {"torch_threads": "2", "algo.agent_precision": "bfloat16"},
+    "overlap": {"torch_threads": "1", "overlap": "true"},
+    "all": {"torch_threads": "1", "overlap": "true", "algo.skip_empty_obs": "true", "algo.agent_precision": "bfloat16"},
+}
+SPEED_RUNS = {"smax_2s3z": {"env.scenario": "2s3z"}, "smax_3s5z_vs_3s6z": {"env.scenario": "3s5z_vs_3s6z"},
+              "lbf_8x8-2p-3f_E1": {"env": "lbf"}}
+
+
+def speed_section(quick: bool) -> dict:
+    w, m = (2000, 2000) if quick else (10_000, 20_000)
+    return {run: {name: round(train_steps_per_s({**base, **opts}, w, m)) for name, opts in SPEED_VARIANTS.items()}
+            for run, base in SPEED_RUNS.items()}
+
+
+def _train_speed_worker(args) -> float:
+    overrides, warmup, measure = args
+    return train_steps_per_s(overrides, warmup, measure)
+
+
+def parallel_section(quick: bool) -> dict:
+    """What several seeds at once can gain on this machine: the summed env steps/s of P runs of
+    QMIX side by side as processes (one torch thread each), against one run with all threads."""
+    import multiprocessing as mp
+
+    w, m = (2000, 2000) if quick else (10_000, 20_000)
+    out = {}
+    for run, base in SPEED_RUNS.items():
+        if quick and run != "lbf_8x8-2p-3f_E1":
+            continue
+        r = {"one_process": round(train_steps_per_s({**base, "torch_threads": "0"}, w, m))}
+        for p in (2,):
+            jobs = [({**base, "torch_threads": "1", "seed": str(s + 1)}, w, m) for s in range(p)]
+            with mp.get_context("spawn").Pool(p) as pool:
+                r[f"{p}_processes_summed"] = round(sum(pool.map(_train_speed_worker, jobs)))
+        out[run] = r
+    return out
+
+
 GRF = ("academy_3_vs_1_with_keeper", "academy_counterattack_hard")
 
 
@@ -307,6 +355,10 @@ def main(opts: dict | None = None) -> dict:
             "qmix_smax_3s5z_vs_3s6z": round(train_steps_per_s({"env.scenario": "3s5z_vs_3s6z"}, w, m)),
             "qmix_lbf_8x8-2p-3f_E1": round(train_steps_per_s({"env": "lbf"}, w, m)),
         }
+    if "speed" in sections:
+        out["speed_options_steps_per_s"] = speed_section(quick)
+    if "parallel" in sections:
+        out["parallel_steps_per_s"] = parallel_section(quick)
     if "buffer" in sections:
         out["buffer_gb"] = {s: buffer_gb(s, 4 if quick else 16) for s in ("3s5z_vs_3s6z", "27m_vs_30m")}
     if "comix" in sections:
