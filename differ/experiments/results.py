@@ -31,7 +31,7 @@ FINAL_FRACTION = 0.1  # `final` averages the evaluations in the last 10% of a ru
 # keys that never distinguish two runs' algorithms: bookkeeping, seeds and budgets
 NOT_A_VARIANT = {"seed", "run_dir", "t_max", "torch_threads", "progress", "tensorboard", "wandb", "wandb_project",
                  "wandb_entity", "wandb_mode",
-                 "checkpoint_interval", "log_interval"}
+                 "checkpoint_interval", "log_interval", "device"}
 
 
 @dataclass
