@@ -28,6 +28,8 @@ def build_learner(cfg: DictConfig, spec):
     learner = LEARNERS[cfg.algo.learner]
     torch.manual_seed(cfg.seed)
     agent = AGENTS[cfg.algo.agent](spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
+    if cfg.algo.skip_empty_obs:  # (the config allows it for the rnn agent only)
+        agent.skip_empty_obs = True
     mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)
     return learner(agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed,
                    device=resolve_device(cfg.device))

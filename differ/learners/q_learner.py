@@ -82,8 +82,6 @@ class QLearner:
         self.agent, self.mixer = agent.to(self.device), mixer.to(self.device)
         # bfloat16 autocast around the agent-network passes (an option: faster, not bit-equal)
         self.agent_bf16 = cfg.get("agent_precision", "float32") == "bfloat16"
-        if cfg.get("skip_empty_obs", False):  # (the config allows it for the rnn agent only)
-            agent.skip_empty_obs = True
         self.target_agent = copy.deepcopy(agent).requires_grad_(False)
         self.target_mixer = copy.deepcopy(mixer).requires_grad_(False)
         self.params = list(agent.parameters()) + list(mixer.parameters())

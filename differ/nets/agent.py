@@ -37,7 +37,7 @@ class RNNAgent(nn.Module):
     def init_hidden(self, batch: int) -> torch.Tensor:
         return torch.zeros(1, batch, self.hidden, device=self.fc_obs.weight.device)
 
-    skip_empty_obs = False  # set by the learner (algo.skip_empty_obs)
+    skip_empty_obs = False  # set by build_learner (algo.skip_empty_obs)
 
     def project_obs(self, obs: torch.Tensor) -> torch.Tensor:
         """fc_obs(obs). With skip_empty_obs, the matmul runs only on the rows whose observation is
