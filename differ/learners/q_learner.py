@@ -125,28 +125,35 @@ class QLearner:
         """The context the agent-network passes run in: bfloat16 autocast where the option asks."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.agent_bf16)
 
+    def agent_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """The observations as the agent passes read them: in bfloat16 where the option asks, cast
+        once per step here (autocast would cast them anew for the live and the target pass, and at
+        the largest shapes that copy costs as much as a matmul)."""
+        return obs.to(torch.bfloat16) if self.agent_bf16 else obs
+
     def unroll(self, agent, obs: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
-        """Q_i of every action over whole episodes, in the observations' dtype whatever the
-        passes ran in (the mixer and the losses stay in full precision)."""
+        """Q_i of every action over whole episodes, in float32 whatever the passes ran in (the
+        mixer and the losses stay in full precision)."""
         with self.agent_precision():
             q, _ = agent(obs, last_action)
-        return q.to(obs.dtype)
+        return q.float() if self.agent_bf16 else q
 
     def hiddens(self, agent, obs: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
         with self.agent_precision():
             h, _ = agent.hiddens(obs, last_action)
-        return h.to(obs.dtype)
+        return h.float() if self.agent_bf16 else h
 
     def forward(self, batch: Batch) -> Forward:
         if self.continuous:
             return self.forward_continuous(batch)
         la = last_actions(batch.actions, self.agent.n_actions)
-        q = self.unroll(self.agent, batch.obs, la)
+        obs = self.agent_obs(batch.obs)
+        q = self.unroll(self.agent, obs, la)
         chosen = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         mixer_in = mixer_input(self.mixer, chosen, batch.state[:, :-1], batch.actions, q[:, :-1],
                                batch.avail[:, :-1])
         with torch.no_grad():
-            tq_all = self.unroll(self.target_agent, batch.obs, la)
+            tq_all = self.unroll(self.target_agent, obs, la)
             tq = tq_all[:, 1:]
             avail_next = batch.avail[:, 1:]
             if self.cfg.double_q:
@@ -165,11 +172,12 @@ class QLearner:
         """COMIX: Q_i(τ_i, a_i) of the taken actions; the target networks unrolled on the taken
         actions, a*_i at t+1 the target agent's CEM argmax from that state."""
         la = torch.cat([torch.zeros_like(batch.actions[:, :1]), batch.actions], dim=1)  # a_{t-1}, 0 at t = 0
-        h = self.hiddens(self.agent, batch.obs, la)
+        obs = self.agent_obs(batch.obs)
+        h = self.hiddens(self.agent, obs, la)
         chosen = self.agent.q(h[:, :-1], batch.actions)
         mixer_in = MixerInput(chosen, batch.state[:, :-1])
         with torch.no_grad():
-            th = self.hiddens(self.target_agent, batch.obs, la)
+            th = self.hiddens(self.target_agent, obs, la)
             th = th[:, 1:]  # [B, T, N, H]
             a_star = self.target_cem(th, batch.mask > 0)
             target_q = self.target_agent.q(th, a_star)
