@@ -19,7 +19,7 @@ class Controller:
 
     def start(self, num_envs: int) -> None:
         """New episodes in every env copy: zero hidden state, no previous action."""
-        self.hidden = self.agent.init_hidden(num_envs * self.agent.n_agents)
+        self.hidden = self.agent.init_hidden(num_envs * self.agent.n_agents)[0]  # [E*N, H]
         self.last_action = np.full((num_envs, self.agent.n_agents), self.n_actions, np.int64)
 
     @torch.no_grad()
@@ -27,10 +27,10 @@ class Controller:
             greedy: bool = False) -> np.ndarray:
         """obs [E, N, O], avail bool [E, N, A] -> actions int64 [E, N]."""
         device = self.hidden.device
-        x = torch.from_numpy(obs).to(device).float().unsqueeze(1)  # [E, 1, N, O]
-        la = torch.from_numpy(self.last_action).to(device).unsqueeze(1)
-        q, self.hidden = self.agent(x, la, self.hidden)
-        q = q[:, 0].masked_fill(~torch.from_numpy(avail).to(device), -torch.inf)
+        x = torch.from_numpy(obs).to(device).float()  # [E, N, O]
+        la = torch.from_numpy(self.last_action).to(device)
+        q, self.hidden = self.agent.step(x, la, self.hidden)
+        q = q.masked_fill(~torch.from_numpy(avail).to(device), -torch.inf)
         actions = q.argmax(-1).cpu().numpy()
         if not greedy and epsilon > 0:
             # uniform over available actions: argmax of iid uniforms restricted to the mask

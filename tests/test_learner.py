@@ -110,3 +110,27 @@ def test_a_learner_refuses_an_action_space_it_cannot_act_in():
         build_learner(build_config({"algo": "qmix"}), spec)
     with pytest.raises(TypeError, match="Box action spaces"):
         EpisodeSchema(spec)
+
+
+@pytest.mark.parametrize("skip_empty_obs", [False, True])
+def test_acting_step_is_a_one_step_unroll(skip_empty_obs):
+    """The controller advances the agent one step at a time with `step` (a GRU cell): exactly a
+    length-1 unroll of `forward` (nn.GRU), and the function training unrolls over whole episodes
+    (equal up to float rounding: the matmuls there cover all time steps at once)."""
+    torch.manual_seed(0)
+    E, N, O, A, T = 3, 4, 11, 6, 7
+    agent = RNNAgent(O, A, N)
+    agent.skip_empty_obs = skip_empty_obs
+    obs = torch.randn(E, T, N, O)
+    obs[1, 3:, 2] = 0  # a unit that died: all-zero observations
+    last = torch.randint(0, A + 1, (E, T, N))
+    with torch.no_grad():
+        q_unrolled, h_end = agent(obs, last)
+        h = agent.init_hidden(E * N)
+        for t in range(T):
+            q_one, h_one = agent(obs[:, t:t + 1], last[:, t:t + 1], h)
+            q, h_step = agent.step(obs[:, t], last[:, t], h[0])
+            assert torch.equal(q, q_one[:, 0]) and torch.equal(h_step, h_one[0])
+            torch.testing.assert_close(q, q_unrolled[:, t], rtol=1e-5, atol=1e-6)
+            h = h_one
+    torch.testing.assert_close(h[0], h_end[0], rtol=1e-5, atol=1e-6)

@@ -5,7 +5,8 @@ one-hots (a copy of the whole observation tensor per step) the first layer is sp
 Linear on the observation plus two embedding lookups, which is the same function: a linear map
 of a one-hot is a row of its weight matrix. The "no previous action" row (t = 0) is zero, as a
 zero one-hot would be. Training unrolls whole episodes with `nn.GRU` (one fused call) rather
-than a Python loop over time steps.
+than a Python loop over time steps; acting advances one step with `step` (a GRU cell, the same
+arithmetic as a one-step unroll, with fewer calls: an env step's forward pass is call-bound).
 """
 
 from __future__ import annotations
@@ -67,3 +68,12 @@ class RNNAgent(nn.Module):
         out, h = self.rnn(x, h)
         q = self.fc_out(out).view(T, B, N, self.n_actions).permute(1, 0, 2, 3)
         return q, h
+
+    def step(self, obs: torch.Tensor, last_action: torch.Tensor, h: torch.Tensor):
+        """One time step, for acting: obs [E, N, O], last_action [E, N], h [E*N, H] -> Q [E, N, A],
+        h'. Bit-equal to `forward` over a length-1 sequence (same matmuls, same gate arithmetic)."""
+        E, N = last_action.shape
+        x = F.relu(self.project_obs(obs) + self.last_action(last_action) + self.agent_id.weight)
+        r = self.rnn
+        h = torch.gru_cell(x.view(E * N, self.hidden), h, r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0)
+        return self.fc_out(h).view(E, N, self.n_actions), h
