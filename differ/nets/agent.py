@@ -71,7 +71,8 @@ class RNNAgent(nn.Module):
 
     def step(self, obs: torch.Tensor, last_action: torch.Tensor, h: torch.Tensor):
         """One time step, for acting: obs [E, N, O], last_action [E, N], h [E*N, H] -> Q [E, N, A],
-        h'. Bit-equal to `forward` over a length-1 sequence (same matmuls, same gate arithmetic)."""
+        h'. On the CPU, bit-equal to `forward` over a length-1 sequence (same matmuls, same gate
+        arithmetic)."""
         E, N = last_action.shape
         x = F.relu(self.project_obs(obs) + self.last_action(last_action) + self.agent_id.weight)
         r = self.rnn
