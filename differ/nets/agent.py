@@ -74,7 +74,7 @@ class RNNAgent(nn.Module):
         h'. On the CPU, bit-equal to `forward` over a length-1 sequence (same matmuls, same gate
         arithmetic)."""
         E, N = last_action.shape
-        x = F.relu(self.project_obs(obs) + self.last_action(last_action) + self.agent_id.weight)
+        x = self.embed(obs, last_action)
         r = self.rnn
         h = torch.gru_cell(x.view(E * N, self.hidden), h, r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0)
         return self.fc_out(h).view(E, N, self.n_actions), h
