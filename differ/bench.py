@@ -1,6 +1,7 @@
 """`differ bench`: speed and memory figures, printed as JSON.
 
-- learner_step_ms: one training step of QMIX, QMIX with bfloat16 agent passes, QMIX-DIFFER, QPLEX and
+- learner_step_ms: one training step of QMIX, QMIX with bfloat16 agent passes, with the fused GRU
+  kernel, with both, QMIX-DIFFER, QPLEX and
   QPLEX-DIFFER (batch 32, whole episodes of T steps) at the shapes of 2s3z (T=40), 3s5z_vs_3s6z (T=60)
   and 27m_vs_30m (T=80), beside a plain PyTorch QMIX step (differ/bench_reference.py) on the same
   batches; median of repeated steps, sampling from the buffer included; and their ratios.
@@ -16,7 +17,8 @@
   processes; COMIX's and COMIX-DIFFER's training step (batch 32 of the collected episodes); and
   end-to-end `differ train` env steps/s.
 - speed (only with `only=speed`): end-to-end QMIX env steps/s on SMAX 2s3z, 3s5z_vs_3s6z and LBF
-  with each speed option (skip_empty_obs, bfloat16, overlap) alone and all together.
+  with each speed option (skip_empty_obs, bfloat16, fused_gru, overlap) alone, in the pairs that
+  pay, and all together.
 - parallel (only with `only=parallel`): the summed env steps/s of 2 runs side by side as processes
   (one torch thread each) against one run using every thread: what several seeds at once can gain.
 - grf (only with `only=grf`, both Google Research Football scenarios): env steps/s with uniform random
@@ -130,7 +132,9 @@ def buffer_gb(scenario: str, episodes: int = 16) -> dict:
 
 
 BF16 = "qmix:algo.agent_precision=bfloat16"
-LEARNER_VARIANTS = ("plain_qmix", "qmix", BF16, "qmix_differ", "qplex", "qplex_differ")
+FUSED = "qmix:algo.fused_gru=true"
+FUSED_BF16 = "qmix:algo.fused_gru=true,algo.agent_precision=bfloat16"
+LEARNER_VARIANTS = ("plain_qmix", "qmix", BF16, FUSED, FUSED_BF16, "qmix_differ", "qplex", "qplex_differ")
 SECTIONS = ("learner", "rollout", "train", "buffer", "comix", "grf", "speed", "parallel")
 MAMUJOCO = ("Humanoid-9|8", "ManySegmentSwimmer-10x2")
 
@@ -245,8 +249,12 @@ SPEED_VARIANTS = {
     "default": {"torch_threads": "2"},
     "skip_empty_obs": {"torch_threads": "2", "algo.skip_empty_obs": "true"},
     "bfloat16": {"torch_threads": "2", "algo.agent_precision": "bfloat16"},
+    "fused_gru": {"torch_threads": "2", "algo.fused_gru": "true"},
+    "fused_gru_bfloat16": {"torch_threads": "2", "algo.fused_gru": "true", "algo.agent_precision": "bfloat16"},
     "overlap": {"torch_threads": "1", "overlap": "true"},
-    "all": {"torch_threads": "1", "overlap": "true", "algo.skip_empty_obs": "true", "algo.agent_precision": "bfloat16"},
+    "overlap_fused_gru": {"torch_threads": "1", "overlap": "true", "algo.fused_gru": "true"},
+    "all": {"torch_threads": "1", "overlap": "true", "algo.skip_empty_obs": "true", "algo.agent_precision": "bfloat16",
+            "algo.fused_gru": "true"},
 }
 SPEED_RUNS = {"smax_2s3z": {"env.scenario": "2s3z"}, "smax_3s5z_vs_3s6z": {"env.scenario": "3s5z_vs_3s6z"},
               "lbf_8x8-2p-3f_E1": {"env": "lbf"}}
@@ -335,6 +343,8 @@ def main(opts: dict | None = None) -> dict:
                 # > 1: faster than the plain PyTorch step on the same batches
                 "plain_over_qmix": round(ms["plain_qmix"] / ms["qmix"], 3),
                 "plain_over_qmix_bf16": round(ms["plain_qmix"] / ms[BF16], 3),
+                "plain_over_qmix_fused_gru": round(ms["plain_qmix"] / ms[FUSED], 3),
+                "plain_over_qmix_fused_gru_bf16": round(ms["plain_qmix"] / ms[FUSED_BF16], 3),
                 "differ_over_qmix": round(ms["qmix_differ"] / ms["qmix"], 3),
                 "differ_over_qplex": round(ms["qplex_differ"] / ms["qplex"], 3)}
     if "rollout" in sections:

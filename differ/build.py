@@ -9,7 +9,7 @@ from .device import resolve_device
 from .envs.registry import make_env
 from .errors import ConfigError
 from .learners import LEARNERS, MIXERS
-from .nets import AGENTS
+from .nets import AGENTS, fused_gru
 from .nets.mixers import build_mixer
 
 
@@ -30,9 +30,15 @@ def build_learner(cfg: DictConfig, spec):
     agent = AGENTS[cfg.algo.agent](spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
     if cfg.algo.skip_empty_obs:  # (the config allows it for the rnn agent only)
         agent.skip_empty_obs = True
+    device = resolve_device(cfg.device)
+    if cfg.algo.fused_gru:
+        if device.type != "cpu":
+            raise ConfigError(f"algo.fused_gru=true is a CPU kernel and this run trains on {device} "
+                              f"(the GPU's own GRU is already one fused call): leave algo.fused_gru out")
+        fused_gru.kernel()  # compiled (or loaded) now: a machine that cannot build it says so before the run starts
+        agent.fused_gru = True
     mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)
-    return learner(agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed,
-                   device=resolve_device(cfg.device))
+    return learner(agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed, device=device)
 
 
 def make_envs(cfg: DictConfig):

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import fused_gru
+
 
 class RNNAgent(nn.Module):
     action_kind = "discrete"  # one Q output per action
@@ -39,6 +41,7 @@ class RNNAgent(nn.Module):
         return torch.zeros(1, batch, self.hidden, device=self.fc_obs.weight.device)
 
     skip_empty_obs = False  # set by build_learner (algo.skip_empty_obs)
+    fused_gru = False  # set by build_learner (algo.fused_gru): unroll through differ/nets/fused_gru.py
 
     def project_obs(self, obs: torch.Tensor) -> torch.Tensor:
         """fc_obs(obs). With skip_empty_obs, the matmul runs only on the rows whose observation is
@@ -65,7 +68,7 @@ class RNNAgent(nn.Module):
         B, T, N = last_action.shape
         x = self.embed(obs, last_action)  # the big matmul runs on the stored layout
         x = x.permute(1, 0, 2, 3).reshape(T, B * N, self.hidden)  # time-major for the GRU
-        out, h = self.rnn(x, h)
+        out, h = fused_gru.unroll(self.rnn, x, h) if self.fused_gru else self.rnn(x, h)
         q = self.fc_out(out).view(T, B, N, self.n_actions).permute(1, 0, 2, 3)
         return q, h
 

@@ -1,0 +1,156 @@
+// A one-layer GRU unrolled over a whole sequence in one call, for the learner's agent passes
+// (algo.fused_gru=true; differ/nets/fused_gru.py builds and loads it).
+//
+// torch's CPU GRU runs about ten tensor ops per time step forward and more backward, each a few
+// microseconds on the learner's small [rows x 64] tensors, so the op calls cost more than the
+// arithmetic. Here a step is one matmul (h W_hh^T) and one pass over the gates in a loop the
+// compiler vectorises; the backward is one matmul per step, with the weight gradients summed over
+// all steps in one matmul at the end. Same equations as nn.GRU (PyTorch's gate order r, z, n):
+//   r = s(x W_ir + b_ir + h W_hr + b_hr),  z = s(x W_iz + b_iz + h W_hz + b_hz)
+//   n = tanh(x W_in + b_in + r (h W_hn + b_hn)),  h' = (h - n) z + n
+// The vectorised exp / tanh round differently from torch's, so results agree with nn.GRU to
+// float precision, not bit for bit; each run is still deterministic (fixed loop order).
+#include <ATen/Parallel.h>
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+static inline float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+
+// One step's gates for rows [i0, i1). a: x W_ih^T + b_ih [R, 3H]; b: h W_hh^T [R, 3H]; c: b_hh [3H];
+// p: h [R, H] -> o: h' [R, H]; when g is given it keeps what the backward needs: r, z, n and
+// h W_hn^T + b_hn.
+static void __attribute__((noinline)) gates_forward(const float* __restrict a, const float* __restrict b,
+                                                    const float* __restrict c, const float* __restrict p,
+                                                    float* __restrict o, float* __restrict g, int64_t i0,
+                                                    int64_t i1, int64_t H) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const float* ai = a + i * 3 * H;
+    const float* bi = b + i * 3 * H;
+    const float* pi = p + i * H;
+    float* oi = o + i * H;
+    if (g) {
+      float* gi = g + i * 4 * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const float hn = bi[2 * H + j] + c[2 * H + j];
+        const float r = sigmoid(ai[j] + (bi[j] + c[j]));
+        const float z = sigmoid(ai[H + j] + (bi[H + j] + c[H + j]));
+        const float n = tanhf(ai[2 * H + j] + r * hn);
+        oi[j] = (pi[j] - n) * z + n;
+        gi[j] = r;
+        gi[H + j] = z;
+        gi[2 * H + j] = n;
+        gi[3 * H + j] = hn;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const float r = sigmoid(ai[j] + (bi[j] + c[j]));
+        const float z = sigmoid(ai[H + j] + (bi[H + j] + c[H + j]));
+        const float n = tanhf(ai[2 * H + j] + r * (bi[2 * H + j] + c[2 * H + j]));
+        oi[j] = (pi[j] - n) * z + n;
+      }
+    }
+  }
+}
+
+// One step's gradients for rows [i0, i1). go: dL/dh' from the output [R, H]; dh: dL/dh' through the
+// next step [R, H], overwritten with the direct part of dL/dh (the W_hh part is added after);
+// g: the saved gates; p: h -> da: dL/d(x W_ih^T + b_ih) [R, 3H], db: dL/d(h W_hh^T + b_hh) [R, 3H].
+static void __attribute__((noinline)) gates_backward(const float* __restrict go, float* __restrict dh,
+                                                     const float* __restrict g, const float* __restrict p,
+                                                     float* __restrict da, float* __restrict db,
+                                                     int64_t i0, int64_t i1, int64_t H) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const float* gi = g + i * 4 * H;
+    const float* pi = p + i * H;
+    const float* goi = go + i * H;
+    float* dhi = dh + i * H;
+    float* dai = da + i * 3 * H;
+    float* dbi = db + i * 3 * H;
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+      const float r = gi[j], z = gi[H + j], n = gi[2 * H + j], hn = gi[3 * H + j];
+      const float d = goi[j] + dhi[j];
+      const float dn = d * (1.f - z) * (1.f - n * n);
+      const float dz = d * (pi[j] - n) * z * (1.f - z);
+      const float dr = dn * hn * r * (1.f - r);
+      dai[j] = dr;
+      dai[H + j] = dz;
+      dai[2 * H + j] = dn;
+      dbi[j] = dr;
+      dbi[H + j] = dz;
+      dbi[2 * H + j] = dn * r;
+      dhi[j] = d * z;
+    }
+  }
+}
+
+// Rows per thread: the gate passes split rows across threads only when a step has enough work to
+// pay for it (each row is computed alone, so the split does not change any number).
+static int64_t grain(int64_t H) { return std::max<int64_t>(1, 32768 / (4 * H)); }
+
+static void check(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(), "fused GRU: ", name,
+              " must be a contiguous float32 CPU tensor");
+}
+
+// gi [T, R, 3H] = x W_ih^T + b_ih for every step; h0 [R, H]; w_hh [3H, H]; b_hh [3H].
+// Returns the outputs h_1..h_T [T, R, H] and, when save, the gates [T, R, 4H] for the backward.
+std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, const at::Tensor& w_hh,
+                                const at::Tensor& b_hh, bool save) {
+  check(gi, "gi"); check(h0, "h0"); check(w_hh, "w_hh"); check(b_hh, "b_hh");
+  const int64_t T = gi.size(0), R = gi.size(1), H = h0.size(1);
+  auto out = at::empty({T, R, H}, gi.options());
+  auto gates = at::empty({save ? T : 0, R, 4 * H}, gi.options());
+  auto gh = at::empty({R, 3 * H}, gi.options());
+  const auto wt = w_hh.t();
+  const auto outs = out.unbind(0);
+  for (int64_t t = 0; t < T; ++t) {
+    const at::Tensor& h = t == 0 ? h0 : outs[t - 1];
+    at::mm_out(gh, h, wt);
+    const float* a = gi.data_ptr<float>() + t * R * 3 * H;
+    const float* p = h.data_ptr<float>();
+    float* o = out.data_ptr<float>() + t * R * H;
+    float* g = save ? gates.data_ptr<float>() + t * R * 4 * H : nullptr;
+    at::parallel_for(0, R, grain(H), [&](int64_t i0, int64_t i1) {
+      gates_forward(a, gh.data_ptr<float>(), b_hh.data_ptr<float>(), p, o, g, i0, i1, H);
+    });
+  }
+  return {out, gates};
+}
+
+// grad_out [T, R, H]: dL/d(every output), h_T's own gradient included by the caller.
+// Returns dL/d gi [T, R, 3H], dL/d h0 [R, H], dL/d w_hh [3H, H], dL/d b_hh [3H].
+std::vector<at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& out, const at::Tensor& gates,
+                                 const at::Tensor& h0, const at::Tensor& w_hh) {
+  check(grad_out, "grad_out"); check(out, "out"); check(gates, "gates");
+  const int64_t T = out.size(0), R = out.size(1), H = out.size(2);
+  auto dgi = at::empty({T, R, 3 * H}, out.options());
+  auto dgh = at::empty({T, R, 3 * H}, out.options());
+  auto dh = at::zeros({R, H}, out.options());
+  const auto dghs = dgh.unbind(0);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const float* go = grad_out.data_ptr<float>() + t * R * H;
+    const float* g = gates.data_ptr<float>() + t * R * 4 * H;
+    const float* p = (t == 0 ? h0.data_ptr<float>() : out.data_ptr<float>() + (t - 1) * R * H);
+    float* da = dgi.data_ptr<float>() + t * R * 3 * H;
+    float* db = dgh.data_ptr<float>() + t * R * 3 * H;
+    at::parallel_for(0, R, grain(H), [&](int64_t i0, int64_t i1) {
+      gates_backward(go, dh.data_ptr<float>(), g, p, da, db, i0, i1, H);
+    });
+    dh.addmm_(dghs[t], w_hh);
+  }
+  // the inputs of every step's h W_hh^T: h_0..h_{T-1}
+  const auto hs = at::cat({h0.unsqueeze(0), out.narrow(0, 0, T - 1)}, 0).view({T * R, H});
+  const auto dg = dgh.view({T * R, 3 * H});
+  return {dgi, dh, dg.t().mm(hs), dg.sum(0)};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "GRU over a sequence (gates saved for the backward when save)");
+  m.def("backward", &backward, "its gradients");
+}
