@@ -78,7 +78,7 @@ def learner_step_ms(scenario: str, variants=("qmix", "qmix_differ"), reps: int =
     for i in range(reps + 2):
         for v, learner in learners.items():
             t0 = time.perf_counter()
-            learner.train(buf.sample(32, rng))
+            learner.train(buf.sample(32, rng, getattr(learner, "batch_obs_dtype", torch.float32)))
             if i >= 2:  # the first steps allocate
                 times[v].append(time.perf_counter() - t0)
     return {v: 1000 * statistics.median(ts) for v, ts in times.items()}

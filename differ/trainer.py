@@ -302,7 +302,8 @@ class Trainer:
     def _train_step(self) -> dict[str, float]:
         c = self.c
         try:
-            batch = self.buffer.sample(self.cfg.algo.batch_size, self.rng).to(self.learner.device)
+            batch = self.buffer.sample(self.cfg.algo.batch_size, self.rng,
+                                       self.learner.batch_obs_dtype).to(self.learner.device)
             stats = self.learner.train(batch, c["t_env"])
             bad = [k for k, v in stats.items() if k.startswith("loss") and not np.isfinite(v)]
             if bad:

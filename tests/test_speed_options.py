@@ -153,3 +153,27 @@ def test_skip_empty_obs_is_the_same_function(algo):
 def test_skip_empty_obs_needs_the_rnn_agent():
     with pytest.raises(ConfigError, match="algo.skip_empty_obs=true needs the rnn agent"):
         build_config({"env": "mamujoco", "algo": "comix", "algo.skip_empty_obs": "true"})
+
+
+@pytest.mark.parametrize("algo", ["qmix", "qmix_differ"])
+def test_bfloat16_learners_sample_bfloat16_observations_with_the_same_numbers(algo):
+    """With bfloat16 agent passes the buffer hands the observations over in bfloat16 (cast once,
+    no float32 copy): the same values as float32 then bfloat16, so the same training step."""
+    over = {"env": "lbf", "algo": algo, "algo.agent_precision": "bfloat16"}
+    a, b = build_learner(build_config(over), SPEC), build_learner(build_config(over), SPEC)
+    assert a.batch_obs_dtype == torch.bfloat16
+    buf = _buffer()
+    full = buf.sample(8, np.random.default_rng(4))
+    half = buf.sample(8, np.random.default_rng(4), a.batch_obs_dtype)
+    assert full.obs.dtype == torch.float32 and half.obs.dtype == torch.bfloat16
+    assert torch.equal(full.obs.to(torch.bfloat16), half.obs) and torch.equal(full.state, half.state)
+    assert a.train(full) == b.train(half)
+    for p, q in zip(a.agent.parameters(), b.agent.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_maser_and_float32_learners_sample_float32_observations():
+    assert build_learner(build_config({"env": "lbf", "algo": "qmix"}), SPEC).batch_obs_dtype == torch.float32
+    maser = build_learner(build_config({"env": "lbf", "algo": "maser", "algo.agent_precision": "bfloat16"}), SPEC)
+    assert maser.batch_obs_dtype == torch.float32  # φ reads them in float32
+    maser.train(_buffer().sample(8, np.random.default_rng(0), maser.batch_obs_dtype))

@@ -63,6 +63,9 @@ class MaserLearner(QLearner):
         self.phi_optimiser = self.make_optimiser(list(self.phi.parameters())) if m.train_phi else None
         self.phi.requires_grad_(m.train_phi)
 
+    # φ reads the observations too, in float32
+    batch_obs_dtype = torch.float32
+
     def networks(self) -> dict[str, nn.Module]:
         return {**super().networks(), "phi": self.phi}
 

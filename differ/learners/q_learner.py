@@ -125,6 +125,12 @@ class QLearner:
         """The context the agent-network passes run in: bfloat16 autocast where the option asks."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.agent_bf16)
 
+    @property
+    def batch_obs_dtype(self) -> torch.dtype:
+        """What the trainer samples the observations as: bfloat16 when only the agent passes read
+        them and run in bfloat16 (one cast in the buffer, no float32 copy), else float32."""
+        return torch.bfloat16 if self.agent_bf16 else torch.float32
+
     def agent_obs(self, obs: torch.Tensor) -> torch.Tensor:
         """The observations as the agent passes read them: in bfloat16 where the option asks, cast
         once per step here (autocast would cast them anew for the live and the target pass, and at
