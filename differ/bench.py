@@ -77,8 +77,9 @@ def learner_step_ms(scenario: str, variants=("qmix", "qmix_differ"), reps: int =
     times: dict[str, list[float]] = {v: [] for v in learners}
     for i in range(reps + 2):
         for v, learner in learners.items():
+            draw = np.random.default_rng(i)  # every variant gets the same episodes at step i
             t0 = time.perf_counter()
-            learner.train(buf.sample(32, rng, getattr(learner, "batch_obs_dtype", torch.float32)))
+            learner.train(buf.sample(32, draw, getattr(learner, "batch_obs_dtype", torch.float32)))
             if i >= 2:  # the first steps allocate
                 times[v].append(time.perf_counter() - t0)
     return {v: 1000 * statistics.median(ts) for v, ts in times.items()}
