@@ -42,6 +42,10 @@ def test_preset_variants_and_validation_up_front(tmp_path):
     assert len(grid) == 8
     fixed = dict(grid)["eta0.94-qmix_differ-s2"]
     assert fixed["algo.differ.eta_warmup"] == "False" and fixed["algo.differ.eta_start"] == "0.94"
+    speed = dict(expand_grid({"algo": "qmix", "seed": "1"}, load_preset("speed_check")["variants"]))
+    assert set(speed) == {"default-qmix-s1", "fused_bf16-qmix-s1"}
+    assert speed["fused_bf16-qmix-s1"]["algo.fused_gru"] == "True"
+    assert speed["fused_bf16-qmix-s1"]["algo.agent_precision"] == "bfloat16"
     with pytest.raises(ConfigError, match="unknown sweep preset 'nope'"):
         load_preset("nope")
     with pytest.raises(ConfigError, match="run qmix-3m-s1: unknown config key 'algo.lrr'"):
