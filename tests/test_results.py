@@ -97,6 +97,15 @@ def test_summary_command_writes_tables_with_hand_checked_numbers(tmp_path):
         assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_compare_keeps_the_commas_of_a_label_with_several_settings():
+    from differ.experiments.commands import compare_items
+
+    assert compare_items("qmix:vdn, maser:qmix") == ["qmix:vdn", "maser:qmix"]
+    both = "qmix (agent_precision=bfloat16, fused_gru=True):qmix (agent_precision=float32, fused_gru=False)"
+    assert compare_items(both + ",qmix:vdn") == [both, "qmix:vdn"]
+    assert compare_items("") == []
+
+
 def test_plot_and_labels_for_an_ablation(tmp_path):
     for s in (1, 2):
         make_run(tmp_path, f"w{s}", "qmix_differ", s, ramp(0.8))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 from ..config import ConfigError, flag_option, int_option, parse_overrides
@@ -108,11 +110,17 @@ def run_command(cmd: str, args: list[str]) -> int:
     return 0
 
 
+def compare_items(text: str) -> list[str]:
+    """compare=A:B,C:D split at the commas between pairs; a label that names several settings,
+    `qmix (agent_precision=bfloat16, fused_gru=True)`, keeps the commas inside its brackets."""
+    return [item.strip() for item in re.split(r",(?![^()]*\))", text) if item.strip()]
+
+
 def summary(paths: list[str], opts: dict[str, str], runs=None) -> None:
     runs = runs or load_runs(paths, opts)
     metric = pick_metric(runs, opts.get("metric"))
     pairs = []
-    for item in filter(None, opts.get("compare", "").split(",")):
+    for item in compare_items(opts.get("compare", "")):
         a, sep, b = item.partition(":")
         if not sep or not a or not b or a == b:
             raise ConfigError(f"compare= takes LABEL:BASE pairs of two labels separated by commas, got '{item}'")
