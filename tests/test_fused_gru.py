@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from differ import cli
 from differ.build import build_learner
 from differ.config import ConfigError, build_config
 from differ.nets import fused_gru
@@ -17,11 +16,22 @@ from .test_resume import metrics_pair, uninterrupted_and_resumed
 from .test_speed_options import SPEC, _buffer
 
 
-@pytest.mark.parametrize("T, R, H, with_h0", [(1, 1, 64, False), (9, 12, 64, True), (30, 40, 24, True)])
+@pytest.mark.parametrize("T, R, H, with_h0", [(1, 1, 64, False), (1, 3, 64, True), (9, 12, 64, True),
+                                              (30, 40, 24, True), (6, 600, 64, True)])
 def test_the_kernel_is_nn_gru(T, R, H, with_h0):
     """Outputs, h_T and the gradients of the input, h0 and all four weights, against nn.GRU.
-    H=24 is not a multiple of the vector width: the loop's scalar tail is covered too."""
+    H=24 is not a multiple of the vector width: the loop's scalar tail is covered too; 600 rows
+    split the gate loops across threads."""
     torch.manual_seed(T)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _check_against_nn_gru(T, R, H, with_h0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_against_nn_gru(T, R, H, with_h0):
     gru = nn.GRU(H, H)
     x = torch.randn(T, R, H, requires_grad=True)
     h0 = torch.randn(1, R, H, requires_grad=True) if with_h0 else None
@@ -88,20 +98,30 @@ def test_fused_gru_needs_the_rnn_agent():
         build_config({"env": "mamujoco", "algo": "comix", "algo.fused_gru": "true"})
 
 
-def test_a_kernel_that_cannot_build_is_one_line(monkeypatch, tmp_path, capfd):
+def test_a_kernel_that_cannot_build_is_one_line(monkeypatch, tmp_path):
+    # in a process of its own, so this one's loaded kernel and torch's build bookkeeping stay as they are
     monkeypatch.setenv("CXX", "/nonexistent/g++")
     monkeypatch.setenv("DIFFER_KERNEL_CACHE", str(tmp_path / "kernels"))
-    fused_gru.kernel.cache_clear()
-    try:
-        code = cli.main(["train", "env=lbf", "algo.fused_gru=true", "t_max=1", f"run_dir={tmp_path / 'r'}"])
-    finally:
-        fused_gru.kernel.cache_clear()
-    err = capfd.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("differ: error:")]
-    assert code == 2 and "Traceback" not in err and len(lines) == 1
+    proc = run_cli("train", "env=lbf", "algo.fused_gru=true", "t_max=1", f"run_dir={tmp_path / 'r'}", check=False)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("differ: error:")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(lines) == 1
     assert "algo.fused_gru=true: the fused GRU kernel did not compile" in lines[0]
     assert "leave algo.fused_gru out" in lines[0]
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_a_lock_left_by_a_killed_build_does_not_hang_the_next_run():
+    import os
+    import time
+
+    fused_gru.kernel()
+    lock = fused_gru.build_dir() / "lock"
+    lock.touch()
+    old = time.time() - 2 * fused_gru.STALE_LOCK_S
+    os.utime(lock, (old, old))
+    fused_gru.kernel.cache_clear()
+    assert fused_gru.kernel() is not None  # torch would wait on the lock for ever
+    assert not lock.exists()
 
 
 def test_a_fused_gru_run_resumes_exactly_and_differs_from_the_default(tmp_path):

@@ -103,7 +103,10 @@ static void check(const at::Tensor& t, const char* name) {
 std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, const at::Tensor& w_hh,
                                 const at::Tensor& b_hh, bool save) {
   check(gi, "gi"); check(h0, "h0"); check(w_hh, "w_hh"); check(b_hh, "b_hh");
+  TORCH_CHECK(gi.dim() == 3 && h0.dim() == 2 && gi.size(1) == h0.size(0), "fused GRU: gi [T, R, 3H] and h0 [R, H]");
   const int64_t T = gi.size(0), R = gi.size(1), H = h0.size(1);
+  TORCH_CHECK(gi.size(2) == 3 * H && w_hh.dim() == 2 && w_hh.size(0) == 3 * H && w_hh.size(1) == H &&
+              b_hh.dim() == 1 && b_hh.size(0) == 3 * H, "fused GRU: gi [T, R, 3H], w_hh [3H, H], b_hh [3H]");
   auto out = at::empty({T, R, H}, gi.options());
   auto gates = at::empty({save ? T : 0, R, 4 * H}, gi.options());
   auto gh = at::empty({R, 3 * H}, gi.options());
@@ -127,8 +130,11 @@ std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, cons
 // Returns dL/d gi [T, R, 3H], dL/d h0 [R, H], dL/d w_hh [3H, H], dL/d b_hh [3H].
 std::vector<at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& out, const at::Tensor& gates,
                                  const at::Tensor& h0, const at::Tensor& w_hh) {
-  check(grad_out, "grad_out"); check(out, "out"); check(gates, "gates");
+  check(grad_out, "grad_out"); check(out, "out"); check(gates, "gates"); check(h0, "h0"); check(w_hh, "w_hh");
   const int64_t T = out.size(0), R = out.size(1), H = out.size(2);
+  TORCH_CHECK(grad_out.sizes() == out.sizes() && gates.dim() == 3 && gates.size(0) == T && gates.size(1) == R &&
+              gates.size(2) == 4 * H && h0.size(0) == R && h0.size(1) == H && w_hh.size(0) == 3 * H &&
+              w_hh.size(1) == H, "fused GRU: backward shapes");
   auto dgi = at::empty({T, R, 3 * H}, out.options());
   auto dgh = at::empty({T, R, 3 * H}, out.options());
   auto dh = at::zeros({R, H}, out.options());

@@ -19,10 +19,12 @@ import hashlib
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from ..errors import ConfigError
@@ -57,33 +59,62 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DIFFER_KERNEL_CACHE", Path.home() / ".cache" / "differ" / "kernels"))
 
 
+def build_dir() -> Path:
+    """Where this source, compiled with these flags for this torch, Python and CPU, lives."""
+    cflags, ldflags = _flags()
+    digest = hashlib.sha256("\n".join([SOURCE.read_text(), *cflags, *ldflags, torch.__version__,
+                                       sys.version, _cpu_id()]).encode()).hexdigest()[:12]
+    return cache_dir() / f"differ_fused_gru_{digest}"
+
+
+STALE_LOCK_S = 300  # a build takes ~30 s on 2 cores; a lock this old was left by a build that was killed
+
+
+def _clear_stale_lock(lock: Path) -> None:
+    """torch's build lock has no timeout: a build killed part-way (a sweep's time limit, SIGKILL)
+    would leave every later run waiting on it for ever. Wait while another process may still be
+    building, then remove a lock older than STALE_LOCK_S."""
+    while True:
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > STALE_LOCK_S:
+            lock.unlink(missing_ok=True)
+            return
+        time.sleep(1.0)
+
+
 @functools.cache
 def kernel():
     """The compiled kernel (built on first use, then loaded from the cache). One line naming the
     key and the fix when it cannot be built."""
     from torch.utils import cpp_extension
 
-    cflags, ldflags = _flags()
-    digest = hashlib.sha256("\n".join([SOURCE.read_text(), *cflags, *ldflags, torch.__version__,
-                                       sys.version, _cpu_id()]).encode()).hexdigest()[:12]
-    name = f"differ_fused_gru_{digest}"
-    build = cache_dir() / name
+    build = cache_dir()
     try:
-        import ninja  # the pip package puts a ninja binary beside itself; torch looks on PATH
+        build = build_dir()
+        cflags, ldflags = _flags()
+        try:
+            import ninja  # the pip package puts a ninja binary beside itself; torch looks on PATH
 
-        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
-    except ImportError:
-        pass
-    try:
-        cpp_extension.verify_ninja_availability()
-    except RuntimeError:
-        raise ConfigError(f"{KEY} compiles a kernel with ninja, which is not installed: "
-                          f"`pip install ninja` (or leave algo.fused_gru out)") from None
-    build.mkdir(parents=True, exist_ok=True)
-    try:
-        return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=cflags,
+            path = os.environ.get("PATH", "")
+            if ninja.BIN_DIR not in path.split(os.pathsep):
+                os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + path
+        except ImportError:
+            pass
+        try:
+            cpp_extension.verify_ninja_availability()
+        except RuntimeError:
+            raise ConfigError(f"{KEY} compiles a kernel with ninja, which is not installed: "
+                              f"`pip install ninja` (or leave algo.fused_gru out)") from None
+        build.mkdir(parents=True, exist_ok=True)
+        _clear_stale_lock(build / "lock")
+        return cpp_extension.load(name=build.name, sources=[str(SOURCE)], extra_cflags=cflags,
                                   extra_ldflags=ldflags, build_directory=str(build), verbose=False)
-    except (RuntimeError, OSError, ImportError) as e:
+    except ConfigError:
+        raise
+    except Exception as e:  # compiler missing or failing, unwritable cache, ...: one line, not a traceback
         first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
         raise ConfigError(f"{KEY}: the fused GRU kernel did not compile ({first[:200]}); it needs a C++ "
                           f"compiler (g++) and Python's headers; the build is in {build}; or leave "
@@ -98,6 +129,7 @@ class _FusedGRU(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # the kernel's gradient has no gradient of its own: a double backward raises
     def backward(ctx, grad_out):
         out, gates, h0, w_hh = ctx.saved_tensors
         return tuple(kernel().backward(grad_out.contiguous(), out, gates, h0, w_hh))
