@@ -62,9 +62,11 @@ class EpisodeSchema:
     def rows(self, field: Field, length: int) -> int:
         return length + 1 if field.per == "step" else length
 
-    def padded(self, B: int, T: int) -> dict[str, np.ndarray]:
-        """Zeroed arrays for B episodes of up to T steps, in the learner's dtypes."""
-        return {fl.name: np.zeros((B, self.rows(fl, T), *fl.shape), fl.batch) for fl in self.fields}
+    def padded(self, B: int, T: int, stored: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """Zeroed arrays for B episodes of up to T steps, in the learner's dtypes (the fields named
+        in `stored` in their storage dtype, for a cast done later by torch)."""
+        return {fl.name: np.zeros((B, self.rows(fl, T), *fl.shape), fl.store if fl.name in stored else fl.batch)
+                for fl in self.fields}
 
     def stored(self, arrays: dict) -> dict[str, np.ndarray]:
         """One episode's arrays in the buffer's storage dtypes."""
