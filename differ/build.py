@@ -44,7 +44,8 @@ def build_learner(cfg: DictConfig, spec):
 def make_envs(cfg: DictConfig):
     """The training envs, and the test envs (the same object unless env.test_num_envs is set)."""
     e = cfg.env
-    env = make_env(e.name, e.scenario, e.num_envs, e.time_limit, e.options)
+    scale = e.get("reward_scale", 1.0)
+    env = make_env(e.name, e.scenario, e.num_envs, e.time_limit, e.options, scale)
     test_n = e.get("test_num_envs") or None
-    test_env = make_env(e.name, e.scenario, test_n, e.time_limit, e.options) if test_n else env
+    test_env = make_env(e.name, e.scenario, test_n, e.time_limit, e.options, scale) if test_n else env
     return env, test_env

@@ -28,12 +28,14 @@ USAGE = """usage:
                [preset=warmup_ablation]              a grid of runs; re-run to skip finished / resume
   differ plot DIR... [metric=test_battle_won_mean] [out=FILE]    curves: mean over seeds, min-max band
   differ summary DIR... [metric=...] [out=PREFIX] [reps=2000] [compare=A:B,...]
-                                  final, AUC, IQM [95% CI], P(improvement) of X_differ over X and of A over B
-  differ analyze fig9|fig10|fig11|fig12 PATH... [out=FILE]       the paper's analysis figures:
+                                  final, AUC (sample sd), IQM [95% CI]; X_differ and X_divide vs X and A vs B:
+                                  difference and P(improvement) [95% CI], exact Mann-Whitney p, Holm-adjusted
+  differ analyze fig9|fig10|fig11|fig12|fair PATH... [out=FILE]  the paper's analysis figures:
       fig9   normalised std of individual TD errors over training   (run or sweep dirs)
       fig10  individual rewards along an evaluation episode         (a run dir, or a dump CSV) [episode=0]
       fig11  warm-up ablation: η warm-up vs fixed η                 (the warmup_ablation sweep dir)
       fig12  share of sampled individual experiences per unit type  (run or sweep dirs)
+      fair   fair replay's health: draws on the top-10% |δ_i|, mean |δ_i| / per_eps  (run or sweep dirs)
 
   differ export marl-eval DIR... [out=FILE.json]    per-episode test results for marl-eval's tools
 

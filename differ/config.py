@@ -33,6 +33,7 @@ class EnvConfig:
     num_envs: int = 8  # episodes collected in parallel per batch
     time_limit: Optional[int] = None  # None: the environment's own limit
     test_num_envs: Optional[int] = None  # copies for test episodes; None: reuse the training envs
+    reward_scale: float = 1.0  # multiplies the team reward before anything sees it (buffer, targets, DIFFER's r_i, returns); env=smax: 10, SMAC's scale
     options: dict[str, Any] = field(default_factory=dict)  # family-specific keyword arguments
 
 
@@ -430,6 +431,7 @@ def validate(cfg: DictConfig) -> None:
         ok = _finite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
         need(ok, key, f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
 
+    in_range("env.reward_scale", 0, math.inf, lo_open=True, hi_open=True)
     in_range("algo.gamma", 0, 1)
     in_range("algo.lr", 0, math.inf, lo_open=True, hi_open=True)
     in_range("algo.optim_alpha", 0, 1, hi_open=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -46,7 +47,8 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
                 trainer.start_new()
             OmegaConf.save(cfg, run_dir / "config.yaml")  # only now: e.g. a raised t_max on resume
             result = trainer.train()
-            result["run_dir"] = str(run_dir)
+            # relative to where the command ran, not a path of this machine's
+            result["run_dir"] = os.path.relpath(run_dir)
             result["machine"] = machine_info()  # of the session that finished the run
             ckpt.write_atomic(run_dir / "result.json", (json.dumps(result, indent=2) + "\n").encode())
     except OSError as e:

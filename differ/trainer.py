@@ -29,6 +29,9 @@ from .policy import policy_record
 from .runner import Runner
 from .schedules import TEST, TRAIN, episode_seeds, linear
 
+NEAR_UNIFORM = 0.13  # fair_top10_share below this counts as near uniform (uniform: 0.10)
+UNIFORM_LOGS = 3  # log intervals in a row, after the ε anneal, before the health check warns
+
 
 def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep: list | None = None,
                       per_episode: dict | None = None) -> dict[str, float]:
@@ -77,7 +80,8 @@ class Trainer:
             self.acting_rng = np.random.default_rng([cfg.seed, 1])
         self.c = {"t_env": 0, "episode": 0, "train_steps": 0, "train_credit": 0.0, "test_round": 0,
                   "last_test_t": -cfg.test_interval, "last_log_t": 0, "last_ckpt_t": 0,
-                  "last_target_update_episode": 0, "wall_time": 0.0}
+                  "last_target_update_episode": 0, "wall_time": 0.0,
+                  "fair_uniform_logs": 0, "fair_warning": ""}  # fair replay's health check
         self.acc_env, self.acc_train = Accumulator(), Accumulator()
         self.last_test: dict[str, float] = {}
         self.logger: MetricsLogger | None = None
@@ -268,6 +272,8 @@ class Trainer:
             self.logger.close(quiet=not completed)  # an error on the way out is the one to report
         result = {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max,
                   "wall_time_s": round(c["wall_time"], 1), "train_steps": c["train_steps"], **self.last_test}
+        if c.get("fair_warning"):
+            result["fair_replay_warning"] = c["fair_warning"]
         if c["train_steps"] == 0 and c["t_env"] >= cfg.t_max:
             result["warning"] = (f"no training step was taken: the buffer never held algo.batch_size="
                                  f"{a.batch_size} episodes before t_max; raise t_max or lower algo.batch_size")
@@ -324,6 +330,21 @@ class Trainer:
                                 f"{c['train_steps']}); {then} (or a lower algo.grad_clip), or check the "
                                 f"environment's rewards")
 
+    def _watch_fair_replay(self, record: dict) -> None:
+        """Once ε has annealed, warn (once per run) when fair replay has drawn near uniformly for
+        UNIFORM_LOGS log intervals in a row: it then tests random subsampling, not priorities."""
+        c, share = self.c, record.get("fair_top10_share")
+        if share is None or c.get("fair_warning") or c["t_env"] < self.cfg.algo.epsilon_anneal_steps:
+            return
+        c["fair_uniform_logs"] = c.get("fair_uniform_logs", 0) + 1 if share < NEAR_UNIFORM else 0
+        if c["fair_uniform_logs"] >= UNIFORM_LOGS:
+            c["fair_warning"] = (
+                f"fair replay is drawing almost uniformly (t_env={c['t_env']:,}): the 10% of individual "
+                f"experiences with the largest |δ_i| got {share:.3f} of the draws (uniform: 0.10) in each of "
+                f"the last {UNIFORM_LOGS} log intervals, and mean |δ_i| is {record.get('td_ind_over_eps', 0):.3g} x "
+                f"algo.differ.per_eps; to prioritise, raise env.reward_scale or lower algo.differ.per_eps")
+            ckpt.warn(c["fair_warning"])
+
     def _periodic(self, final: bool) -> None:
         """Test, log and checkpoint on their schedules; at t_max (final) all three, once."""
         cfg, c = self.cfg, self.c
@@ -343,6 +364,7 @@ class Trainer:
                 record.update(episode=c["episode"], train_steps=c["train_steps"],
                               steps_per_s=c["t_env"] / max(c["wall_time"], 1e-9))
                 self.logger.log(c["t_env"], record)
+                self._watch_fair_replay(record)
                 if self.progress is not None:
                     self.progress.line(c["t_env"], record, self.last_test)
                 self.acc_env.clear()

@@ -78,7 +78,8 @@ def record(path: str | Path, out_dir: str | Path, episodes: int = 1, seed: int |
     e = cfg.env
     what = f"env={e.name} {e.scenario}"
     try:
-        env = make_env(e.name, e.scenario, 1, e.time_limit, {**e.options, "render_mode": "rgb_array"})
+        env = make_env(e.name, e.scenario, 1, e.time_limit, {**e.options, "render_mode": "rgb_array"},
+                       e.get("reward_scale", 1.0))
     except ConfigError as err:
         if "render_mode" in str(err):
             raise ConfigError(f"{what} cannot render: its constructor takes no render_mode") from None

@@ -205,3 +205,61 @@ def test_plot_picks_each_panels_metric_from_its_env(tmp_path, monkeypatch):
     assert "curves.png" in out
     # a metric only one panel's env logs still plots (the other panel stays empty)
     assert "test_battle_won_mean.png" in run_cli("plot", str(tmp_path), "metric=test_battle_won_mean").stdout
+
+
+def test_mann_whitney_p_is_scipys_exact_test_and_holm_adjusts_the_table():
+    from scipy.stats import PermutationMethod, mannwhitneyu
+
+    x, y = [0.91, 0.55, 0.72, 0.80, 0.66], [0.31, 0.60, 0.42, 0.38, 0.50]
+    p, method = results.mann_whitney_p(x, y)
+    assert method == "exact"
+    assert p == pytest.approx(mannwhitneyu(x, y, method="exact").pvalue) and p == pytest.approx(2 * 2 / 252)
+    # ties (win rates at their floor): the exact permutation distribution, not the no-ties table
+    xt, yt = [0, 0, 0, 0.1, 0.2], [0, 0, 0, 0, 0]
+    p, method = results.mann_whitney_p(xt, yt)
+    assert method == "exact (permutation)"
+    assert p == pytest.approx(mannwhitneyu(xt, yt, method=PermutationMethod(n_resamples=np.inf)).pvalue)
+    # by hand: U ≥ observed in 2·C(8,3)/C(10,5)... check against a direct enumeration
+    from itertools import combinations
+
+    pooled = np.array(xt + yt)
+    def u(idx):
+        a, b = pooled[list(idx)], np.delete(pooled, list(idx))
+        return ((a[:, None] > b[None]).sum() + 0.5 * (a[:, None] == b[None]).sum())
+    us = np.array([u(c) for c in combinations(range(10), 5)])
+    obs = u(range(5))
+    assert p == pytest.approx(min(1, 2 * min((us >= obs).mean(), (us <= obs).mean())))
+    assert results.mann_whitney_p([0, 0], [0, 0]) == (1.0, "exact (permutation)")
+    # Holm: sorted p times (m, m-1, ...), running maximum, capped at 1, in the input order
+    assert results.holm([0.01, 0.04, 0.03, float("nan"), 0.5]) == pytest.approx(
+        [0.04, 0.09, 0.09, float("nan"), 0.5], nan_ok=True)
+
+
+def test_summary_reports_sample_sd_p_holm_and_does_not_overclaim(tmp_path):
+    # 3 vs 3 seeds, every DIFFER seed above every QMIX seed: the smallest exact two-sided p is
+    # 2/20 = 0.1, so nothing can be called, and the table says "not detected" with the CI
+    for s, (fq, fd) in enumerate(zip([0.2, 0.4, 0.6], [0.7, 0.8, 0.9]), 1):
+        make_run(tmp_path, f"qmix_s{s}", "qmix", s, ramp(fq))
+        make_run(tmp_path, f"qmix_differ_s{s}", "qmix_differ", s, ramp(fd))
+        make_run(tmp_path, f"qmix_divide_s{s}", "qmix_divide", s, ramp(fq + 0.01))
+    out = tmp_path / "sum"
+    proc = run_cli("summary", str(tmp_path), f"out={out}", "reps=200")
+    rows = {r["algorithm"]: r for r in csv.DictReader(open(out.with_suffix(".csv")))}
+    assert float(rows["qmix"]["final_sd"]) == pytest.approx(np.std([0.19, 0.38, 0.57], ddof=1), rel=1e-5)
+    assert float(rows["qmix_differ"]["p"]) == pytest.approx(0.1) and rows["qmix_differ"]["p_method"] == "exact"
+    # four comparisons (differ and divide against qmix, final and AUC): Holm multiplies the smallest by 4
+    assert float(rows["qmix_differ"]["p_holm"]) == pytest.approx(0.4)
+    assert rows["qmix_divide"]["poi_base"] == "qmix"
+    assert float(rows["qmix_differ"]["diff"]) == pytest.approx(0.95 * 0.4, rel=1e-5)
+    assert "ahead" not in proc.stdout and "no difference" not in proc.stdout
+    assert "not detected; the 95% CI of the difference spans [" in proc.stdout
+    assert "4 comparisons" in proc.stdout
+
+
+def test_a_clear_difference_is_called_with_its_direction(tmp_path):
+    for s in range(1, 7):
+        make_run(tmp_path, f"vdn_s{s}", "vdn", s, ramp(0.1 + 0.01 * s))
+        make_run(tmp_path, f"vdn_differ_s{s}", "vdn_differ", s, ramp(0.6 + 0.01 * s))
+    proc = run_cli("summary", str(tmp_path), f"out={tmp_path / 'sum'}", "reps=200")
+    # 6 vs 6, complete separation: exact p = 2/924; two comparisons (final, AUC)
+    assert "ahead (p_holm = 0.00433)" in proc.stdout

@@ -181,3 +181,32 @@ class VecEnv(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+class RewardScaled(VecEnv):
+    """`env` with its team reward multiplied by `scale` (env.reward_scale) before anything sees
+    it: the buffer, both targets, DIFFER's individual rewards and every logged return. Everything
+    else (observations, masks, win flags, info) passes through unchanged."""
+
+    def __init__(self, env: VecEnv, scale: float):
+        self.env, self.scale = env, np.float32(scale)
+        self.spec, self.num_envs = env.spec, env.num_envs
+
+    def reset(self, seeds: Sequence[int]) -> Observation:
+        return self.env.reset(seeds)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        res = self.env.step(actions)
+        res.reward = np.asarray(res.reward, np.float32) * self.scale
+        return res
+
+    def render(self):
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __getattr__(self, name):  # family-specific attributes (e.g. SMAX's jitted step) stay reachable
+        if name == "env":  # (not yet set: during unpickling)
+            raise AttributeError(name)
+        return getattr(self.env, name)

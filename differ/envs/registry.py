@@ -103,10 +103,17 @@ def resolve_scenario(name: str, scenario: str) -> str:
     return family_module(name).resolve(name, scenario)
 
 
-def make_env(name: str, scenario: str, num_envs: int, time_limit=None, options=None):
+def make_env(name: str, scenario: str, num_envs: int, time_limit=None, options=None, reward_scale: float = 1.0):
+    """The family's VecEnv; with reward_scale != 1 its team reward is multiplied by it
+    (env.reward_scale: at 1 nothing is wrapped, so the numbers are those of the package)."""
     module = family_module(name)
     try:
-        return module.make(name, scenario, num_envs, time_limit, dict(options or {}))
+        env = module.make(name, scenario, num_envs, time_limit, dict(options or {}))
+        if float(reward_scale) == 1.0:
+            return env
+        from .base import RewardScaled
+
+        return RewardScaled(env, reward_scale)
     except TypeError as e:
         # an env.options key the family or its package does not take ("unexpected keyword")
         if "keyword argument" not in str(e):

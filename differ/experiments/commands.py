@@ -8,11 +8,12 @@ from pathlib import Path
 
 from ..config import ConfigError, flag_option, int_option, parse_overrides
 from . import plots
-from .results import find_runs, group, markdown, pick_metric, summarise, write_csv
+from .results import find_runs, group, markdown, pick_metric, scale_notes, summarise, write_csv
 
 OPTIONS = {"plot": {"metric", "out", "title", "unfinished"}, "summary": {"metric", "out", "reps", "unfinished", "compare"},
            "fig9": {"out", "unfinished"}, "fig10": {"out", "episode", "episodes", "seed"},
            "fig11": {"out", "metric", "reps", "unfinished"}, "fig12": {"out", "unfinished"},
+           "fair": {"out", "unfinished"},
            "marl-eval": {"out", "unfinished"}}
 
 
@@ -65,8 +66,8 @@ def run_command(cmd: str, args: list[str]) -> int:
             raise ConfigError("export needs a format: marl-eval (see `differ --help`)")
         cmd, args = args[0], args[1:]
     if cmd == "analyze":
-        if not args or args[0] not in ("fig9", "fig10", "fig11", "fig12"):
-            raise ConfigError("analyze needs one of fig9, fig10, fig11, fig12 (see `differ --help`)")
+        if not args or args[0] not in ("fig9", "fig10", "fig11", "fig12", "fair"):
+            raise ConfigError("analyze needs one of fig9, fig10, fig11, fig12, fair (see `differ --help`)")
         cmd, args = args[0], args[1:]
     paths, opts = _split(cmd, args)
     if cmd == "marl-eval":
@@ -105,6 +106,8 @@ def run_command(cmd: str, args: list[str]) -> int:
         out = opts.get("out") or _default_out(paths, "fig11_warmup")
         _print_files(plots.plot_curves(runs, metric, out, "Fig. 11: η warm-up vs fixed η"))
         summary(paths, {"out": str(out), "metric": metric, **({"reps": opts["reps"]} if "reps" in opts else {})}, runs)
+    elif cmd == "fair":
+        _print_files(plots.plot_fair_health(load_runs(paths, opts), opts.get("out") or _default_out(paths, "fair_replay")))
     elif cmd == "fig12":
         _print_files(plots.plot_sample_share(load_runs(paths, opts), opts.get("out") or _default_out(paths, "fig12_sample_share")))
     return 0
@@ -131,7 +134,7 @@ def summary(paths: list[str], opts: dict[str, str], runs=None) -> None:
             if name not in labels:
                 raise ConfigError(f"compare={a}:{b}: no runs labelled '{name}'; labels: {', '.join(sorted(labels))}")
     rows = summarise(runs, metric, reps=int_option(opts, "reps", 2000), pairs=pairs)
-    text = markdown(rows, metric)
+    text = markdown(rows, metric, scale_notes(runs))
     print(text)
     out = Path(opts.get("out") or _default_out(paths, "summary"))
     out.parent.mkdir(parents=True, exist_ok=True)

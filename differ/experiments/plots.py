@@ -80,7 +80,12 @@ def plot_curves(runs: list[Run], metric: str | None, out: str | Path, title: str
             name = relabel(rs[0]) if relabel else label
             ax.plot(grid, values.mean(0), color=colour[label], lw=1.8, label=f"{name} ({_seeds(len(values))})")
             ax.fill_between(grid, values.min(0), values.max(0), color=colour[label], alpha=0.2, lw=0)
-        ax.set_title(scenario)
+        scales = sorted({float(r.config.get("env.reward_scale", 1.0)) for rs in by_label.values() for r in rs})
+        mixed = len(scales) > 1 and shown not in RATES  # returns on different scales side by side
+        ax.set_title(scenario + (f" (reward scales {', '.join(f'{x:g}' for x in scales)})" if mixed else ""))
+        if mixed:
+            print(f"note: {scenario} mixes reward scales ({', '.join(f'{x:g}' for x in scales)}): its "
+                  f"returns are not comparable across env.reward_scale", file=sys.stderr)
         ax.set_ylabel(PRETTY.get(shown, shown))
         if shown in RATES:  # a flat 0 line would otherwise get a symmetric, negative axis
             ax.set_ylim(bottom=-0.01, top=max(ax.get_ylim()[1], 0.05))
@@ -136,6 +141,42 @@ def plot_sample_share(runs: list[Run], out: str | Path) -> list[str]:
         ax.set_ylim(0, 1)
         _steps_axis(ax)
         ax.legend(fontsize=8, loc="best")
+    return _save(fig, out)
+
+
+def plot_fair_health(runs: list[Run], out: str | Path) -> list[str]:
+    """Fair replay's health over training, per scenario: the share of the draws on the 10% of
+    individual experiences with the largest |δ_i| (0.10: uniform, dashed) and mean |δ_i| / ε (log
+    scale; 1: the TD errors as large as the priority offset). Mean over seeds, min-max band."""
+    from ..trainer import NEAR_UNIFORM
+
+    runs = [r for r in runs if "fair_top10_share" in r.metrics()]
+    if not runs:
+        raise ConfigError("no run logged fair_top10_share (DIFFER runs with algo.differ.selection=per do)")
+    panels = group(runs)
+    labels = list(dict.fromkeys(lab for by in panels.values() for lab in by))
+    colour = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
+    fig, axes = _panels(2 * len(panels))
+    for k, (scenario, by_label) in enumerate(panels.items()):
+        for ax, metric in zip(axes[2 * k: 2 * k + 2], ("fair_top10_share", "td_ind_over_eps")):
+            for label, rs in by_label.items():
+                grid, values = aligned(rs, metric)
+                if not len(grid):
+                    continue
+                ax.plot(grid, values.mean(0), color=colour[label], lw=1.8, label=f"{label} ({_seeds(len(values))})")
+                ax.fill_between(grid, values.min(0), values.max(0), color=colour[label], alpha=0.2, lw=0)
+            if metric == "fair_top10_share":
+                ax.axhline(0.1, color="k", ls="--", lw=1, label="uniform (0.10)")
+                ax.axhline(NEAR_UNIFORM, color="k", ls=":", lw=1, label=f"warning below {NEAR_UNIFORM}")
+                ax.set_ylim(0, max(0.35, ax.get_ylim()[1]))
+                ax.set_ylabel("draws on the top-10% |δ_i|")
+            else:
+                ax.set_yscale("log")
+                ax.axhline(1.0, color="k", ls="--", lw=1, label="|δ_i| = ε")
+                ax.set_ylabel("mean |δ_i| / per_eps")
+            ax.set_title(scenario)
+            _steps_axis(ax)
+            ax.legend(fontsize=8, loc="best")
     return _save(fig, out)
 
 

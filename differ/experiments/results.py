@@ -9,9 +9,12 @@ Per-run scores (one number per seed, then aggregated over seeds):
   final  mean of the metric over the evaluations in the run's last 10% of env steps
   auc    normalised area under the curve: ∫ metric dt / (t_last − t_first), trapezoidal,
          i.e. the time-averaged metric (1.0 = perfect from the start for a win rate)
-and over seeds the interquartile mean (IQM) of `final` with a 95% stratified-bootstrap
-confidence interval, and the probability of improvement of each DIFFER variant over its base
-method, both from `rliable`.
+and over seeds the sample sd and the interquartile mean (IQM) of `final` with a 95%
+stratified-bootstrap confidence interval (rliable). Each DIFFER variant is compared with its base
+method (and any pair asked for): the difference of the means and the probability of improvement
+with bootstrap CIs, the exact two-sided Mann-Whitney p on the per-seed scores, and that p
+Holm-adjusted over every comparison of the table. A difference is called only where the adjusted
+p is below 0.05; otherwise the table says "not detected" with the CI of the difference.
 """
 
 from __future__ import annotations
@@ -219,9 +222,76 @@ def prob_improvement(x: np.ndarray, y: np.ndarray, reps: int = 2000, seed: int =
     return _interval((x, y), lambda a, b: np.array([metrics.probability_of_improvement(a, b)]), reps, seed)
 
 
+def mann_whitney_p(x, y) -> tuple[float, str]:
+    """Two-sided Mann-Whitney p of per-seed values x vs y, and how it was computed: scipy's exact
+    U distribution when no two values tie; with ties (e.g. win rates at 0), the exact permutation
+    distribution of U over every split of the pooled values (scipy's PermutationMethod), which
+    accounts for the ties; past 10^6 splits, the normal approximation with tie correction."""
+    from math import comb
+
+    from scipy.stats import PermutationMethod, mannwhitneyu
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) == 0 or len(y) == 0:
+        return float("nan"), ""
+    pooled = np.concatenate([x, y])
+    if len(np.unique(pooled)) == len(pooled):
+        return float(mannwhitneyu(x, y, alternative="two-sided", method="exact").pvalue), "exact"
+    if len(np.unique(pooled)) == 1:
+        return 1.0, "exact (permutation)"  # every value equal: nothing to tell the two apart
+    if comb(len(pooled), len(x)) <= 10**6:
+        method = PermutationMethod(n_resamples=np.inf)
+        return float(mannwhitneyu(x, y, alternative="two-sided", method=method).pvalue), "exact (permutation)"
+    return float(mannwhitneyu(x, y, alternative="two-sided", method="asymptotic").pvalue), "normal approx."
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p values (same order; NaN stays NaN)."""
+    idx = [i for i, p in enumerate(pvalues) if np.isfinite(p)]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    out, running = [float("nan")] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def mean_difference(x, y, reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """mean(x) − mean(y) over seeds with its 95% stratified-bootstrap CI (rliable)."""
+    x, y = np.asarray(x, float).reshape(-1, 1), np.asarray(y, float).reshape(-1, 1)
+    return _interval((x, y), lambda a, b: np.array([a.mean() - b.mean()]), reps, seed)
+
+
 def base_of(algo: str) -> str | None:
-    """The method a DIFFER variant improves on: qmix_differ -> qmix."""
-    return algo.removesuffix("_differ") if algo.endswith("_differ") else None
+    """The method a DIFFER (or -divide) variant is compared with: qmix_differ -> qmix. -divide
+    against its base is the paper's check that the decomposition alone changes nothing."""
+    for suffix in ("_differ", "_divide"):
+        if algo.endswith(suffix):
+            return algo.removesuffix(suffix)
+    return None
+
+
+ALPHA = 0.05  # a comparison is called only where its Holm-adjusted p is below this
+
+
+@dataclass
+class Comparison:
+    """One arm against another on one per-seed score ("final" or "auc")."""
+
+    label: str
+    base: str
+    score: str
+    diff: tuple[float, float, float]  # mean(label) − mean(base), 95% bootstrap CI
+    poi: tuple[float, float, float]  # P(label > base), 95% bootstrap CI
+    p: float  # two-sided Mann-Whitney, exact
+    p_method: str
+    p_holm: float = float("nan")  # Holm-adjusted over every comparison of the table
+
+    def verdict(self) -> str:
+        d, lo, hi = self.diff
+        if np.isfinite(self.p_holm) and self.p_holm < ALPHA:
+            return f"{'ahead' if d > 0 else 'behind'} (p_holm = {self.p_holm:.3g})"
+        return f"not detected; the 95% CI of the difference spans [{lo:.3g}, {hi:.3g}]"
 
 
 @dataclass
@@ -233,14 +303,28 @@ class Row:
     final: list[float]
     auc: list[float]
     iqm: tuple[float, float, float]
-    poi: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # over base label, final
-    poi_auc: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # the same on the AUC
+    comparisons: list[Comparison] = field(default_factory=list)
+
+    def against(self, score: str) -> list[Comparison]:
+        return [c for c in self.comparisons if c.score == score]
+
+
+def compare(row: Row, base: Row, reps: int) -> list[Comparison]:
+    out = []
+    for score in ("final", "auc"):  # learning speed too, not only the end point
+        x, y = np.array(getattr(row, score)), np.array(getattr(base, score))
+        p, method = mann_whitney_p(x, y)
+        out.append(Comparison(row.label, base.label, score, mean_difference(x, y, reps),
+                              prob_improvement(x, y, reps), p, method))
+    return out
 
 
 def summarise(runs: list[Run], metric: str, reps: int = 2000,
               pairs: list[tuple[str, str]] = ()) -> list[Row]:
-    """Per label and scenario: scores over seeds, and P(improvement) of every DIFFER variant over
-    its base method plus of each (a, b) in `pairs` (labels, e.g. ("maser", "qmix"))."""
+    """Per label and scenario: scores over seeds, and the comparison of every DIFFER variant with
+    its base method plus of each (a, b) in `pairs` (labels, e.g. ("maser", "qmix")): mean
+    difference and P(improvement) with bootstrap CIs, the exact Mann-Whitney p, and that p
+    Holm-adjusted over all the comparisons of the table."""
     rows = []
     for scenario, by_label in group(runs).items():
         here = {}
@@ -253,54 +337,98 @@ def summarise(runs: list[Run], metric: str, reps: int = 2000,
             here[label] = Row(scenario, label, keep[0][0].algo, [r.seed for r, _ in keep], final,
                               [auc_score(*s) for _, s in keep], iqm_ci(np.array(final), reps))
         for row in here.values():
+            done = set()
             for base in [here.get(base_of(row.algo))] + [here.get(b) for a, b in pairs if a == row.label]:
-                if base is None or base is row or base.label in row.poi:
+                if base is None or base is row or base.label in done:
                     continue
-                row.poi[base.label] = prob_improvement(np.array(row.final), np.array(base.final), reps)
-                # learning speed, not only the end point: budgets here are far below the paper's
-                row.poi_auc[base.label] = prob_improvement(np.array(row.auc), np.array(base.auc), reps)
+                done.add(base.label)
+                row.comparisons += compare(row, base, reps)
         rows += here.values()
+    every = [c for r in rows for c in r.comparisons]
+    for c, adjusted in zip(every, holm([c.p for c in every])):
+        c.p_holm = adjusted
     return rows
+
+
+def sd(values) -> float:
+    """The sample standard deviation (ddof = 1) over seeds; NaN for one seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
 
 def fmt_row(row: Row) -> dict[str, str]:
     m, lo, hi = row.iqm
-    def poi(d):
-        return "; ".join(f"P({row.label} > {b}) = {p:.2f} [{a:.2f}, {c:.2f}]" for b, (p, a, c) in d.items()) or "-"
-
     return {"scenario": row.scenario, "algorithm": row.label, "seeds": str(len(row.seeds)),
-            "final (mean ± sd)": f"{np.mean(row.final):.3f} ± {np.std(row.final):.3f}",
-            "AUC (mean)": f"{np.mean(row.auc):.3f}",
-            "IQM final [95% CI]": f"{m:.3f} [{lo:.3f}, {hi:.3f}]",
-            "prob. of improvement, final [95% CI]": poi(row.poi),
-            "prob. of improvement, AUC [95% CI]": poi(row.poi_auc)}
+            "final (mean ± sd)": f"{np.mean(row.final):.3f} ± {sd(row.final):.3f}",
+            "AUC (mean ± sd)": f"{np.mean(row.auc):.3f} ± {sd(row.auc):.3f}",
+            "IQM final [95% CI]": f"{m:.3f} [{lo:.3f}, {hi:.3f}]"}
 
 
-def markdown(rows: list[Row], metric: str) -> str:
+def fmt_comparison(c: Comparison, scenario: str) -> dict[str, str]:
+    (d, dlo, dhi), (p, plo, phi) = c.diff, c.poi
+    return {"scenario": scenario, "comparison": f"{c.label} vs {c.base}", "score": c.score,
+            "difference [95% CI]": f"{d:+.3f} [{dlo:+.3f}, {dhi:+.3f}]",
+            "prob. of improvement [95% CI]": f"P({c.label} > {c.base}) = {p:.2f} [{plo:.2f}, {phi:.2f}]",
+            "p (Mann-Whitney)": f"{c.p:.3g}" + ("" if c.p_method == "exact" else f" ({c.p_method})"),
+            "p_holm": f"{c.p_holm:.3g}", "verdict": c.verdict()}
+
+
+def scale_notes(runs: list[Run]) -> list[str]:
+    """One line per panel whose runs were trained on different env.reward_scale values: their
+    returns are not comparable (win rates are)."""
+    notes = []
+    for scenario, by_label in group(runs).items():
+        scales = sorted({float(r.config.get("env.reward_scale", 1.0)) for rs in by_label.values() for r in rs})
+        if len(scales) > 1:
+            notes.append(f"{scenario} mixes reward scales ({', '.join(f'{s:g}' for s in scales)}): its returns "
+                         f"are on different scales (env.reward_scale), its win rates are not")
+    return notes
+
+
+def _table(rows: list[dict]) -> list[str]:
+    head = list(rows[0])
+    return ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |",
+            *("| " + " | ".join(r[h] for h in head) + " |" for r in rows)]
+
+
+def markdown(rows: list[Row], metric: str, notes: list[str] = ()) -> str:
     table = [fmt_row(r) for r in rows]
     if not table:
         return f"(no run logged {metric})\n"
-    head = list(table[0])
     lines = [f"metric: `{metric}`; final = mean over the last {FINAL_FRACTION:.0%} of env steps; "
-             f"AUC = time-averaged metric; IQM and probability of improvement over seeds with 95% "
-             f"stratified bootstrap CIs (rliable)", "",
-             "| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
-    lines += ["| " + " | ".join(r[h] for h in head) + " |" for r in table]
+             f"AUC = time-averaged metric; sd = sample sd over seeds; IQM with its 95% stratified "
+             f"bootstrap CI (rliable)", "", *_table(table)]
+    comparisons = [fmt_comparison(c, r.scenario) for r in rows for c in r.comparisons]
+    if comparisons:
+        lines += ["", f"{len(comparisons)} comparisons: difference of the means and P(improvement) with 95% "
+                  f"stratified bootstrap CIs; p: exact two-sided Mann-Whitney on the per-seed scores; p_holm: "
+                  f"Holm-adjusted over the {len(comparisons)} comparisons of this table; a difference is called "
+                  f"only where p_holm < {ALPHA}", "", *_table(comparisons)]
+    lines += [f"\nnote: {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
 def write_csv(rows: list[Row], metric: str, path: Path) -> None:
+    """One line per arm; the comparison columns hold its comparison with its first base (the
+    DIFFER variant's own method, else the first compare= pair), on the final score and on the AUC."""
     import csv
+
+    def num(x):
+        return "" if x == "" else f"{x:.6g}"
 
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["scenario", "algorithm", "metric", "seeds", "final_mean", "final_std", "auc_mean",
-                    "iqm_final", "iqm_ci_low", "iqm_ci_high", "poi_base", "poi", "poi_ci_low", "poi_ci_high",
-                    "poi_auc", "poi_auc_ci_low", "poi_auc_ci_high", "final_per_seed", "auc_per_seed"])
+        w.writerow(["scenario", "algorithm", "metric", "seeds", "final_mean", "final_sd", "auc_mean", "auc_sd",
+                    "iqm_final", "iqm_ci_low", "iqm_ci_high", "poi_base",
+                    "diff", "diff_ci_low", "diff_ci_high", "poi", "poi_ci_low", "poi_ci_high", "p", "p_holm",
+                    "diff_auc", "diff_auc_ci_low", "diff_auc_ci_high", "poi_auc", "poi_auc_ci_low",
+                    "poi_auc_ci_high", "p_auc", "p_auc_holm", "p_method", "final_per_seed", "auc_per_seed"])
         for r in rows:
-            poi = next(iter(r.poi.items()), ("", ("", "", "")))
-            poi_auc = next(iter(r.poi_auc.values()), ("", "", ""))
-            w.writerow([r.scenario, r.label, metric, " ".join(map(str, r.seeds)), f"{np.mean(r.final):.6g}",
-                        f"{np.std(r.final):.6g}", f"{np.mean(r.auc):.6g}", *(f"{x:.6g}" for x in r.iqm),
-                        poi[0], *(f"{x:.6g}" if x != "" else "" for x in (*poi[1], *poi_auc)),
+            cells = []
+            first = r.comparisons[0].base if r.comparisons else None
+            for score in ("final", "auc"):
+                c = next((c for c in r.against(score) if c.base == first), None)
+                cells += [num(x) for x in (*c.diff, *c.poi, c.p, c.p_holm)] if c else [""] * 8
+            w.writerow([r.scenario, r.label, metric, " ".join(map(str, r.seeds)), num(np.mean(r.final)),
+                        num(sd(r.final)), num(np.mean(r.auc)), num(sd(r.auc)), *(num(x) for x in r.iqm),
+                        first or "", *cells, r.comparisons[0].p_method if r.comparisons else "",
                         " ".join(f"{x:.6g}" for x in r.final), " ".join(f"{x:.6g}" for x in r.auc)])

@@ -20,7 +20,7 @@ from ..config import section
 from ..envs.base import EnvSpec
 from ..errors import TrainingDiverged
 from ..replay.episode_buffer import Batch
-from ..replay.fair import beta_at, eta_at, fair_weights
+from ..replay.fair import beta_at, eta_at, fair_health, fair_weights
 from .decomposer import decompose
 from .q_learner import QLearner
 
@@ -81,10 +81,15 @@ class DifferLearner(QLearner):
 
     @torch.no_grad()
     def diagnostics(self, dec, delta_i, valid, counts) -> dict[str, float]:
-        """The paper's analyses: Fig. 9 (td_ind_std_norm) and Fig. 12 (sample_share/<unit type>)."""
+        """The paper's analyses: Fig. 9 (td_ind_std_norm) and Fig. 12 (sample_share/<unit type>);
+        fair replay's health (fair_top10_share, td_ind_over_eps; `differ analyze fair`)."""
         td = delta_i.abs()[valid]
         out = {"reward_i_mean": dec.reward_i[valid].mean().item(), "td_error_ind_abs": td.mean().item(),
                "td_ind_std_norm": (td.std() / td.mean()).item() if td.numel() > 1 else 0.0}
+        health = fair_health(delta_i.abs(), valid, counts, self.differ.per_eps)
+        if self.differ.selection != "per":  # -divide draws nothing: every valid experience, once
+            health.pop("fair_top10_share", None)
+        out.update(health)
         # drawn share per agent and unit type, beside each type's share of the valid experiences
         # (what uniform sampling would draw): Fig. 12 plots one against the other
         for prefix, per_agent in (("sample_share", counts.sum((0, 1))), ("valid_share", valid.sum((0, 1)))):

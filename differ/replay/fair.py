@@ -8,6 +8,11 @@ A sampled mini-batch of B team episodes is the set E of its valid individual exp
   loss weight_j = count_j · w_j          (the agent loss is Σ weight_j · δ_j² / |E|)
 Everything is vectorised: one multinomial draw and one bincount.
 
+Health (`fair_health`): fair replay only prioritises when the |δ_j| stand above ε; far below it
+every p_j ≈ ε^α and the draws are uniform. Each step reports the share of the draws that fell on
+the 10% of valid experiences with the largest |δ_j| (0.10: uniform; 1: all on them) and mean
+|δ_j| / ε.
+
 Schedules, linear in environment steps t_env: η from `eta_start` to `eta_end` over the first
 `eta_warmup_frac` of t_max (the "warm-up"; η = 1 still samples by P); β from `beta_start` to
 `beta_end` over all of t_max.
@@ -54,3 +59,20 @@ def fair_weights(td_abs: torch.Tensor, valid: torch.Tensor, eta: float, beta: fl
     is_w = is_w / is_w.max()
     weights = (counts * is_w.to(td_abs.dtype)).view_as(td_abs)
     return weights, counts.view_as(td_abs)
+
+
+TOP_FRACTION = 0.1  # fair_top10_share: the draws on this fraction of the largest |δ_j|
+
+
+def fair_health(td_abs: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor, eps: float) -> dict[str, float]:
+    """fair_top10_share: the share of this step's draws that fell on the 10% of valid elements
+    with the largest |δ| (0.10 when the draws are uniform); td_ind_over_eps: mean |δ| / ε over the
+    valid elements (well below 1: p ≈ ε^α for all, so the draws are near uniform)."""
+    td, drawn = td_abs[valid].double(), counts[valid].double()
+    if td.numel() == 0:
+        return {}
+    out = {"td_ind_over_eps": (td.mean() / eps).item()}
+    if drawn.sum() > 0:
+        k = max(1, round(TOP_FRACTION * td.numel()))
+        out["fair_top10_share"] = (drawn[td.topk(k).indices].sum() / drawn.sum()).item()
+    return out
