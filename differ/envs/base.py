@@ -189,24 +189,24 @@ class RewardScaled(VecEnv):
     else (observations, masks, win flags, info) passes through unchanged."""
 
     def __init__(self, env: VecEnv, scale: float):
-        self.env, self.scale = env, np.float32(scale)
+        self.inner, self.scale = env, np.float32(scale)
         self.spec, self.num_envs = env.spec, env.num_envs
 
     def reset(self, seeds: Sequence[int]) -> Observation:
-        return self.env.reset(seeds)
+        return self.inner.reset(seeds)
 
     def step(self, actions: np.ndarray) -> StepResult:
-        res = self.env.step(actions)
+        res = self.inner.step(actions)
         res.reward = np.asarray(res.reward, np.float32) * self.scale
         return res
 
     def render(self):
-        return self.env.render()
+        return self.inner.render()
 
     def close(self) -> None:
-        self.env.close()
+        self.inner.close()
 
     def __getattr__(self, name):  # family-specific attributes (e.g. SMAX's jitted step) stay reachable
-        if name == "env":  # (not yet set: during unpickling)
+        if name == "inner":  # (not yet set: during unpickling)
             raise AttributeError(name)
-        return getattr(self.env, name)
+        return getattr(self.inner, name)
