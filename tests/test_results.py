@@ -250,9 +250,14 @@ def test_summary_reports_sample_sd_p_holm_and_does_not_overclaim(tmp_path):
     # four comparisons (differ and divide against qmix, final and AUC): Holm multiplies the smallest by 4
     assert float(rows["qmix_differ"]["p_holm"]) == pytest.approx(0.4)
     assert rows["qmix_divide"]["poi_base"] == "qmix"
+    # Hodges-Lehmann: the median of the 9 seed-pair differences; 3 vs 3 allows at most a 90% CI,
+    # the widest one, [min, max] of the differences
     assert float(rows["qmix_differ"]["diff"]) == pytest.approx(0.95 * 0.4, rel=1e-5)
+    assert float(rows["qmix_differ"]["diff_ci_low"]) == pytest.approx(0.95 * 0.1, rel=1e-5)
+    assert float(rows["qmix_differ"]["diff_ci_high"]) == pytest.approx(0.95 * 0.7, rel=1e-5)
+    assert float(rows["qmix_differ"]["diff_ci_level"]) == pytest.approx(0.9)
     assert "ahead" not in proc.stdout and "no difference" not in proc.stdout
-    assert "not detected; the 95% CI of the difference spans [" in proc.stdout
+    assert "not detected; the 90% CI of the difference spans [0.095, 0.665]" in proc.stdout
     assert "4 comparisons" in proc.stdout
 
 
@@ -263,3 +268,24 @@ def test_a_clear_difference_is_called_with_its_direction(tmp_path):
     proc = run_cli("summary", str(tmp_path), f"out={tmp_path / 'sum'}", "reps=200")
     # 6 vs 6, complete separation: exact p = 2/924; two comparisons (final, AUC)
     assert "ahead (p_holm = 0.00433)" in proc.stdout
+
+
+def test_the_shift_ci_is_the_inverted_exact_test_with_its_stated_coverage():
+    from scipy.stats import mannwhitneyu
+
+    # 5 vs 5: the textbook interval [d_(3), d_(23)] of the 25 sorted differences, coverage 1 − 2·4/252
+    x, y = np.array([1.0, 2.5, 3.1, 4.7, 6.0]), np.array([0.2, 0.9, 1.4, 2.2, 3.3])
+    d = np.sort((x[:, None] - y[None]).ravel())
+    est, lo, hi, cover = results.shift_ci(x, y)
+    assert (est, lo, hi) == (np.median(d), d[2], d[22]) and cover == pytest.approx(1 - 8 / 252)
+    # it agrees with the exact test: the CI excludes 0 exactly where p < 0.05
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        a, b = rng.normal(size=5), rng.normal(0.8, 1, size=5)
+        _, lo, hi, _ = results.shift_ci(a, b)
+        assert (lo > 0 or hi < 0) == (mannwhitneyu(a, b, method="exact").pvalue < 0.05)
+    # and covers a true shift as often as it says (normal data, shift 0.3, 6 vs 7 seeds)
+    hits = [lo <= 0.3 <= hi for lo, hi in (results.shift_ci(rng.normal(0.3, 1, 6), rng.normal(0, 1, 7))[1:3]
+                                           for _ in range(1500))]
+    cover = results.shift_ci(np.zeros(6) + np.arange(6), np.arange(7) + 0.5)[3]
+    assert cover >= 0.95 and np.mean(hits) == pytest.approx(cover, abs=0.02)
