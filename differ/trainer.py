@@ -340,9 +340,10 @@ class Trainer:
         if c["fair_uniform_logs"] >= UNIFORM_LOGS:
             c["fair_warning"] = (
                 f"fair replay is drawing almost uniformly (t_env={c['t_env']:,}): the 10% of individual "
-                f"experiences with the largest |δ_i| got {share:.3f} of the draws (uniform: 0.10) in each of "
-                f"the last {UNIFORM_LOGS} log intervals, and mean |δ_i| is {record.get('td_ind_over_eps', 0):.3g} x "
-                f"algo.differ.per_eps; to prioritise, raise env.reward_scale or lower algo.differ.per_eps")
+                f"experiences with the largest |δ_i| got less than {NEAR_UNIFORM} of the draws (uniform: 0.10) "
+                f"in each of the last {UNIFORM_LOGS} log intervals (last: {share:.3f}), and mean |δ_i| is "
+                f"{record.get('td_ind_over_eps', 0):.3g} x algo.differ.per_eps; to prioritise, raise "
+                f"env.reward_scale or lower algo.differ.per_eps")
             ckpt.warn(c["fair_warning"])
 
     def _periodic(self, final: bool) -> None:

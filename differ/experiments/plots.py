@@ -39,9 +39,9 @@ def _save(fig, out: str | Path) -> list[str]:
     return [str(p) for p in paths]
 
 
-def _panels(n: int, width: float = 5.0, height: float = 3.6):
+def _panels(n: int, width: float = 5.0, height: float = 3.6, max_cols: int = 3):
     plt = _plt()
-    cols = min(n, 3)
+    cols = min(n, max_cols)
     rows = (n + cols - 1) // cols
     # constrained layout keeps a panel title clear of the x label of the panel above it
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
@@ -156,7 +156,7 @@ def plot_fair_health(runs: list[Run], out: str | Path) -> list[str]:
     panels = group(runs)
     labels = list(dict.fromkeys(lab for by in panels.values() for lab in by))
     colour = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
-    fig, axes = _panels(2 * len(panels))
+    fig, axes = _panels(2 * len(panels), max_cols=2)  # one row per scenario
     for k, (scenario, by_label) in enumerate(panels.items()):
         for ax, metric in zip(axes[2 * k: 2 * k + 2], ("fair_top10_share", "td_ind_over_eps")):
             for label, rs in by_label.items():
