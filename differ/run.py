@@ -47,10 +47,11 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
                 trainer.start_new()
             OmegaConf.save(cfg, run_dir / "config.yaml")  # only now: e.g. a raised t_max on resume
             result = trainer.train()
-            # relative to where the command ran, not a path of this machine's
-            result["run_dir"] = os.path.relpath(run_dir)
+            result["run_dir"] = str(run_dir)
             result["machine"] = machine_info()  # of the session that finished the run
-            ckpt.write_atomic(run_dir / "result.json", (json.dumps(result, indent=2) + "\n").encode())
+            # the file names the directory relative to where the command ran, not by a path of this machine's
+            saved = {**result, "run_dir": os.path.relpath(run_dir)}
+            ckpt.write_atomic(run_dir / "result.json", (json.dumps(saved, indent=2) + "\n").encode())
     except OSError as e:
         raise storage_error(e, run_dir) from None
     return result
