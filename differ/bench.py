@@ -21,6 +21,12 @@
   pay, and all together.
 - parallel (only with `only=parallel`): the summed env steps/s of 2 runs side by side as processes
   (one torch thread each) against one run using every thread: what several seeds at once can gain.
+- profile (only with `only=profile`): where a whole QMIX-DIFFER run's time goes on SMAX 2s3z and
+  3s5z_vs_3s6z, default settings and fused_gru + bfloat16: env steps/s and, per phase of the run
+  loop (differ/timing.py), ms per env step and share, tests included.
+- busy (only with `only=busy`): SMAX 3m QMIX end to end alone and beside one busy program (a
+  Python loop), with the default threads and with torch_threads=1: what a laptop with other work
+  open, or a second run, costs.
 - grf (only with `only=grf`, both Google Research Football scenarios): env steps/s with uniform random
   actions for one copy in this process and for 2 and 4 copies as worker processes; ε-greedy
   collection through the agent network (one copy); end-to-end `differ train` env steps/s of QMIX
@@ -44,6 +50,7 @@ from .replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_byt
 from . import controller as controller_module
 from .bench_reference import PlainQMIXStep
 from .build import build_learner, make_envs
+from .timing import PhaseClock
 from .trainer import Trainer
 from .runner import Runner
 
@@ -136,7 +143,7 @@ BF16 = "qmix:algo.agent_precision=bfloat16"
 FUSED = "qmix:algo.fused_gru=true"
 FUSED_BF16 = "qmix:algo.fused_gru=true,algo.agent_precision=bfloat16"
 LEARNER_VARIANTS = ("plain_qmix", "qmix", BF16, FUSED, FUSED_BF16, "qmix_differ", "qplex", "qplex_differ")
-SECTIONS = ("learner", "rollout", "train", "buffer", "comix", "grf", "speed", "parallel")
+SECTIONS = ("learner", "rollout", "train", "buffer", "comix", "grf", "speed", "parallel", "profile", "busy")
 MAMUJOCO = ("Humanoid-9|8", "ManySegmentSwimmer-10x2")
 
 
@@ -285,6 +292,59 @@ def parallel_section(quick: bool) -> dict:
     return out
 
 
+def profile_run(overrides: dict, warmup: int, measure: int) -> dict:
+    """A whole `differ train` run's time split (differ/timing.py) over `measure` env steps after a
+    warm-up of `warmup` (the buffer filled, the env compiled), with the run's own test and log
+    schedule (tests included): env steps/s and, per phase, ms per env step and share."""
+    with tempfile.TemporaryDirectory() as d:
+        cfg = build_config({**overrides, "t_max": str(warmup), "tensorboard": "false", "progress": "false"})
+        trainer = Trainer(cfg, Path(d))
+        trainer.start_new()
+        trainer.train()
+        before, t_start = dict(trainer.clock.seconds), trainer.c["t_env"]
+        cfg.t_max = t_start + measure
+        t0 = time.perf_counter()
+        trainer.train()
+        wall, steps = time.perf_counter() - t0, trainer.c["t_env"] - t_start
+        split = PhaseClock({k: v - before.get(k, 0.0) for k, v in trainer.clock.seconds.items()}).split(steps, wall)
+    return {"steps_per_s": round(steps / wall, 1),
+            **{k: {"ms_per_env_step": v["ms_per_env_step"], "share": v["share"]} for k, v in split.items()}}
+
+
+def profile_section(quick: bool) -> dict:
+    w, m = (2000, 3000) if quick else (10_000, 30_000)
+    out = {}
+    for scenario in ("2s3z", "3s5z_vs_3s6z"):
+        for name, extra in (("default", {}), ("fused_gru_bf16", {"algo.fused_gru": "true",
+                                                                  "algo.agent_precision": "bfloat16"})):
+            out[f"qmix_differ_{scenario}_{name}"] = profile_run(
+                {"algo": "qmix_differ", "env.scenario": scenario, **extra}, w, m)
+    return out
+
+
+def busy_section(quick: bool) -> dict:
+    """A run beside one busy program (a Python loop on one core): SMAX 3m QMIX env steps/s alone
+    and beside it, with the default threads and with torch_threads=1. The goal: beside it, at
+    least 0.45 of the alone speed, and never slower than torch_threads=1."""
+    import subprocess
+    import sys
+
+    w, m = (2000, 3000) if quick else (10_000, 20_000)
+    out: dict = {}
+    for name, threads in (("default", None), ("torch_threads_1", "1")):
+        over = {"env.scenario": "3m", **({"torch_threads": threads} if threads else {})}
+        alone = train_steps_per_s(over, w, m)
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            beside = train_steps_per_s(over, w, m)
+        finally:
+            busy.kill()
+            busy.wait()
+        out[name] = {"alone": round(alone), "beside_busy": round(beside), "ratio": round(beside / alone, 3)}
+    out["default_over_threads_1_beside_busy"] = round(out["default"]["beside_busy"] / out["torch_threads_1"]["beside_busy"], 3)
+    return out
+
+
 GRF = ("academy_3_vs_1_with_keeper", "academy_counterattack_hard")
 
 
@@ -370,4 +430,8 @@ def main(opts: dict | None = None) -> dict:
         out["comix"] = comix_section(quick)
     if "grf" in sections:
         out["grf"] = grf_section(quick)
+    if "busy" in sections:
+        out["busy"] = busy_section(quick)
+    if "profile" in sections:
+        out["profile"] = profile_section(quick)
     return out

@@ -21,7 +21,7 @@ USAGE = """usage:
   differ --version
   differ verify [algo=qmix] [env=smax] [env.scenario=3m] [episodes=8]
                                                    is DIFFER exact for the algorithm's mixer? (Eq. 1)
-  differ bench [quick=true] [only=learner,rollout,train,buffer,comix,grf] [out=FILE]
+  differ bench [quick=true] [only=learner,rollout,train,buffer,comix,grf,speed,parallel,profile,busy] [out=FILE]
                                                    speed and memory benchmark (JSON)
 
   differ sweep key=v1,v2 ... out=DIR [workers=N] [backend=local|ray] [ray_address=auto|HOST:PORT]

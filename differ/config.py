@@ -135,7 +135,7 @@ class RunConfig:
     test_episodes: int = 32  # greedy episodes per evaluation
     log_interval: int = 10_000  # env steps between metric records
     checkpoint_interval: int = 100_000  # env steps between full checkpoints (0: only the final one)
-    torch_threads: int = 0  # 0: one per core
+    torch_threads: int = 0  # 0: one per core the rest of the machine leaves idle, re-read every 2 s (differ/threads.py)
     overlap: bool = False  # collect the next batch while training (two threads; acting lags the learner by one batch; not bit-equal to false)
     device: str = "cpu"  # where the networks and mini-batches live: cpu | cuda | cuda:N | auto (a GPU where torch sees one)
     progress: Optional[bool] = None  # true: a bar | false: silent | null: a bar on a terminal, plain lines elsewhere

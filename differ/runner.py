@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import time
+
 import numpy as np
 
 from .controller import Controller
@@ -37,8 +39,9 @@ class Episode:
 
 
 class Runner:
-    def __init__(self, env: VecEnv, controller: Controller):
+    def __init__(self, env: VecEnv, controller: Controller, clock=None):
         self.env, self.controller = env, controller
+        self.clock = clock  # a PhaseClock: acting and env time go to collect_act / collect_env
         self.schema = EpisodeSchema(env.spec)
         self._buf = self.schema.padded(env.num_envs, env.spec.episode_limit)
 
@@ -47,8 +50,10 @@ class Runner:
         b["obs"][:, t], b["state"][:, t], b["avail"][:, t], b["alive"][:, t] = o.obs, o.state, o.avail, o.alive
 
     def run(self, seeds, epsilon: float, rng: np.random.Generator, greedy: bool = False) -> list[Episode]:
-        env, E, b = self.env, self.env.num_envs, self._buf
+        env, E, b, clock = self.env, self.env.num_envs, self._buf, self.clock
+        t0 = t_start = time.perf_counter()
         o = env.reset(seeds)
+        act_s, env_s = 0.0, time.perf_counter() - t0
         self._record(0, o)
         self.controller.start(E)
         lengths = np.zeros(E, np.int64)
@@ -57,8 +62,11 @@ class Runner:
         won = np.zeros(E, bool)
         t = 0
         while not done.all():
+            t0 = time.perf_counter()
             actions = self.controller.act(o.obs, o.avail, epsilon, rng, greedy)
+            t1 = time.perf_counter()
             res = env.step(actions)
+            act_s, env_s = act_s + t1 - t0, env_s + time.perf_counter() - t1
             o = res.next
             b["actions"][:, t], b["reward"][:, t] = actions, res.reward
             self._record(t + 1, o)
@@ -69,8 +77,14 @@ class Runner:
             if res.battle_won is not None:
                 won[ended] = res.battle_won[ended]
             done |= ended
+        if clock is not None:
+            clock.add("collect_act", act_s)
+            clock.add("collect_env", env_s)
         has_battles = env.spec.has_battles
-        return [Episode(*(b[k][e, : lengths[e] + 1].copy() for k in ("obs", "state", "avail", "alive")),
-                        b["actions"][e, : lengths[e]].copy(), b["reward"][e, : lengths[e]].copy(),
-                        bool(terminated[e]), bool(won[e]) if has_battles else None)
-                for e in range(E)]
+        episodes = [Episode(*(b[k][e, : lengths[e] + 1].copy() for k in ("obs", "state", "avail", "alive")),
+                            b["actions"][e, : lengths[e]].copy(), b["reward"][e, : lengths[e]].copy(),
+                            bool(terminated[e]), bool(won[e]) if has_battles else None)
+                    for e in range(E)]
+        if clock is not None:
+            clock.add("collect_other", time.perf_counter() - t_start - act_s - env_s)
+        return episodes

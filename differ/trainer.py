@@ -28,6 +28,8 @@ from .replay.episode_buffer import EpisodeBuffer, check_fits
 from .policy import policy_record
 from .runner import Runner
 from .schedules import TEST, TRAIN, episode_seeds, linear
+from .threads import ThreadGovernor
+from .timing import PhaseClock
 
 NEAR_UNIFORM = 0.13  # fair_top10_share below this counts as near uniform (uniform: 0.10)
 UNIFORM_LOGS = 3  # log intervals in a row, after the ε anneal, before the health check warns
@@ -60,8 +62,13 @@ def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep
 class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
-        # overlap runs two busy threads: with torch_threads=0 each gets one torch thread
-        torch.set_num_threads(cfg.torch_threads or (1 if cfg.overlap else max(1, torch.get_num_threads())))
+        # overlap runs two busy threads: with torch_threads=0 each gets one torch thread; otherwise
+        # torch_threads=0 follows the cores the rest of the machine leaves idle (differ/threads.py)
+        self.threads = None
+        if cfg.torch_threads or cfg.overlap:
+            torch.set_num_threads(cfg.torch_threads or 1)
+        else:
+            self.threads = ThreadGovernor()
         self.env, self.test_env = make_envs(cfg)
         spec = self.spec = self.env.spec
         check_action_space(cfg, spec)
@@ -70,13 +77,14 @@ class Trainer:
                    total_steps=cfg.t_max + self.env.num_envs * spec.episode_limit)
         self.learner = build_learner(cfg, spec)
         self.controller = self.learner.controller()
-        self.runner = Runner(self.env, self.controller)
+        self.clock = PhaseClock()  # where the time goes (result.json's time_s)
+        self.runner = Runner(self.env, self.controller, self.clock)
         self.test_runner = self.runner if self.test_env is self.env else Runner(self.test_env, self.controller)
         self.buffer = EpisodeBuffer(spec, cfg.algo.buffer_size, cfg.algo.obs_dtype)
         self.rng = np.random.default_rng(cfg.seed)
         if cfg.overlap:  # the collecting thread acts with its own copy of the agent and its own generator
             self.acting = self.learner.controller(copy.deepcopy(self.learner.agent).requires_grad_(False))
-            self.acting_runner = Runner(self.env, self.acting)
+            self.acting_runner = Runner(self.env, self.acting, self.clock)
             self.acting_rng = np.random.default_rng([cfg.seed, 1])
         self.c = {"t_env": 0, "episode": 0, "train_steps": 0, "train_credit": 0.0, "test_round": 0,
                   "last_test_t": -cfg.test_interval, "last_log_t": 0, "last_ckpt_t": 0,
@@ -155,6 +163,7 @@ class Trainer:
                        "total_added": self.buffer.total_added},
             "spec": self._shapes(),
             "policy": policy_record(self.spec, self.cfg.algo),  # for differ.Policy
+            "timing": dict(self.clock.seconds),
         }
 
     def _shapes(self) -> dict:
@@ -213,6 +222,9 @@ class Trainer:
         self.acc_env = Accumulator(p["accumulators"]["env"])
         self.acc_train = Accumulator(p["accumulators"]["train"])
         self.last_test = dict(p["last_test"])
+        self.clock = PhaseClock(p.get("timing"))  # (checkpoints before differ 0.3 have none)
+        for runner in {id(r): r for r in (self.runner, getattr(self, "acting_runner", None)) if r}.values():
+            runner.clock = self.clock
 
     # ---- the loop --------------------------------------------------------------------------
     def _request_stop(self, signum, frame):
@@ -254,6 +266,8 @@ class Trainer:
                     episodes = pending.result()
                     self._store(episodes, epsilon)
                 c["wall_time"] = wall_before + time.time() - t_start
+                if self.threads is not None:
+                    self.threads.update()
                 self._periodic(final=False)
                 progress.update(c, self.last_test, sum(ep.ret for ep in episodes) / E)
             if c["t_env"] >= cfg.t_max:
@@ -272,6 +286,7 @@ class Trainer:
             self.logger.close(quiet=not completed)  # an error on the way out is the one to report
         result = {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max,
                   "wall_time_s": round(c["wall_time"], 1), "train_steps": c["train_steps"], **self.last_test}
+        result["time_s"] = self.clock.split(c["t_env"], c["wall_time"])
         if c.get("fair_warning"):
             result["fair_replay_warning"] = c["fair_warning"]
         if c["train_steps"] == 0 and c["t_env"] >= cfg.t_max:
@@ -283,8 +298,10 @@ class Trainer:
     def _store(self, episodes: list, epsilon: float) -> None:
         """A collected batch into the buffer and the counters; it earns its training steps."""
         c, a = self.c, self.cfg.algo
+        with self.clock.phase("store"):
+            for ep in episodes:
+                self.buffer.add_episode(ep)
         for ep in episodes:
-            self.buffer.add_episode(ep)
             self.acc_env.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
         c["t_env"] += sum(ep.length for ep in episodes)
         c["episode"] += len(episodes)
@@ -300,17 +317,21 @@ class Trainer:
             self.acc_train.add(self._train_step())
             c["train_steps"] += 1
             if a.target_tau is not None:
-                self.learner.soft_update_targets(a.target_tau)
+                with self.clock.phase("targets"):
+                    self.learner.soft_update_targets(a.target_tau)
         if a.target_tau is None and c["episode"] - c["last_target_update_episode"] >= a.target_update_episodes:
-            self.learner.update_targets()
+            with self.clock.phase("targets"):
+                self.learner.update_targets()
             c["last_target_update_episode"] = c["episode"]
 
     def _train_step(self) -> dict[str, float]:
         c = self.c
         try:
-            batch = self.buffer.sample(self.cfg.algo.batch_size, self.rng,
-                                       self.learner.batch_obs_dtype).to(self.learner.device)
-            stats = self.learner.train(batch, c["t_env"])
+            with self.clock.phase("sample"):
+                batch = self.buffer.sample(self.cfg.algo.batch_size, self.rng,
+                                           self.learner.batch_obs_dtype).to(self.learner.device)
+            with self.clock.phase("learn"):
+                stats = self.learner.train(batch, c["t_env"])
             bad = [k for k, v in stats.items() if k.startswith("loss") and not np.isfinite(v)]
             if bad:
                 raise TrainingDiverged(f"{bad[0]} became {stats[bad[0]]}")
@@ -353,18 +374,25 @@ class Trainer:
             if not final or c["last_test_t"] != c["t_env"]:
                 first = c["test_round"] * cfg.test_episodes
                 episodes: dict[str, list] = {}
-                self.last_test = evaluate_episodes(self.test_runner, cfg.seed, first, cfg.test_episodes,
-                                                   per_episode=episodes)
+                runner_clock, self.test_runner.clock = self.test_runner.clock, None  # all of it is "test"
+                try:
+                    with self.clock.phase("test"):
+                        self.last_test = evaluate_episodes(self.test_runner, cfg.seed, first, cfg.test_episodes,
+                                                           per_episode=episodes)
+                finally:
+                    self.test_runner.clock = runner_clock
                 c["test_round"] += 1
                 c["last_test_t"] = c["t_env"]
-                self.logger.log(c["t_env"], self.last_test)
-                self.logger.log_episodes(c["t_env"], episodes)
+                with self.clock.phase("log"):
+                    self.logger.log(c["t_env"], self.last_test)
+                    self.logger.log_episodes(c["t_env"], episodes)
         if final or c["t_env"] - c["last_log_t"] >= cfg.log_interval:
             if self.acc_env.counts or self.acc_train.counts:
                 record = {**self.acc_env.means(raw=("epsilon",)), **self.acc_train.means(suffix="", )}
                 record.update(episode=c["episode"], train_steps=c["train_steps"],
                               steps_per_s=c["t_env"] / max(c["wall_time"], 1e-9))
-                self.logger.log(c["t_env"], record)
+                with self.clock.phase("log"):
+                    self.logger.log(c["t_env"], record)
                 self._watch_fair_replay(record)
                 if self.progress is not None:
                     self.progress.line(c["t_env"], record, self.last_test)
@@ -372,4 +400,5 @@ class Trainer:
                 self.acc_train.clear()
             c["last_log_t"] = c["t_env"]
         if final or (cfg.checkpoint_interval and c["t_env"] - c["last_ckpt_t"] >= cfg.checkpoint_interval):
-            self.save_checkpoint()
+            with self.clock.phase("checkpoint"):
+                self.save_checkpoint()
