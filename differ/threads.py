@@ -6,8 +6,8 @@ it finishes each region a scheduler time slice late, and a run of thousands of s
 second crawls: SMAX 3m QMIX ran at 0.25 of its speed beside one busy Python loop with 2 threads,
 and at full speed with 1 (`differ bench only=busy`). So with torch_threads=0 the run reads, every
 few seconds, how much CPU the rest of the machine used (Linux's /proc/stat minus this process's
-own time) and uses one thread per core the others left idle: both cores alone, one beside a busy
-program or a second run. The thread count does not change a run's numbers on the CPUs measured
+own time) and uses one thread per core the others left idle, up to torch's own default (one per
+physical core): both cores alone, one beside a busy program or a second run. The thread count does not change a run's numbers on the CPUs measured
 (1 and 2 threads gave identical metrics); set torch_threads=N to fix it anyway.
 """
 
@@ -19,6 +19,8 @@ import time
 import torch
 
 INTERVAL_S = 2.0  # how often the idle cores are read
+# torch's own choice at import (one per physical core, not per hyperthread): the most a run uses
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
 
 def usable_cores() -> int:
@@ -49,7 +51,7 @@ class ThreadGovernor:
     """Call `update()` between batches; it retunes torch's threads at most every INTERVAL_S."""
 
     def __init__(self, max_threads: int | None = None):
-        self.max_threads = max_threads or usable_cores()
+        self.max_threads = max(1, min(max_threads or TORCH_DEFAULT_THREADS, usable_cores()))
         self.threads = self.max_threads
         torch.set_num_threads(self.threads)
         self._last = (time.monotonic(), _machine_busy_s(), _own_cpu_s())
@@ -65,7 +67,7 @@ class ThreadGovernor:
         busy, own = _machine_busy_s(), _own_cpu_s()
         self._last = (now, busy, own)
         others = max(0.0, (busy - busy0) - (own - own0)) / (now - t0)  # cores the rest of the machine used
-        idle = max(1, min(self.max_threads, round(usable_cores() - others)))
+        idle = max(1, min(self.max_threads, round(usable_cores() - others)))  # (cores: logical CPUs)
         if idle != self.threads:
             self.threads = idle
             torch.set_num_threads(idle)
