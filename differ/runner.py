@@ -39,9 +39,8 @@ class Episode:
 
 
 class Runner:
-    def __init__(self, env: VecEnv, controller: Controller, clock=None):
+    def __init__(self, env: VecEnv, controller: Controller):
         self.env, self.controller = env, controller
-        self.clock = clock  # a PhaseClock: acting and env time go to collect_act / collect_env
         self.schema = EpisodeSchema(env.spec)
         self._buf = self.schema.padded(env.num_envs, env.spec.episode_limit)
 
@@ -49,8 +48,10 @@ class Runner:
         b = self._buf
         b["obs"][:, t], b["state"][:, t], b["avail"][:, t], b["alive"][:, t] = o.obs, o.state, o.avail, o.alive
 
-    def run(self, seeds, epsilon: float, rng: np.random.Generator, greedy: bool = False) -> list[Episode]:
-        env, E, b, clock = self.env, self.env.num_envs, self._buf, self.clock
+    def run(self, seeds, epsilon: float, rng: np.random.Generator, greedy: bool = False,
+            clock=None) -> list[Episode]:
+        """With `clock` (a PhaseClock), the time goes to collect_act, collect_env and collect_other."""
+        env, E, b = self.env, self.env.num_envs, self._buf
         t0 = t_start = time.perf_counter()
         o = env.reset(seeds)
         act_s, env_s = 0.0, time.perf_counter() - t0

@@ -78,13 +78,13 @@ class Trainer:
         self.learner = build_learner(cfg, spec)
         self.controller = self.learner.controller()
         self.clock = PhaseClock()  # where the time goes (result.json's time_s)
-        self.runner = Runner(self.env, self.controller, self.clock)
+        self.runner = Runner(self.env, self.controller)
         self.test_runner = self.runner if self.test_env is self.env else Runner(self.test_env, self.controller)
         self.buffer = EpisodeBuffer(spec, cfg.algo.buffer_size, cfg.algo.obs_dtype)
         self.rng = np.random.default_rng(cfg.seed)
         if cfg.overlap:  # the collecting thread acts with its own copy of the agent and its own generator
             self.acting = self.learner.controller(copy.deepcopy(self.learner.agent).requires_grad_(False))
-            self.acting_runner = Runner(self.env, self.acting, self.clock)
+            self.acting_runner = Runner(self.env, self.acting)
             self.acting_rng = np.random.default_rng([cfg.seed, 1])
         self.c = {"t_env": 0, "episode": 0, "train_steps": 0, "train_credit": 0.0, "test_round": 0,
                   "last_test_t": -cfg.test_interval, "last_log_t": 0, "last_ckpt_t": 0,
@@ -223,8 +223,6 @@ class Trainer:
         self.acc_train = Accumulator(p["accumulators"]["train"])
         self.last_test = dict(p["last_test"])
         self.clock = PhaseClock(p.get("timing"))  # (checkpoints before differ 0.3 have none)
-        for runner in {id(r): r for r in (self.runner, getattr(self, "acting_runner", None)) if r}.values():
-            runner.clock = self.clock
 
     # ---- the loop --------------------------------------------------------------------------
     def _request_stop(self, signum, frame):
@@ -254,14 +252,15 @@ class Trainer:
                 epsilon = linear(a.epsilon_start, a.epsilon_finish, a.epsilon_anneal_steps, c["t_env"])
                 seeds = episode_seeds(cfg.seed, TRAIN, c["episode"], E)
                 if collector is None:
-                    episodes = self.runner.run(seeds, epsilon, self.rng)
+                    episodes = self.runner.run(seeds, epsilon, self.rng, clock=self.clock)
                     self._store(episodes, epsilon)
                     self._learn()
                 else:
                     # overlap: the next batch is collected (by a snapshot of the agent network, with
                     # its own generator) while the learner trains on what the buffer holds
                     self.acting.agent.load_state_dict(self.learner.agent.state_dict())
-                    pending = collector.submit(self.acting_runner.run, seeds, epsilon, self.acting_rng)
+                    pending = collector.submit(self.acting_runner.run, seeds, epsilon, self.acting_rng,
+                                               clock=self.clock)
                     self._learn()
                     episodes = pending.result()
                     self._store(episodes, epsilon)
@@ -287,7 +286,7 @@ class Trainer:
         result = {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max,
                   "wall_time_s": round(c["wall_time"], 1), "train_steps": c["train_steps"], **self.last_test}
         result["time_s"] = self.clock.split(c["t_env"], c["wall_time"])
-        if c.get("fair_warning"):
+        if c["fair_warning"]:
             result["fair_replay_warning"] = c["fair_warning"]
         if c["train_steps"] == 0 and c["t_env"] >= cfg.t_max:
             result["warning"] = (f"no training step was taken: the buffer never held algo.batch_size="
@@ -355,9 +354,9 @@ class Trainer:
         """Once ε has annealed, warn (once per run) when fair replay has drawn near uniformly for
         UNIFORM_LOGS log intervals in a row: it then tests random subsampling, not priorities."""
         c, share = self.c, record.get("fair_top10_share")
-        if share is None or c.get("fair_warning") or c["t_env"] < self.cfg.algo.epsilon_anneal_steps:
+        if share is None or c["fair_warning"] or c["t_env"] < self.cfg.algo.epsilon_anneal_steps:
             return
-        c["fair_uniform_logs"] = c.get("fair_uniform_logs", 0) + 1 if share < NEAR_UNIFORM else 0
+        c["fair_uniform_logs"] = c["fair_uniform_logs"] + 1 if share < NEAR_UNIFORM else 0
         if c["fair_uniform_logs"] >= UNIFORM_LOGS:
             c["fair_warning"] = (
                 f"fair replay is drawing almost uniformly (t_env={c['t_env']:,}): the 10% of individual "
@@ -374,13 +373,9 @@ class Trainer:
             if not final or c["last_test_t"] != c["t_env"]:
                 first = c["test_round"] * cfg.test_episodes
                 episodes: dict[str, list] = {}
-                runner_clock, self.test_runner.clock = self.test_runner.clock, None  # all of it is "test"
-                try:
-                    with self.clock.phase("test"):
-                        self.last_test = evaluate_episodes(self.test_runner, cfg.seed, first, cfg.test_episodes,
-                                                           per_episode=episodes)
-                finally:
-                    self.test_runner.clock = runner_clock
+                with self.clock.phase("test"):
+                    self.last_test = evaluate_episodes(self.test_runner, cfg.seed, first, cfg.test_episodes,
+                                                       per_episode=episodes)
                 c["test_round"] += 1
                 c["last_test_t"] = c["t_env"]
                 with self.clock.phase("log"):

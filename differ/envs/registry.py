@@ -25,6 +25,7 @@ from importlib.metadata import entry_points
 from types import ModuleType
 
 from ..errors import ConfigError
+from .base import RewardScaled
 
 BUILTIN: dict[str, tuple[str, str]] = {
     # name: (module, one-line description)
@@ -109,11 +110,6 @@ def make_env(name: str, scenario: str, num_envs: int, time_limit=None, options=N
     module = family_module(name)
     try:
         env = module.make(name, scenario, num_envs, time_limit, dict(options or {}))
-        if float(reward_scale) == 1.0:
-            return env
-        from .base import RewardScaled
-
-        return RewardScaled(env, reward_scale)
     except TypeError as e:
         # an env.options key the family or its package does not take ("unexpected keyword")
         if "keyword argument" not in str(e):
@@ -121,6 +117,7 @@ def make_env(name: str, scenario: str, num_envs: int, time_limit=None, options=N
         m = re.search(r"argument '([^']+)'", str(e))
         key = f"env.options.{m.group(1)}" if m else "env.options"
         raise ConfigError(f"{key} is not an option of {name} {scenario} ({e}); remove it") from None
+    return env if float(reward_scale) == 1.0 else RewardScaled(env, reward_scale)
 
 
 def named_scenario(family: str, scenario: str, names, key: str, cutoff: float) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .results import Run, aligned, group, pick_metric
+from .results import Run, aligned, group, pick_metric, reward_scales
 
 PRETTY = {"test_battle_won_mean": "test win rate", "test_return_mean": "test return",
           "td_ind_std_norm": "normalised std of individual |TD|", "return_mean": "train return"}
@@ -80,12 +80,12 @@ def plot_curves(runs: list[Run], metric: str | None, out: str | Path, title: str
             name = relabel(rs[0]) if relabel else label
             ax.plot(grid, values.mean(0), color=colour[label], lw=1.8, label=f"{name} ({_seeds(len(values))})")
             ax.fill_between(grid, values.min(0), values.max(0), color=colour[label], alpha=0.2, lw=0)
-        scales = sorted({float(r.config.get("env.reward_scale", 1.0)) for rs in by_label.values() for r in rs})
-        mixed = len(scales) > 1 and shown not in RATES  # returns on different scales side by side
-        ax.set_title(scenario + (f" (reward scales {', '.join(f'{x:g}' for x in scales)})" if mixed else ""))
+        # returns on different scales side by side (win rates do not depend on the scale)
+        mixed = None if shown in RATES else reward_scales([r for rs in by_label.values() for r in rs])
+        ax.set_title(scenario + (f" (reward scales {mixed})" if mixed else ""))
         if mixed:
-            print(f"note: {scenario} mixes reward scales ({', '.join(f'{x:g}' for x in scales)}): its "
-                  f"returns are not comparable across env.reward_scale", file=sys.stderr)
+            print(f"note: {scenario} mixes reward scales ({mixed}): its returns are not comparable across "
+                  f"env.reward_scale", file=sys.stderr)
         ax.set_ylabel(PRETTY.get(shown, shown))
         if shown in RATES:  # a flat 0 line would otherwise get a symmetric, negative axis
             ax.set_ylim(bottom=-0.01, top=max(ax.get_ylim()[1], 0.05))

@@ -235,9 +235,10 @@ def mann_whitney_p(x, y) -> tuple[float, str]:
     if len(x) == 0 or len(y) == 0:
         return float("nan"), ""
     pooled = np.concatenate([x, y])
-    if len(np.unique(pooled)) == len(pooled):
+    distinct = len(np.unique(pooled))
+    if distinct == len(pooled):
         return float(mannwhitneyu(x, y, alternative="two-sided", method="exact").pvalue), "exact"
-    if len(np.unique(pooled)) == 1:
+    if distinct == 1:
         return 1.0, "exact (permutation)"  # every value equal: nothing to tell the two apart
     if comb(len(pooled), len(x)) <= 10**6:
         method = PermutationMethod(n_resamples=np.inf)
@@ -411,14 +412,19 @@ def fmt_comparison(c: Comparison, scenario: str) -> dict[str, str]:
             "p_holm": f"{c.p_holm:.3g}", "verdict": c.verdict()}
 
 
+def reward_scales(runs: list[Run]) -> str | None:
+    """The env.reward_scale values of one panel's runs ("1, 10"), where they differ; else None."""
+    scales = sorted({float(r.config.get("env.reward_scale", 1.0)) for r in runs})
+    return ", ".join(f"{s:g}" for s in scales) if len(scales) > 1 else None
+
+
 def scale_notes(runs: list[Run]) -> list[str]:
     """One line per panel whose runs were trained on different env.reward_scale values: their
     returns are not comparable (win rates are)."""
     notes = []
     for scenario, by_label in group(runs).items():
-        scales = sorted({float(r.config.get("env.reward_scale", 1.0)) for rs in by_label.values() for r in rs})
-        if len(scales) > 1:
-            notes.append(f"{scenario} mixes reward scales ({', '.join(f'{s:g}' for s in scales)}): its returns "
+        if scales := reward_scales([r for rs in by_label.values() for r in rs]):
+            notes.append(f"{scenario} mixes reward scales ({scales}): its returns "
                          f"are on different scales (env.reward_scale), its win rates are not")
     return notes
 
