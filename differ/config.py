@@ -114,6 +114,7 @@ class AlgoConfig:
     epsilon_anneal_steps: int = 50_000  # env steps of the linear ε anneal
     obs_dtype: str = "float16"  # how the buffer stores observations and states: float16 | float32
     skip_empty_obs: bool = False  # the learner's agent input layer skips all-zero observations (padding, dead units): same function, sums in another order
+    skip_padding: bool = False  # the learner's agent passes skip the time steps after each episode's end (packed sequences): same function, sums in another order
     fused_gru: bool = False  # the learner unrolls the agent GRU with a compiled CPU kernel (compiled once per machine; faster, not bit-equal)
     agent_precision: str = "float32"  # the learner's agent-network passes: float32 | bfloat16 (autocast; faster, not bit-equal)
     l1_reg: float = 0.0  # L1 weight on the agent parameters (Table 1 of the paper; unused by the authors' QMIX)
@@ -469,8 +470,9 @@ def validate(cfg: DictConfig) -> None:
                          ("algo.agent_precision", ("float32", "bfloat16"))):
         if present(key) and OmegaConf.select(cfg, key) not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got '{OmegaConf.select(cfg, key)}'")
-    if a.skip_empty_obs and a.agent != "rnn":
-        raise ConfigError(f"algo.skip_empty_obs=true needs the rnn agent, not algo.agent={a.agent}")
+    for key in ("skip_empty_obs", "skip_padding"):
+        if a[key] and a.agent != "rnn":
+            raise ConfigError(f"algo.{key}=true needs the rnn agent, not algo.agent={a.agent}")
     if a.fused_gru and a.agent != "rnn":
         raise ConfigError(f"algo.fused_gru=true needs the rnn agent, not algo.agent={a.agent}")
     if a.batch_size > a.buffer_size:

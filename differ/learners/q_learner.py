@@ -82,6 +82,8 @@ class QLearner:
         self.agent, self.mixer = agent.to(self.device), mixer.to(self.device)
         # bfloat16 autocast around the agent-network passes (an option: faster, not bit-equal)
         self.agent_bf16 = cfg.get("agent_precision", "float32") == "bfloat16"
+        # unroll the agent networks on the steps inside each episode only (an option: faster, not bit-equal)
+        self.skip_padding = bool(cfg.get("skip_padding", False))
         self.target_agent = copy.deepcopy(agent).requires_grad_(False)
         self.target_mixer = copy.deepcopy(mixer).requires_grad_(False)
         self.params = list(agent.parameters()) + list(mixer.parameters())
@@ -137,11 +139,12 @@ class QLearner:
         the largest shapes that copy costs as much as a matmul)."""
         return obs.to(torch.bfloat16) if self.agent_bf16 else obs
 
-    def unroll(self, agent, obs: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
+    def unroll(self, agent, obs: torch.Tensor, last_action: torch.Tensor, lengths=None) -> torch.Tensor:
         """Q_i of every action over whole episodes, in float32 whatever the passes ran in (the
-        mixer and the losses stay in full precision)."""
+        mixer and the losses stay in full precision). With lengths (algo.skip_padding) only the
+        steps inside each episode are computed."""
         with self.agent_precision():
-            q, _ = agent(obs, last_action)
+            q, _ = agent(obs, last_action) if lengths is None else agent(obs, last_action, lengths=lengths)
         return q.float() if self.agent_bf16 else q
 
     def hiddens(self, agent, obs: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
@@ -154,12 +157,14 @@ class QLearner:
             return self.forward_continuous(batch)
         la = last_actions(batch.actions, self.agent.n_actions)
         obs = self.agent_obs(batch.obs)
-        q = self.unroll(self.agent, obs, la)
+        # the observations of an episode of L steps are L + 1: the last one feeds the targets
+        lengths = batch.mask.sum(1).long() + 1 if self.skip_padding else None
+        q = self.unroll(self.agent, obs, la, lengths)
         chosen = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         mixer_in = mixer_input(self.mixer, chosen, batch.state[:, :-1], batch.actions, q[:, :-1],
                                batch.avail[:, :-1])
         with torch.no_grad():
-            tq_all = self.unroll(self.target_agent, obs, la)
+            tq_all = self.unroll(self.target_agent, obs, la, lengths)
             tq = tq_all[:, 1:]
             avail_next = batch.avail[:, 1:]
             if self.cfg.double_q:

@@ -20,6 +20,23 @@ from torch.nn import functional as F
 from . import fused_gru
 
 
+def packing(lengths: torch.Tensor, T: int, N: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The packed layout of B episodes x N agents whose episodes last `lengths` [B] of T steps:
+    sizes [T'] (rows at each step, T' the longest episode) and, for every packed row in order, its
+    index into the flattened [B, T, N] grid. Rows run longest episode first (ties in batch order),
+    agents of one episode together."""
+    lengths = lengths.long().clamp(0, T)
+    order = torch.argsort(-lengths, stable=True)  # episodes, longest first
+    rows_len = lengths[order].repeat_interleave(N)  # [B*N] in packed row order
+    rows = (order * (T * N)).repeat_interleave(N) + torch.arange(N).repeat(len(order))
+    steps = int(lengths.max()) if len(lengths) else 0
+    t = torch.arange(steps)
+    sizes = (rows_len.unsqueeze(0) > t.unsqueeze(1)).sum(1)  # [T']
+    live = rows_len.unsqueeze(0) > t.unsqueeze(1)  # [T', B*N]
+    index = (rows.unsqueeze(0) + (t * N).unsqueeze(1))[live]  # row-major over [T', B*N]: time-major packing
+    return sizes, index
+
+
 class RNNAgent(nn.Module):
     action_kind = "discrete"  # one Q output per action
     def __init__(self, obs_dim: int, n_actions: int, n_agents: int, hidden: int = 64):
@@ -60,17 +77,41 @@ class RNNAgent(nn.Module):
         ids = torch.arange(self.n_agents, device=obs.device)
         return F.relu(self.project_obs(obs) + self.last_action(last_action) + self.agent_id(ids))
 
-    def forward(self, obs: torch.Tensor, last_action: torch.Tensor, h: torch.Tensor | None = None):
+    def forward(self, obs: torch.Tensor, last_action: torch.Tensor, h: torch.Tensor | None = None,
+                lengths: torch.Tensor | None = None):
         """Unroll over time. obs [B, T, N, O], last_action [B, T, N] -> Q [B, T, N, A], h_T.
 
-        h: [1, B*N, H] or None (zeros, the start of an episode).
+        h: [1, B*N, H] or None (zeros, the start of an episode). lengths [B] (time steps of each
+        episode, at most T; algo.skip_padding): only those are computed, the steps after them come
+        out as Q = 0 and h_T is None.
         """
+        if lengths is not None:
+            return self.forward_packed(obs, last_action, lengths), None
         B, T, N = last_action.shape
         x = self.embed(obs, last_action)  # the big matmul runs on the stored layout
         x = x.permute(1, 0, 2, 3).reshape(T, B * N, self.hidden)  # time-major for the GRU
         out, h = fused_gru.unroll(self.rnn, x, h) if self.fused_gru else self.rnn(x, h)
         q = self.fc_out(out).view(T, B, N, self.n_actions).permute(1, 0, 2, 3)
         return q, h
+
+    def forward_packed(self, obs: torch.Tensor, last_action: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`forward` on the time steps inside each episode only: the (episode, agent) rows are
+        packed time-major, longest first (torch's PackedSequence layout), so the input layer, the
+        GRU and the output layer never see padding. The same function on those steps; the
+        matmuls run on other row counts, so the floats round differently."""
+        B, T, N = last_action.shape
+        sizes, index = packing(lengths.to("cpu"), T, N)
+        index = index.to(obs.device)
+        flat = obs.reshape(B * T * N, -1).index_select(0, index)
+        la = last_action.reshape(-1).index_select(0, index)
+        agent = index % N
+        x = F.relu(self.project_obs(flat) + self.last_action(la) + self.agent_id(agent))
+        if self.fused_gru:
+            out = fused_gru.unroll_packed(self.rnn, x, sizes)
+        else:
+            out = self.rnn(nn.utils.rnn.PackedSequence(x, sizes))[0].data
+        q = self.fc_out(out)
+        return q.new_zeros(B * T * N, self.n_actions).index_copy(0, index, q).view(B, T, N, self.n_actions)
 
     def step(self, obs: torch.Tensor, last_action: torch.Tensor, h: torch.Tensor):
         """One time step, for acting: obs [E, N, O], last_action [E, N], h [E*N, H] -> Q [E, N, A],

@@ -98,62 +98,90 @@ static void check(const at::Tensor& t, const char* name) {
               " must be a contiguous float32 CPU tensor");
 }
 
-// gi [T, R, 3H] = x W_ih^T + b_ih for every step; h0 [R, H]; w_hh [3H, H]; b_hh [3H].
-// Returns the outputs h_1..h_T [T, R, H] and, when save, the gates [T, R, 4H] for the backward.
-std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& h0, const at::Tensor& w_hh,
-                                const at::Tensor& b_hh, bool save) {
+// Sequences of different lengths run packed, as in torch's PackedSequence: the rows of every step
+// are stored one step after another, step t holding the first sizes[t] sequences (sorted longest
+// first, so sizes never grows and a sequence keeps its row while it lasts). Steps past a
+// sequence's end are not computed at all. A batch of equal lengths is the case sizes[t] = R.
+
+static std::vector<int64_t> offsets_of(const at::Tensor& sizes, int64_t P, int64_t R) {
+  TORCH_CHECK(sizes.device().is_cpu() && sizes.scalar_type() == at::kLong && sizes.dim() == 1,
+              "fused GRU: sizes must be a 1-d int64 CPU tensor");
+  const int64_t T = sizes.size(0);
+  const int64_t* s = sizes.data_ptr<int64_t>();
+  std::vector<int64_t> off(T + 1, 0);
+  for (int64_t t = 0; t < T; ++t) {
+    TORCH_CHECK(s[t] >= 0 && s[t] <= (t == 0 ? R : s[t - 1]), "fused GRU: sizes must not grow, and sizes[0] <= rows of h0");
+    off[t + 1] = off[t] + s[t];
+  }
+  TORCH_CHECK(off[T] == P, "fused GRU: sizes must add up to the packed rows");
+  return off;
+}
+
+// gi [P, 3H] = x W_ih^T + b_ih of every packed row; sizes [T]; h0 [R, H] (R >= sizes[0]);
+// w_hh [3H, H]; b_hh [3H]. Returns the outputs [P, H] and, when save, the gates [P, 4H].
+std::vector<at::Tensor> forward(const at::Tensor& gi, const at::Tensor& sizes, const at::Tensor& h0,
+                                const at::Tensor& w_hh, const at::Tensor& b_hh, bool save) {
   check(gi, "gi"); check(h0, "h0"); check(w_hh, "w_hh"); check(b_hh, "b_hh");
-  TORCH_CHECK(gi.dim() == 3 && h0.dim() == 2 && gi.size(1) == h0.size(0), "fused GRU: gi [T, R, 3H] and h0 [R, H]");
-  const int64_t T = gi.size(0), R = gi.size(1), H = h0.size(1);
-  TORCH_CHECK(gi.size(2) == 3 * H && w_hh.dim() == 2 && w_hh.size(0) == 3 * H && w_hh.size(1) == H &&
-              b_hh.dim() == 1 && b_hh.size(0) == 3 * H, "fused GRU: gi [T, R, 3H], w_hh [3H, H], b_hh [3H]");
-  auto out = at::empty({T, R, H}, gi.options());
-  auto gates = at::empty({save ? T : 0, R, 4 * H}, gi.options());
+  TORCH_CHECK(gi.dim() == 2 && h0.dim() == 2, "fused GRU: gi [P, 3H] and h0 [R, H]");
+  const int64_t P = gi.size(0), R = h0.size(0), H = h0.size(1), T = sizes.size(0);
+  TORCH_CHECK(gi.size(1) == 3 * H && w_hh.dim() == 2 && w_hh.size(0) == 3 * H && w_hh.size(1) == H &&
+              b_hh.dim() == 1 && b_hh.size(0) == 3 * H, "fused GRU: gi [P, 3H], w_hh [3H, H], b_hh [3H]");
+  const auto off = offsets_of(sizes, P, R);
+  const int64_t* s = sizes.data_ptr<int64_t>();
+  auto out = at::empty({P, H}, gi.options());
+  auto gates = at::empty({save ? P : 0, 4 * H}, gi.options());
   auto gh = at::empty({R, 3 * H}, gi.options());
   const auto wt = w_hh.t();
-  const auto outs = out.unbind(0);
   for (int64_t t = 0; t < T; ++t) {
-    const at::Tensor& h = t == 0 ? h0 : outs[t - 1];
-    at::mm_out(gh, h, wt);
-    const float* a = gi.data_ptr<float>() + t * R * 3 * H;
+    const int64_t n = s[t];
+    if (n == 0) break;
+    const at::Tensor h = t == 0 ? h0.narrow(0, 0, n) : out.narrow(0, off[t - 1], n);
+    auto ght = gh.narrow(0, 0, n);
+    at::mm_out(ght, h, wt);
+    const float* a = gi.data_ptr<float>() + off[t] * 3 * H;
     const float* p = h.data_ptr<float>();
-    float* o = out.data_ptr<float>() + t * R * H;
-    float* g = save ? gates.data_ptr<float>() + t * R * 4 * H : nullptr;
-    at::parallel_for(0, R, grain(H), [&](int64_t i0, int64_t i1) {
+    float* o = out.data_ptr<float>() + off[t] * H;
+    float* g = save ? gates.data_ptr<float>() + off[t] * 4 * H : nullptr;
+    at::parallel_for(0, n, grain(H), [&](int64_t i0, int64_t i1) {
       gates_forward(a, gh.data_ptr<float>(), b_hh.data_ptr<float>(), p, o, g, i0, i1, H);
     });
   }
   return {out, gates};
 }
 
-// grad_out [T, R, H]: dL/d(every output), h_T's own gradient included by the caller.
-// Returns dL/d gi [T, R, 3H], dL/d h0 [R, H], dL/d w_hh [3H, H], dL/d b_hh [3H].
+// grad_out [P, H]: dL/d(every output), the last states' own gradients included by the caller.
+// Returns dL/d gi [P, 3H], dL/d h0 [R, H], dL/d w_hh [3H, H], dL/d b_hh [3H].
 std::vector<at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& out, const at::Tensor& gates,
-                                 const at::Tensor& h0, const at::Tensor& w_hh) {
+                                 const at::Tensor& sizes, const at::Tensor& h0, const at::Tensor& w_hh) {
   check(grad_out, "grad_out"); check(out, "out"); check(gates, "gates"); check(h0, "h0"); check(w_hh, "w_hh");
-  const int64_t T = out.size(0), R = out.size(1), H = out.size(2);
-  TORCH_CHECK(grad_out.sizes() == out.sizes() && gates.dim() == 3 && gates.size(0) == T && gates.size(1) == R &&
-              gates.size(2) == 4 * H && h0.size(0) == R && h0.size(1) == H && w_hh.size(0) == 3 * H &&
-              w_hh.size(1) == H, "fused GRU: backward shapes");
-  auto dgi = at::empty({T, R, 3 * H}, out.options());
-  auto dgh = at::empty({T, R, 3 * H}, out.options());
+  const int64_t P = out.size(0), H = out.size(1), R = h0.size(0), T = sizes.size(0);
+  TORCH_CHECK(grad_out.sizes() == out.sizes() && gates.dim() == 2 && gates.size(0) == P && gates.size(1) == 4 * H &&
+              h0.size(1) == H && w_hh.size(0) == 3 * H && w_hh.size(1) == H, "fused GRU: backward shapes");
+  const auto off = offsets_of(sizes, P, R);
+  const int64_t* s = sizes.data_ptr<int64_t>();
+  auto dgi = at::empty({P, 3 * H}, out.options());
+  auto dgh = at::empty({P, 3 * H}, out.options());
+  // rows past a sequence's end stay zero: no later step reaches them
   auto dh = at::zeros({R, H}, out.options());
-  const auto dghs = dgh.unbind(0);
+  std::vector<at::Tensor> hs;  // the inputs of every step's h W_hh^T, packed like the outputs
+  hs.reserve(T);
   for (int64_t t = T - 1; t >= 0; --t) {
-    const float* go = grad_out.data_ptr<float>() + t * R * H;
-    const float* g = gates.data_ptr<float>() + t * R * 4 * H;
-    const float* p = (t == 0 ? h0.data_ptr<float>() : out.data_ptr<float>() + (t - 1) * R * H);
-    float* da = dgi.data_ptr<float>() + t * R * 3 * H;
-    float* db = dgh.data_ptr<float>() + t * R * 3 * H;
-    at::parallel_for(0, R, grain(H), [&](int64_t i0, int64_t i1) {
+    const int64_t n = s[t];
+    if (n == 0) continue;
+    const float* go = grad_out.data_ptr<float>() + off[t] * H;
+    const float* g = gates.data_ptr<float>() + off[t] * 4 * H;
+    const float* p = (t == 0 ? h0.data_ptr<float>() : out.data_ptr<float>() + off[t - 1] * H);
+    float* da = dgi.data_ptr<float>() + off[t] * 3 * H;
+    float* db = dgh.data_ptr<float>() + off[t] * 3 * H;
+    at::parallel_for(0, n, grain(H), [&](int64_t i0, int64_t i1) {
       gates_backward(go, dh.data_ptr<float>(), g, p, da, db, i0, i1, H);
     });
-    dh.addmm_(dghs[t], w_hh);
+    dh.narrow(0, 0, n).addmm_(dgh.narrow(0, off[t], n), w_hh);
   }
-  // the inputs of every step's h W_hh^T: h_0..h_{T-1}
-  const auto hs = at::cat({h0.unsqueeze(0), out.narrow(0, 0, T - 1)}, 0).view({T * R, H});
-  const auto dg = dgh.view({T * R, 3 * H});
-  return {dgi, dh, dg.t().mm(hs), dg.sum(0)};
+  for (int64_t t = 0; t < T && s[t] > 0; ++t)
+    hs.push_back(t == 0 ? h0.narrow(0, 0, s[0]) : out.narrow(0, off[t - 1], s[t]));
+  const auto h_in = hs.empty() ? at::zeros({0, H}, out.options()) : at::cat(hs, 0);
+  return {dgi, dh, dgh.t().mm(h_in), dgh.sum(0)};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -123,29 +123,42 @@ def kernel():
 
 class _FusedGRU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, gi, h0, w_hh, b_hh):
-        out, gates = kernel().forward(gi, h0, w_hh, b_hh, True)
-        ctx.save_for_backward(out, gates, h0, w_hh)
+    def forward(ctx, gi, sizes, h0, w_hh, b_hh):
+        out, gates = kernel().forward(gi, sizes, h0, w_hh, b_hh, True)
+        ctx.save_for_backward(out, gates, sizes, h0, w_hh)
         return out
 
     @staticmethod
     @once_differentiable  # the kernel's gradient has no gradient of its own: a double backward raises
     def backward(ctx, grad_out):
-        out, gates, h0, w_hh = ctx.saved_tensors
-        return tuple(kernel().backward(grad_out.contiguous(), out, gates, h0, w_hh))
+        out, gates, sizes, h0, w_hh = ctx.saved_tensors
+        dgi, dh0, dw, db = kernel().backward(grad_out.contiguous(), out, gates, sizes, h0, w_hh)
+        return dgi, None, dh0, dw, db
+
+
+def _run(rnn: nn.GRU, x: torch.Tensor, sizes: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """The packed recurrence: x [P, H_in] -> outputs [P, H]. The input projection of every row is
+    one matmul, run under whatever autocast is on (bfloat16 with algo.agent_precision=bfloat16, as
+    torch's GRU does); the recurrence runs in float32."""
+    gi = F.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0).float().contiguous()
+    w_hh, b_hh = rnn.weight_hh_l0.contiguous(), rnn.bias_hh_l0.contiguous()
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (gi, h0, w_hh, b_hh)):
+        return _FusedGRU.apply(gi, sizes, h0, w_hh, b_hh)
+    return kernel().forward(gi, sizes, h0, w_hh, b_hh, False)[0]  # target passes: nothing kept for a backward
 
 
 def unroll(rnn: nn.GRU, x: torch.Tensor, h: torch.Tensor | None = None):
     """What `rnn(x, h)` returns, through the kernel: x [T, R, H_in], h [1, R, H] or None (zeros)
-    -> outputs [T, R, H], h_T [1, R, H]. The input projection of every step is one matmul, run
-    under whatever autocast is on (bfloat16 with algo.agent_precision=bfloat16, as torch's GRU
-    does); the recurrence runs in float32."""
+    -> outputs [T, R, H], h_T [1, R, H]."""
     T, R, _ = x.shape
-    gi = F.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0).float().contiguous()
     h0 = x.new_zeros(R, rnn.hidden_size, dtype=torch.float32) if h is None else h[0].float().contiguous()
-    w_hh, b_hh = rnn.weight_hh_l0.contiguous(), rnn.bias_hh_l0.contiguous()
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (gi, h0, w_hh, b_hh)):
-        out = _FusedGRU.apply(gi, h0, w_hh, b_hh)
-    else:  # the target networks' pass: nothing to keep for a backward
-        out = kernel().forward(gi, h0, w_hh, b_hh, False)[0]
+    sizes = torch.full((T,), R, dtype=torch.long)
+    out = _run(rnn, x.reshape(T * R, -1), sizes, h0).view(T, R, rnn.hidden_size)
     return out, out[-1:]
+
+
+def unroll_packed(rnn: nn.GRU, x: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """The GRU over packed sequences from zero states (torch's PackedSequence layout: `sizes[t]`
+    rows at step t, longest sequences first): x [P, H_in] -> outputs [P, H]."""
+    h0 = x.new_zeros(int(sizes[0]) if len(sizes) else 0, rnn.hidden_size, dtype=torch.float32)
+    return _run(rnn, x, sizes, h0)
