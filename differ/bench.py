@@ -315,8 +315,11 @@ def profile_section(quick: bool) -> dict:
     w, m = (2000, 3000) if quick else (10_000, 30_000)
     out = {}
     for scenario in ("2s3z", "3s5z_vs_3s6z"):
-        for name, extra in (("default", {}), ("fused_gru_bf16", {"algo.fused_gru": "true",
-                                                                  "algo.agent_precision": "bfloat16"})):
+        for name, extra in (("default", {}),
+                            ("fused_gru_bf16", {"algo.fused_gru": "true", "algo.agent_precision": "bfloat16"}),
+                            ("fused_gru_skip_padding", {"algo.fused_gru": "true", "algo.skip_padding": "true"}),
+                            ("fused_gru_bf16_skip_padding", {"algo.fused_gru": "true", "algo.agent_precision": "bfloat16",
+                                                             "algo.skip_padding": "true"})):
             out[f"qmix_differ_{scenario}_{name}"] = profile_run(
                 {"algo": "qmix_differ", "env.scenario": scenario, **extra}, w, m)
     return out
