@@ -2,20 +2,34 @@
 3s5z_vs_3s6z shape (T 60, full-length synthetic episodes) with batch 32 and batch 64 (the rows two
 stacked seeds would give every call), 1 and 2 torch threads. usage: python bench/stack_probe.py
 FUSED_GRU(true|false) PRECISION(float32|bfloat16)"""
-import time, statistics, sys
-import numpy as np, torch
+
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
 from differ.bench import SHAPES
-from differ.config import build_config
 from differ.build import build_learner
-from differ.envs.base import EnvSpec, DiscreteActions
+from differ.config import build_config
+from differ.envs.base import DiscreteActions, EnvSpec
 from differ.replay.episode_buffer import EpisodeBuffer
+
 n, obs, state, A, T = SHAPES["3s5z_vs_3s6z"]
 spec = EnvSpec(n, DiscreteActions(A), obs, state, T, (0,) * n, ("unit",) * n)
 buf = EpisodeBuffer(spec, 128, "float16")
 rng = np.random.default_rng(0)
 for _ in range(64):
-    buf.add(rng.random((T + 1, n, obs)), rng.random((T + 1, state)), rng.random((T + 1, n, A)) > 0.2,
-            np.ones((T + 1, n), bool), rng.integers(0, A, (T, n)), rng.random(T), True)
+    buf.add(
+        rng.random((T + 1, n, obs)),
+        rng.random((T + 1, state)),
+        rng.random((T + 1, n, A)) > 0.2,
+        np.ones((T + 1, n), bool),
+        rng.integers(0, A, (T, n)),
+        rng.random(T),
+        True,
+    )
 over = {"algo": "qmix_differ", "algo.fused_gru": sys.argv[1], "algo.agent_precision": sys.argv[2]}
 res = {}
 for threads in (1, 2):
@@ -25,9 +39,13 @@ for threads in (1, 2):
         ts = []
         for i in range(12):
             b = buf.sample(B, np.random.default_rng(i), learner.batch_obs_dtype)
-            t0 = time.perf_counter(); learner.train(b); 
-            if i >= 2: ts.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            learner.train(b)
+            if i >= 2:
+                ts.append(time.perf_counter() - t0)
         res[(threads, B)] = 1000 * statistics.median(ts)
         print(threads, B, round(res[(threads, B)], 1), flush=True)
-print("two seeds stacked (batch 64, 2 threads) vs two processes (batch 32, 1 thread each): throughput ratio",
-      round(res[(1, 32)] / res[(2, 64)], 2))
+print(
+    "two seeds stacked (batch 64, 2 threads) vs two processes (batch 32, 1 thread each): throughput ratio",
+    round(res[(1, 32)] / res[(2, 64)], 2),
+)

@@ -17,8 +17,17 @@ if TYPE_CHECKING:
     from .policy import Policy
 
 __version__ = "0.3.0"
-__all__ = ["train", "evaluate", "Policy", "TrainResult", "DifferError", "ConfigError", "CheckpointError",
-           "TrainingDiverged", "__version__"]
+__all__ = [
+    "train",
+    "evaluate",
+    "Policy",
+    "TrainResult",
+    "DifferError",
+    "ConfigError",
+    "CheckpointError",
+    "TrainingDiverged",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,11 +21,11 @@ class TrainResult:
     result: dict  # t_env, stopped_early, wall_time_s, train_steps, the last test metrics, machine
 
     @property
-    def test_return(self) -> Optional[float]:
+    def test_return(self) -> float | None:
         return self.result.get("test_return_mean")
 
     @property
-    def test_win_rate(self) -> Optional[float]:
+    def test_win_rate(self) -> float | None:
         return self.result.get("test_battle_won_mean")
 
 
@@ -41,7 +41,7 @@ def _cli_value(value: Any) -> str:
     return str(value)
 
 
-def _overrides(algo: Optional[str], env: Optional[str], keys: dict[str, Any]) -> dict[str, str]:
+def _overrides(algo: str | None, env: str | None, keys: dict[str, Any]) -> dict[str, str]:
     out = {k.replace("__", "."): _cli_value(v) for k, v in keys.items()}
     if algo is not None:
         out["algo"] = algo
@@ -50,8 +50,9 @@ def _overrides(algo: Optional[str], env: Optional[str], keys: dict[str, Any]) ->
     return out
 
 
-def train(algo: Optional[str] = "qmix", env: Optional[str] = "smax", *, resume: str | Path | None = None,
-          **config: Any) -> TrainResult:
+def train(
+    algo: str | None = "qmix", env: str | None = "smax", *, resume: str | Path | None = None, **config: Any
+) -> TrainResult:
     """Train a new run, or continue one with `resume=RUN_DIR` (then `algo`/`env` are not used).
 
     >>> r = differ.train(algo="qmix_differ", env="lbf", t_max=20_000, seed=1, run_dir="runs/demo")
@@ -68,9 +69,15 @@ def train(algo: Optional[str] = "qmix", env: Optional[str] = "smax", *, resume: 
     return TrainResult(Path(result["run_dir"]), result)
 
 
-def evaluate(path: str | Path, episodes: int = 32, seed: Optional[int] = None,
-             dump_individual_rewards: str | Path | None = None, video: str | Path | None = None,
-             video_format: str = "mp4", fps: float = 10.0) -> dict:
+def evaluate(
+    path: str | Path,
+    episodes: int = 32,
+    seed: int | None = None,
+    dump_individual_rewards: str | Path | None = None,
+    video: str | Path | None = None,
+    video_format: str = "mp4",
+    fps: float = 10.0,
+) -> dict:
     """Greedy episodes of a run's newest readable checkpoint (or of a checkpoint file): means,
     the return's sd and 95% CI, the win rate's 95% interval, as `differ evaluate` prints them.
     With `video=DIR`: the first `episodes` of those episodes rendered into DIR instead (MP4 or
@@ -86,4 +93,6 @@ def evaluate(path: str | Path, episodes: int = 32, seed: Optional[int] = None,
         if dump_individual_rewards is not None:
             raise ConfigError("video= and dump_individual_rewards= are separate evaluate runs; give one")
         return record(str(path), str(video), episodes, seed, video_format, fps)
-    return _evaluate(str(path), episodes, seed, None if dump_individual_rewards is None else str(dump_individual_rewards))
+    return _evaluate(
+        str(path), episodes, seed, None if dump_individual_rewards is None else str(dump_individual_rewards)
+    )

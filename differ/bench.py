@@ -43,16 +43,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import controller as controller_module
+from .bench_reference import PlainQMIXStep
+from .build import build_learner, make_envs
 from .config import ConfigError, build_config
 from .envs.base import DiscreteActions, EnvSpec
 from .envs.registry import make_env
 from .replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
-from . import controller as controller_module
-from .bench_reference import PlainQMIXStep
-from .build import build_learner, make_envs
+from .runner import Runner
 from .timing import PhaseClock
 from .trainer import Trainer
-from .runner import Runner
 
 SHAPES = {  # scenario: (n_agents, obs, state, actions, T)
     "2s3z": (5, 127, 120, 10, 40),
@@ -79,8 +79,15 @@ def learner_step_ms(scenario: str, variants=("qmix", "qmix_differ"), reps: int =
     buf = EpisodeBuffer(spec, 64, "float16")
     rng = np.random.default_rng(0)
     for _ in range(32):
-        buf.add(rng.random((T + 1, n, obs)), rng.random((T + 1, state)), rng.random((T + 1, n, A)) > 0.2,
-                np.ones((T + 1, n), bool), rng.integers(0, A, (T, n)), rng.random(T), True)
+        buf.add(
+            rng.random((T + 1, n, obs)),
+            rng.random((T + 1, state)),
+            rng.random((T + 1, n, A)) > 0.2,
+            np.ones((T + 1, n), bool),
+            rng.integers(0, A, (T, n)),
+            rng.random(T),
+            True,
+        )
     times: dict[str, list[float]] = {v: [] for v in learners}
     for i in range(reps + 2):
         for v, learner in learners.items():
@@ -109,8 +116,16 @@ def rollout_steps_per_s(env_name: str, scenario: str, num_envs: int, batches: in
 
 def train_steps_per_s(overrides: dict, warmup: int, measure: int) -> float:
     with tempfile.TemporaryDirectory() as d:
-        cfg = build_config({**overrides, "t_max": str(warmup), "tensorboard": "false", "progress": "false",
-                            "test_interval": str(10**9), "checkpoint_interval": "0"})
+        cfg = build_config(
+            {
+                **overrides,
+                "t_max": str(warmup),
+                "tensorboard": "false",
+                "progress": "false",
+                "test_interval": str(10**9),
+                "checkpoint_interval": "0",
+            }
+        )
         trainer = Trainer(cfg, Path(d))
         trainer.start_new()
         trainer.save_checkpoint = lambda: None  # the benchmark measures training, not disk
@@ -132,11 +147,13 @@ def buffer_gb(scenario: str, episodes: int = 16) -> dict:
     for e in eps:
         buf.add_episode(e)
     per_step = bytes_per_step(env.spec, "float16")
-    return {"bytes_per_step": per_step,
-            "measured_bytes_per_episode": buf.nbytes() / episodes,
-            "random_policy_mean_length": mean_len,
-            "gb_5000_at_random_policy_lengths": 5000 * buf.nbytes() / episodes / 1e9,
-            "gb_5000_worst_case": worst_case_bytes(env.spec, "float16", 5000) / 1e9}
+    return {
+        "bytes_per_step": per_step,
+        "measured_bytes_per_episode": buf.nbytes() / episodes,
+        "random_policy_mean_length": mean_len,
+        "gb_5000_at_random_policy_lengths": 5000 * buf.nbytes() / episodes / 1e9,
+        "gb_5000_worst_case": worst_case_bytes(env.spec, "float16", 5000) / 1e9,
+    }
 
 
 BF16 = "qmix:algo.agent_precision=bfloat16"
@@ -161,8 +178,14 @@ class _RandomBox:
 
 
 def _comix_cfg(algo: str, scenario: str, num_envs: int = 1, workers: int | None = None):
-    over = {"algo": algo, "env": "mamujoco", "env.scenario": scenario, "env.num_envs": str(num_envs),
-            "tensorboard": "false", "progress": "false"}
+    over = {
+        "algo": algo,
+        "env": "mamujoco",
+        "env.scenario": scenario,
+        "env.num_envs": str(num_envs),
+        "tensorboard": "false",
+        "progress": "false",
+    }
     if workers is not None:
         over["env.options.workers"] = str(workers)
     return build_config(over)
@@ -228,8 +251,10 @@ def comix_learner_step_s(scenario: str, reps: int) -> dict:
             learner.train(buf.sample(32, rng))
             if i >= 1:
                 times[a].append(time.perf_counter() - t0)
-    return {"episode_length_mean": round(float(np.mean([e.length for e in eps])), 1),
-            **{a: round(statistics.median(ts), 2) for a, ts in times.items()}}
+    return {
+        "episode_length_mean": round(float(np.mean([e.length for e in eps])), 1),
+        **{a: round(statistics.median(ts), 2) for a, ts in times.items()},
+    }
 
 
 def comix_section(quick: bool) -> dict:
@@ -245,8 +270,10 @@ def comix_section(quick: bool) -> dict:
         if not quick:
             # warm-up fills the buffer past one batch (32 episodes), then the paper's protocol
             w, m = (34_000, 6_000) if swimmer else (5_000, 10_000)
-            r["train_steps_per_s"] = {a: round(train_steps_per_s(
-                {"algo": a, "env": "mamujoco", "env.scenario": scenario}, w, m)) for a in ("comix", "comix_differ")}
+            r["train_steps_per_s"] = {
+                a: round(train_steps_per_s({"algo": a, "env": "mamujoco", "env.scenario": scenario}, w, m))
+                for a in ("comix", "comix_differ")
+            }
         out[scenario] = r
     return out
 
@@ -261,17 +288,27 @@ SPEED_VARIANTS = {
     "fused_gru_bfloat16": {"torch_threads": "2", "algo.fused_gru": "true", "algo.agent_precision": "bfloat16"},
     "overlap": {"torch_threads": "1", "overlap": "true"},
     "overlap_fused_gru": {"torch_threads": "1", "overlap": "true", "algo.fused_gru": "true"},
-    "all": {"torch_threads": "1", "overlap": "true", "algo.skip_empty_obs": "true", "algo.agent_precision": "bfloat16",
-            "algo.fused_gru": "true"},
+    "all": {
+        "torch_threads": "1",
+        "overlap": "true",
+        "algo.skip_empty_obs": "true",
+        "algo.agent_precision": "bfloat16",
+        "algo.fused_gru": "true",
+    },
 }
-SPEED_RUNS = {"smax_2s3z": {"env.scenario": "2s3z"}, "smax_3s5z_vs_3s6z": {"env.scenario": "3s5z_vs_3s6z"},
-              "lbf_8x8-2p-3f_E1": {"env": "lbf"}}
+SPEED_RUNS = {
+    "smax_2s3z": {"env.scenario": "2s3z"},
+    "smax_3s5z_vs_3s6z": {"env.scenario": "3s5z_vs_3s6z"},
+    "lbf_8x8-2p-3f_E1": {"env": "lbf"},
+}
 
 
 def speed_section(quick: bool) -> dict:
     w, m = (2000, 2000) if quick else (10_000, 20_000)
-    return {run: {name: round(train_steps_per_s({**base, **opts}, w, m)) for name, opts in SPEED_VARIANTS.items()}
-            for run, base in SPEED_RUNS.items()}
+    return {
+        run: {name: round(train_steps_per_s({**base, **opts}, w, m)) for name, opts in SPEED_VARIANTS.items()}
+        for run, base in SPEED_RUNS.items()
+    }
 
 
 def parallel_section(quick: bool) -> dict:
@@ -287,8 +324,10 @@ def parallel_section(quick: bool) -> dict:
         jobs = [({**base, "torch_threads": "1", "seed": str(seed)}, w, m) for seed in (1, 2)]
         with mp.get_context("spawn").Pool(len(jobs)) as pool:
             summed = sum(pool.starmap(train_steps_per_s, jobs))
-        out[run] = {"one_process": round(train_steps_per_s({**base, "torch_threads": "0"}, w, m)),
-                    "2_processes_summed": round(summed)}
+        out[run] = {
+            "one_process": round(train_steps_per_s({**base, "torch_threads": "0"}, w, m)),
+            "2_processes_summed": round(summed),
+        }
     return out
 
 
@@ -307,21 +346,28 @@ def profile_run(overrides: dict, warmup: int, measure: int) -> dict:
         trainer.train()
         wall, steps = time.perf_counter() - t0, trainer.c["t_env"] - t_start
         split = PhaseClock({k: v - before.get(k, 0.0) for k, v in trainer.clock.seconds.items()}).split(steps, wall)
-    return {"steps_per_s": round(steps / wall, 1),
-            **{k: {"ms_per_env_step": v["ms_per_env_step"], "share": v["share"]} for k, v in split.items()}}
+    return {
+        "steps_per_s": round(steps / wall, 1),
+        **{k: {"ms_per_env_step": v["ms_per_env_step"], "share": v["share"]} for k, v in split.items()},
+    }
 
 
 def profile_section(quick: bool) -> dict:
     w, m = (2000, 3000) if quick else (10_000, 30_000)
     out = {}
     for scenario in ("2s3z", "3s5z_vs_3s6z"):
-        for name, extra in (("default", {}),
-                            ("fused_gru_bf16", {"algo.fused_gru": "true", "algo.agent_precision": "bfloat16"}),
-                            ("fused_gru_skip_padding", {"algo.fused_gru": "true", "algo.skip_padding": "true"}),
-                            ("fused_gru_bf16_skip_padding", {"algo.fused_gru": "true", "algo.agent_precision": "bfloat16",
-                                                             "algo.skip_padding": "true"})):
+        for name, extra in (
+            ("default", {}),
+            ("fused_gru_bf16", {"algo.fused_gru": "true", "algo.agent_precision": "bfloat16"}),
+            ("fused_gru_skip_padding", {"algo.fused_gru": "true", "algo.skip_padding": "true"}),
+            (
+                "fused_gru_bf16_skip_padding",
+                {"algo.fused_gru": "true", "algo.agent_precision": "bfloat16", "algo.skip_padding": "true"},
+            ),
+        ):
             out[f"qmix_differ_{scenario}_{name}"] = profile_run(
-                {"algo": "qmix_differ", "env.scenario": scenario, **extra}, w, m)
+                {"algo": "qmix_differ", "env.scenario": scenario, **extra}, w, m
+            )
     return out
 
 
@@ -344,7 +390,9 @@ def busy_section(quick: bool) -> dict:
             busy.kill()
             busy.wait()
         out[name] = {"alone": round(alone), "beside_busy": round(beside), "ratio": round(beside / alone, 3)}
-    out["default_over_threads_1_beside_busy"] = round(out["default"]["beside_busy"] / out["torch_threads_1"]["beside_busy"], 3)
+    out["default_over_threads_1_beside_busy"] = round(
+        out["default"]["beside_busy"] / out["torch_threads_1"]["beside_busy"], 3
+    )
     return out
 
 
@@ -379,8 +427,10 @@ def grf_section(quick: bool) -> dict:
                 r["random_steps_per_s"][f"E{e}_workers"] = round(random_steps_per_s("grf", scenario, e, steps))
         r["rollout_steps_per_s_E1"] = round(rollout_steps_per_s("grf", scenario, 1, 5 if quick else 60))
         if not quick:  # warm-up fills the buffer past one batch of 32 episodes
-            r["train_steps_per_s"] = {a: round(train_steps_per_s(
-                {"algo": a, "env": "grf", "env.scenario": scenario}, 4000, 10_000)) for a in ("qmix", "qmix_differ")}
+            r["train_steps_per_s"] = {
+                a: round(train_steps_per_s({"algo": a, "env": "grf", "env.scenario": scenario}, 4000, 10_000))
+                for a in ("qmix", "qmix_differ")
+            }
         out[scenario] = r
     return out
 
@@ -410,7 +460,8 @@ def main(opts: dict | None = None) -> dict:
                 "plain_over_qmix_fused_gru": round(ms["plain_qmix"] / ms[FUSED], 3),
                 "plain_over_qmix_fused_gru_bf16": round(ms["plain_qmix"] / ms[FUSED_BF16], 3),
                 "differ_over_qmix": round(ms["qmix_differ"] / ms["qmix"], 3),
-                "differ_over_qplex": round(ms["qplex_differ"] / ms["qplex"], 3)}
+                "differ_over_qplex": round(ms["qplex_differ"] / ms["qplex"], 3),
+            }
     if "rollout" in sections:
         out["rollout_steps_per_s"] = {
             "smax_2s3z_E8": round(rollout_steps_per_s("smax", "2s3z", 8, 2 if quick else 10)),

@@ -93,7 +93,7 @@ class PlainQMIXStep:
         q_tot = self.mixer(chosen, batch.state[:, :-1])
         y = batch.reward + 0.99 * (1 - batch.terminated) * target_tot
         td = (q_tot - y) * batch.mask
-        loss = (td ** 2).sum() / batch.mask.sum()
+        loss = (td**2).sum() / batch.mask.sum()
         self.optimiser.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(self.params, 10.0)

@@ -18,8 +18,10 @@ def check_action_space(cfg: DictConfig, spec) -> None:
     a = cfg.algo
     kinds = set(LEARNERS[a.learner].action_kinds) & set(MIXERS[a.mixer].action_kinds) & {AGENTS[a.agent].action_kind}
     if spec.actions.kind not in kinds:
-        raise ConfigError(f"algo={a.name} acts in {', '.join(sorted(kinds)) or 'no'} action spaces, "
-                          f"and env={cfg.env.name} {cfg.env.scenario} has {spec.actions.kind} actions")
+        raise ConfigError(
+            f"algo={a.name} acts in {', '.join(sorted(kinds)) or 'no'} action spaces, "
+            f"and env={cfg.env.name} {cfg.env.scenario} has {spec.actions.kind} actions"
+        )
 
 
 def build_learner(cfg: DictConfig, spec):
@@ -33,8 +35,10 @@ def build_learner(cfg: DictConfig, spec):
     device = resolve_device(cfg.device)
     if cfg.algo.fused_gru:
         if device.type != "cpu":
-            raise ConfigError(f"algo.fused_gru=true is a CPU kernel and this run trains on {device} "
-                              f"(the GPU's own GRU is already one fused call): leave algo.fused_gru out")
+            raise ConfigError(
+                f"algo.fused_gru=true is a CPU kernel and this run trains on {device} "
+                f"(the GPU's own GRU is already one fused call): leave algo.fused_gru out"
+            )
         fused_gru.kernel()  # compiled (or loaded) now: a machine that cannot build it says so before the run starts
         agent.fused_gru = True
     mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)

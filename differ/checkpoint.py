@@ -13,8 +13,8 @@ import io
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 
@@ -80,9 +80,11 @@ def t_env_of(path: Path) -> int:
 def latest(run_dir: Path) -> Path:
     found = list_checkpoints(run_dir)
     if not found:
-        raise CheckpointError(f"no checkpoint in {checkpoint_dir(run_dir)}: the run was stopped before its "
-                              f"first checkpoint (written every checkpoint_interval steps and at the end); "
-                              f"re-run the original `differ train ... run_dir={run_dir}` command to start it afresh")
+        raise CheckpointError(
+            f"no checkpoint in {checkpoint_dir(run_dir)}: the run was stopped before its "
+            f"first checkpoint (written every checkpoint_interval steps and at the end); "
+            f"re-run the original `differ train ... run_dir={run_dir}` command to start it afresh"
+        )
     return found[-1]
 
 
@@ -96,8 +98,9 @@ def load(path: Path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or corrupt file, or one holding code
         first = (str(e).splitlines() or [""])[0].split(". ")[0][:120]
-        raise CorruptCheckpoint(f"checkpoint {path} cannot be read ({type(e).__name__}: {first}); it is "
-                                f"corrupt or not a differ checkpoint") from None
+        raise CorruptCheckpoint(
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {first}); it is corrupt or not a differ checkpoint"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != 1:
         raise CorruptCheckpoint(f"{path} is not a differ checkpoint (format 1)")
     return payload
@@ -111,7 +114,9 @@ def _warn_and_go_on(msg: str) -> None:
     warn(f"{msg}; trying the checkpoint before it")
 
 
-def readable_newest_first(run_dir: Path, on_bad: Callable[[str], None] = _warn_and_go_on) -> Iterator[tuple[Path, dict]]:
+def readable_newest_first(
+    run_dir: Path, on_bad: Callable[[str], None] = _warn_and_go_on
+) -> Iterator[tuple[Path, dict]]:
     """(path, payload) of the run's checkpoints, newest first, skipping (and reporting) the ones
     that cannot be read. Nothing is deleted: a damaged file stays for the user to inspect."""
     found = list_checkpoints(run_dir)
@@ -130,8 +135,10 @@ def load_newest(run_dir: Path, on_bad: Callable[[str], None] = _warn_and_go_on) 
     """The newest checkpoint that can be read (evaluation needs no replay buffer)."""
     for path, payload in readable_newest_first(run_dir, on_bad):
         return path, payload
-    raise CheckpointError(f"no checkpoint in {checkpoint_dir(run_dir)} can be read (see the warnings above); "
-                          f"the run cannot be continued: start a new one")
+    raise CheckpointError(
+        f"no checkpoint in {checkpoint_dir(run_dir)} can be read (see the warnings above); "
+        f"the run cannot be continued: start a new one"
+    )
 
 
 def load_run_or_file(path) -> tuple[Path, dict]:

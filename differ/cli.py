@@ -114,8 +114,19 @@ def _command(cmd: str, args: list[str]) -> int:
 
         # a video is a few episodes; an evaluation's statistics want many
         episodes = int_option(opts, "episodes", 1 if "video" in opts else 32, minimum=1)
-        print(json.dumps(evaluate(args[0], episodes, seed, opts.get("dump_individual_rewards"), opts.get("video"),
-                                  opts.get("video_format", "mp4"), fps)))
+        print(
+            json.dumps(
+                evaluate(
+                    args[0],
+                    episodes,
+                    seed,
+                    opts.get("dump_individual_rewards"),
+                    opts.get("video"),
+                    opts.get("video_format", "mp4"),
+                    fps,
+                )
+            )
+        )
     elif cmd == "envs":
         from .envs.registry import description, families, scenarios
 
@@ -145,9 +156,12 @@ def _command(cmd: str, args: list[str]) -> int:
         report = verify(opts, episodes)
         print(format_report(report))
         if not report["exact"]:
-            return _fail(f"DIFFER is not exact for mixer {report['mixer']}: relative errors "
-                         f"{report['eq1_rel_error']:.2e} (Eq. 1) and {report['divide_rel_error']:.2e} "
-                         f"(-divide) exceed {report['tolerance']:g}", 1)
+            return _fail(
+                f"DIFFER is not exact for mixer {report['mixer']}: relative errors "
+                f"{report['eq1_rel_error']:.2e} (Eq. 1) and {report['divide_rel_error']:.2e} "
+                f"(-divide) exceed {report['tolerance']:g}",
+                1,
+            )
     elif cmd == "bench":
         from .bench import main as bench_main
 
@@ -169,7 +183,10 @@ def _command(cmd: str, args: list[str]) -> int:
 
         return run_command(cmd, args)
     else:
-        return _fail(f"unknown command '{cmd}'; valid: train, evaluate, envs, config, verify, bench, sweep, plot, summary, analyze, export")
+        return _fail(
+            f"unknown command '{cmd}'; valid: train, evaluate, envs, config, verify, bench, sweep, plot, "
+            "summary, analyze, export"
+        )
     return 0
 
 

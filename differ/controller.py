@@ -23,8 +23,9 @@ class Controller:
         self.last_action = np.full((num_envs, self.agent.n_agents), self.n_actions, np.int64)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, avail: np.ndarray, epsilon: float, rng: np.random.Generator,
-            greedy: bool = False) -> np.ndarray:
+    def act(
+        self, obs: np.ndarray, avail: np.ndarray, epsilon: float, rng: np.random.Generator, greedy: bool = False
+    ) -> np.ndarray:
         """obs [E, N, O], avail bool [E, N, A] -> actions int64 [E, N]."""
         device = self.hidden.device
         x = torch.from_numpy(obs).to(device).float()  # [E, N, O]
@@ -60,8 +61,9 @@ class CEMController:
         self.last_action = np.zeros((num_envs, self.agent.n_agents, self.agent.action_dim), np.float32)
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, avail: np.ndarray, epsilon: float, rng: np.random.Generator,
-            greedy: bool = False) -> np.ndarray:
+    def act(
+        self, obs: np.ndarray, avail: np.ndarray, epsilon: float, rng: np.random.Generator, greedy: bool = False
+    ) -> np.ndarray:
         """obs [E, N, O] -> actions float32 [E, N, A] (padded dimensions 0). `epsilon` is unused:
         exploration is the Gaussian noise."""
         x = torch.from_numpy(obs).to(self.low.device).float().unsqueeze(1)
@@ -71,8 +73,20 @@ class CEMController:
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         c = self.cem
         z = self.agent.project(h)
-        a = cem_argmax(lambda cand: self.agent.q_projected(z, cand), tuple(h.shape[:2]), self.low, self.high,
-                       generator, c.samples, c.elites, c.iterations).cpu().numpy()
+        a = (
+            cem_argmax(
+                lambda cand: self.agent.q_projected(z, cand),
+                tuple(h.shape[:2]),
+                self.low,
+                self.high,
+                generator,
+                c.samples,
+                c.elites,
+                c.iterations,
+            )
+            .cpu()
+            .numpy()
+        )
         if not greedy and self.noise > 0:
             a = np.clip(a + self.noise * rng.standard_normal(a.shape), self.low_np, self.high_np)
         a = a.astype(np.float32)

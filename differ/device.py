@@ -25,10 +25,14 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"device={name}: torch sees no CUDA GPU here (a CPU-only torch build, or no "
-                              f"driver); use device=cpu or device=auto")
+            raise ConfigError(
+                f"device={name}: torch sees no CUDA GPU here (a CPU-only torch build, or no "
+                f"driver); use device=cpu or device=auto"
+            )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"device={name}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
-                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+            raise ConfigError(
+                f"device={name}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
+            )
     return torch.device(name)

@@ -43,8 +43,12 @@ def storage_error(e: OSError, run_dir) -> StorageError:
     what = e.filename or run_dir
     why = e.strerror or type(e).__name__
     if e.errno in NO_SPACE:
-        fix = (f"free some space (or move run_dir elsewhere), then resume with "
-               f"`differ train resume={run_dir}`; the checkpoints written before are intact")
+        fix = (
+            f"free some space (or move run_dir elsewhere), then resume with "
+            f"`differ train resume={run_dir}`; the checkpoints written before are intact"
+        )
         return StorageError(f"cannot write {what}: {why}; {fix}")
-    return StorageError(f"cannot access {what}: {why}; fix that, then resume with "
-                        f"`differ train resume={run_dir}` (the checkpoints written before are intact)")
+    return StorageError(
+        f"cannot access {what}: {why}; fix that, then resume with "
+        f"`differ train resume={run_dir}` (the checkpoints written before are intact)"
+    )

@@ -7,16 +7,15 @@ import math
 from pathlib import Path
 
 import numpy as np
-
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
+from .build import build_learner, make_envs
 from .config import build_config, section
 from .learners.decomposer import decompose
 from .replay.episode_buffer import EpisodeBuffer
-from .build import build_learner, make_envs
-from .trainer import evaluate_episodes
 from .runner import Runner
+from .trainer import evaluate_episodes
 
 DUMP_COLUMNS = ("episode", "t", "agent", "unit_type", "alive", "reward_team", "reward_i", "td_i", "g_i", "q_i")
 
@@ -29,9 +28,18 @@ def dump_individual_rewards(learner, spec, episodes, path: Path) -> int:
         buf.add_episode(e)
     batch = buf.collate(list(buf.episodes))
     fwd = learner.forward(batch)
-    dec = decompose(learner.mixer, fwd.mixer_in, fwd.reward, batch.terminated, batch.mask,
-                    batch.alive, fwd.target_q, fwd.target_tot, learner.cfg.gamma,
-                    section(learner.cfg, "differ").g_clamp)
+    dec = decompose(
+        learner.mixer,
+        fwd.mixer_in,
+        fwd.reward,
+        batch.terminated,
+        batch.mask,
+        batch.alive,
+        fwd.target_q,
+        fwd.target_tot,
+        learner.cfg.gamma,
+        section(learner.cfg, "differ").g_clamp,
+    )
     td_i = (fwd.chosen - dec.y_i).detach()
     rows = 0
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,10 +49,20 @@ def dump_individual_rewards(learner, spec, episodes, path: Path) -> int:
         for b, ep in enumerate(episodes):
             for t in range(ep.length):
                 for i in range(spec.n_agents):
-                    w.writerow([b, t, i, spec.unit_type_names[i], int(batch.alive[b, t, i]),
-                                f"{batch.reward[b, t].item():.6g}", f"{dec.reward_i[b, t, i].item():.6g}",
-                                f"{td_i[b, t, i].item():.6g}", f"{dec.g[b, t, i].item():.6g}",
-                                f"{fwd.chosen[b, t, i].item():.6g}"])
+                    w.writerow(
+                        [
+                            b,
+                            t,
+                            i,
+                            spec.unit_type_names[i],
+                            int(batch.alive[b, t, i]),
+                            f"{batch.reward[b, t].item():.6g}",
+                            f"{dec.reward_i[b, t, i].item():.6g}",
+                            f"{td_i[b, t, i].item():.6g}",
+                            f"{dec.g[b, t, i].item():.6g}",
+                            f"{fwd.chosen[b, t, i].item():.6g}",
+                        ]
+                    )
                     rows += 1
     return rows
 
@@ -80,8 +98,9 @@ def load_run(path) -> tuple[Path, dict, DictConfig]:
     return ckpt_path, payload, build_config({"device": "cpu"}, base=OmegaConf.create(payload["config"]))
 
 
-def evaluate(path: str, episodes: int = 32, seed: int | None = None,
-             dump_individual_rewards_to: str | None = None) -> dict:
+def evaluate(
+    path: str, episodes: int = 32, seed: int | None = None, dump_individual_rewards_to: str | None = None
+) -> dict:
     ckpt_path, payload, cfg = load_run(path)
     env, test_env = make_envs(cfg)
     learner = build_learner(cfg, env.spec)
@@ -93,10 +112,16 @@ def evaluate(path: str, episodes: int = 32, seed: int | None = None,
     stats = evaluate_episodes(runner, cfg.seed if seed is None else seed, 10**9, episodes, kept, per_episode)
     for e in {id(env): env, id(test_env): test_env}.values():
         e.close()
-    out = {"checkpoint": str(ckpt_path), "t_env": payload["counters"]["t_env"], "episodes": episodes,
-           **{k.removeprefix("test_"): v for k, v in stats.items()}, **spread(per_episode)}
+    out = {
+        "checkpoint": str(ckpt_path),
+        "t_env": payload["counters"]["t_env"],
+        "episodes": episodes,
+        **{k.removeprefix("test_"): v for k, v in stats.items()},
+        **spread(per_episode),
+    }
     if dump_individual_rewards_to:
-        out["individual_rewards_rows"] = dump_individual_rewards(learner, env.spec, kept,
-                                                                 Path(dump_individual_rewards_to))
+        out["individual_rewards_rows"] = dump_individual_rewards(
+            learner, env.spec, kept, Path(dump_individual_rewards_to)
+        )
         out["individual_rewards_file"] = dump_individual_rewards_to
     return out

@@ -21,8 +21,10 @@ def exclusive(lock_file: Path, what: str):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            raise RunInUse(f"{what} is in use by another differ process (pid {f.read().strip() or '?'}); "
-                           f"wait for it to finish or stop it first") from None
+            raise RunInUse(
+                f"{what} is in use by another differ process (pid {f.read().strip() or '?'}); "
+                f"wait for it to finish or stop it first"
+            ) from None
         f.seek(0)
         f.truncate(0)
         f.write(str(os.getpid()))

@@ -10,9 +10,10 @@ replay buffer is built.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,14 +28,21 @@ from .nets.cem_agent import CEMAgent
 def policy_record(spec, algo) -> dict:
     """What a checkpoint keeps so that `Policy.load` needs neither the env nor the config."""
     transform = spec.obs_transform or ObsTransform((spec.obs_dim,) * spec.n_agents)
-    record = {"n_agents": spec.n_agents, "n_actions": spec.n_actions, "obs_dim": spec.obs_dim,
-              "agent_hidden": int(algo.agent_hidden), "obs_transform": transform.to_dict(),
-              "agent_actions": list(spec.agent_actions or [spec.n_actions] * spec.n_agents),
-              "unit_type_names": list(spec.unit_type_names), "agent": algo.get("agent", "rnn")}
+    record = {
+        "n_agents": spec.n_agents,
+        "n_actions": spec.n_actions,
+        "obs_dim": spec.obs_dim,
+        "agent_hidden": int(algo.agent_hidden),
+        "obs_transform": transform.to_dict(),
+        "agent_actions": list(spec.agent_actions or [spec.n_actions] * spec.n_agents),
+        "unit_type_names": list(spec.unit_type_names),
+        "agent": algo.get("agent", "rnn"),
+    }
     if record["agent"] == "cem":  # continuous: the boxes and the CEM settings act with the network
         low, high = spec.actions.bounds()
-        record.update(low=low.tolist(), high=high.tolist(),
-                      cem={k: algo.cem[k] for k in ("samples", "elites", "iterations")})
+        record.update(
+            low=low.tolist(), high=high.tolist(), cem={k: algo.cem[k] for k in ("samples", "elites", "iterations")}
+        )
     return record
 
 
@@ -46,7 +54,7 @@ class Policy:
     >>> actions = policy.act([raw_observations])[0]   # one int per agent
     """
 
-    def __init__(self, agent: RNNAgent | CEMAgent, record: dict, source: Optional[Path] = None):
+    def __init__(self, agent: RNNAgent | CEMAgent, record: dict, source: Path | None = None):
         self.agent = agent.eval().requires_grad_(False)
         self.record = record
         self.source = source
@@ -56,20 +64,26 @@ class Policy:
         self.agent_actions: tuple[int, ...] = tuple(record["agent_actions"])
         self.continuous = record.get("agent", "rnn") == "cem"
         if self.continuous:
-            self._controller = CEMController(self.agent, np.asarray(record["low"], np.float32),
-                                             np.asarray(record["high"], np.float32),
-                                             SimpleNamespace(**record["cem"]), 0.0)
+            self._controller = CEMController(
+                self.agent,
+                np.asarray(record["low"], np.float32),
+                np.asarray(record["high"], np.float32),
+                SimpleNamespace(**record["cem"]),
+                0.0,
+            )
         else:
             self._controller = Controller(self.agent)
         self._rng = np.random.default_rng(0)
         self.num_envs = 0
 
     @classmethod
-    def load(cls, path: str | Path) -> "Policy":
+    def load(cls, path: str | Path) -> Policy:
         """From a run directory (its newest readable checkpoint) or a checkpoint file."""
         ckpt_path, payload = ckpt.load_run_or_file(path)
         record = payload.get("policy") or _record_from_config(payload)
-        agent = AGENTS[record.get("agent", "rnn")](record["obs_dim"], record["n_actions"], record["n_agents"], record["agent_hidden"])
+        agent = AGENTS[record.get("agent", "rnn")](
+            record["obs_dim"], record["n_actions"], record["n_agents"], record["agent_hidden"]
+        )
         agent.load_state_dict(payload["learner"]["agent"])
         return cls(agent, record, ckpt_path)
 
@@ -83,11 +97,19 @@ class Policy:
     def observe(self, obs: Sequence[Sequence[Any]]) -> np.ndarray:
         """Raw observations [env][agent] -> the network's input, float32 [E, N, obs_dim]
         (None for an agent that is out of the episode: zeros, as in training)."""
-        return np.stack([self.transform.apply([np.zeros(d, np.float32) if o is None else _observation(o)
-                                               for o, d in zip(per_env, self.transform.dims)])
-                         for per_env in obs])
+        return np.stack(
+            [
+                self.transform.apply(
+                    [
+                        np.zeros(d, np.float32) if o is None else _observation(o)
+                        for o, d in zip(per_env, self.transform.dims)
+                    ]
+                )
+                for per_env in obs
+            ]
+        )
 
-    def act(self, obs: Sequence[Sequence[Any]], avail: Optional[Sequence[Sequence[Any]]] = None) -> np.ndarray:
+    def act(self, obs: Sequence[Sequence[Any]], avail: Sequence[Sequence[Any]] | None = None) -> np.ndarray:
         """Greedy actions, int64 [E, N], for one step of E envs.
 
         obs: per env, each agent's raw observation (any array shape; a PettingZoo dict with

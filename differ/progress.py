@@ -24,14 +24,17 @@ class Progress:
         tty = sys.stderr.isatty()
         bar = tty if cfg.progress is None else cfg.progress
         self.lines = cfg.progress is None and not tty
-        self.bar = tqdm(total=cfg.t_max, initial=t_env, unit="step", dynamic_ncols=True,
-                        disable=not bar, smoothing=0.1)
+        self.bar = tqdm(total=cfg.t_max, initial=t_env, unit="step", dynamic_ncols=True, disable=not bar, smoothing=0.1)
         self.t, self.t_max = t_env, cfg.t_max
         self.since = (t_env, time.time())  # speed over the last interval, for the ETA
         if cfg.progress is not False:
             what = "resuming" if resumed else "training"
-            print(f"differ: {what} {cfg.algo.name} on {cfg.env.name} {cfg.env.scenario}, seed {cfg.seed}, "
-                  f"t_max {cfg.t_max:,}, from t_env {t_env:,}: {run_dir}", file=sys.stderr, flush=True)
+            print(
+                f"differ: {what} {cfg.algo.name} on {cfg.env.name} {cfg.env.scenario}, seed {cfg.seed}, "
+                f"t_max {cfg.t_max:,}, from t_env {t_env:,}: {run_dir}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def update(self, c, last_test, recent_return):
         self.bar.update(c["t_env"] - self.t)

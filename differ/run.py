@@ -37,8 +37,10 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
             if resume:  # the config is read under the lock: the directory may be in use
                 cfg = resume_config(run_dir, overrides)
             elif ckpt.list_checkpoints(run_dir):
-                raise CheckpointError(f"{run_dir} already holds a run; continue it with "
-                                      f"`differ train resume={run_dir}` or choose another run_dir")
+                raise CheckpointError(
+                    f"{run_dir} already holds a run; continue it with "
+                    f"`differ train resume={run_dir}` or choose another run_dir"
+                )
             trainer = Trainer(cfg, run_dir)
             if resume:
                 trainer.resume()

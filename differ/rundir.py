@@ -28,9 +28,11 @@ def run_lock(run_dir: Path, option: str = "run_dir"):
 
 def resume_config(run_dir: Path, overrides: dict[str, str]) -> DictConfig:
     if not (run_dir / "config.yaml").exists():
-        raise CheckpointError(f"{run_dir} holds no run to resume (no config.yaml: it was stopped before "
-                              f"writing anything, or is not a run directory); re-run the original "
-                              f"`differ train ... run_dir={run_dir}` command to start it afresh")
+        raise CheckpointError(
+            f"{run_dir} holds no run to resume (no config.yaml: it was stopped before "
+            f"writing anything, or is not a run directory); re-run the original "
+            f"`differ train ... run_dir={run_dir}` command to start it afresh"
+        )
     return build_config(overrides, base=load_run_config(run_dir / "config.yaml"))
 
 

@@ -7,9 +7,8 @@ pure function of (seeds, network, rng state): this is what makes resume exact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,8 +47,7 @@ class Runner:
         b = self._buf
         b["obs"][:, t], b["state"][:, t], b["avail"][:, t], b["alive"][:, t] = o.obs, o.state, o.avail, o.alive
 
-    def run(self, seeds, epsilon: float, rng: np.random.Generator, greedy: bool = False,
-            clock=None) -> list[Episode]:
+    def run(self, seeds, epsilon: float, rng: np.random.Generator, greedy: bool = False, clock=None) -> list[Episode]:
         """With `clock` (a PhaseClock), the time goes to collect_act, collect_env and collect_other."""
         env, E, b = self.env, self.env.num_envs, self._buf
         t0 = t_start = time.perf_counter()
@@ -82,10 +80,16 @@ class Runner:
             clock.add("collect_act", act_s)
             clock.add("collect_env", env_s)
         has_battles = env.spec.has_battles
-        episodes = [Episode(*(b[k][e, : lengths[e] + 1].copy() for k in ("obs", "state", "avail", "alive")),
-                            b["actions"][e, : lengths[e]].copy(), b["reward"][e, : lengths[e]].copy(),
-                            bool(terminated[e]), bool(won[e]) if has_battles else None)
-                    for e in range(E)]
+        episodes = [
+            Episode(
+                *(b[k][e, : lengths[e] + 1].copy() for k in ("obs", "state", "avail", "alive")),
+                b["actions"][e, : lengths[e]].copy(),
+                b["reward"][e, : lengths[e]].copy(),
+                bool(terminated[e]),
+                bool(won[e]) if has_battles else None,
+            )
+            for e in range(E)
+        ]
         if clock is not None:
             clock.add("collect_other", time.perf_counter() - t_start - act_s - env_s)
         return episodes

@@ -9,8 +9,10 @@ TRAIN, TEST = 0, 1  # seed streams: training and test episodes never share a see
 
 def episode_seeds(seed: int, stream: int, first: int, count: int) -> list[int]:
     """Independent, reproducible seeds for episodes first..first+count-1 of a stream."""
-    return [int(np.random.SeedSequence([seed, stream, i]).generate_state(1)[0] % (2**31))
-            for i in range(first, first + count)]
+    return [
+        int(np.random.SeedSequence([seed, stream, i]).generate_state(1)[0] % (2**31))
+        for i in range(first, first + count)
+    ]
 
 
 def linear(start: float, finish: float, steps: int, t: int) -> float:

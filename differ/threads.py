@@ -7,8 +7,9 @@ second crawls: SMAX 3m QMIX ran at 0.25 of its speed beside one busy Python loop
 and at full speed with 1 (`differ bench only=busy`). So with torch_threads=0 the run reads, every
 few seconds, how much CPU the rest of the machine used (Linux's /proc/stat minus this process's
 own time) and uses one thread per core the others left idle, up to torch's own default (one per
-physical core): both cores alone, one beside a busy program or a second run. The thread count does not change a run's numbers on the CPUs measured
-(1 and 2 threads gave identical metrics); set torch_threads=N to fix it anyway.
+physical core): both cores alone, one beside a busy program or a second run. The thread count
+does not change a run's numbers on the CPUs measured (1 and 2 threads gave identical metrics);
+set torch_threads=N to fix it anyway.
 """
 
 from __future__ import annotations

@@ -14,8 +14,18 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-PHASES = ("collect_act", "collect_env", "collect_other", "store", "sample", "learn", "targets", "test", "log",
-          "checkpoint")
+PHASES = (
+    "collect_act",
+    "collect_env",
+    "collect_other",
+    "store",
+    "sample",
+    "learn",
+    "targets",
+    "test",
+    "log",
+    "checkpoint",
+)
 
 
 class PhaseClock:
@@ -39,6 +49,9 @@ class PhaseClock:
         out = {}
         covered = sum(self.seconds.values())
         for name, s in [*self.seconds.items(), ("rest", max(0.0, wall_s - covered))]:
-            out[name] = {"s": round(s, 4), "ms_per_env_step": round(1000 * s / max(env_steps, 1), 4),
-                         "share": round(s / wall_s, 4) if wall_s > 0 else 0.0}
+            out[name] = {
+                "s": round(s, 4),
+                "ms_per_env_step": round(1000 * s / max(env_steps, 1), 4),
+                "share": round(s / wall_s, 4) if wall_s > 0 else 0.0,
+            }
         return out

@@ -23,9 +23,9 @@ from . import checkpoint as ckpt
 from .build import build_learner, check_action_space, make_envs
 from .errors import CheckpointError, CorruptCheckpoint, TrainingDiverged
 from .metrics import Accumulator, MetricsLogger
+from .policy import policy_record
 from .progress import Progress
 from .replay.episode_buffer import EpisodeBuffer, check_fits
-from .policy import policy_record
 from .runner import Runner
 from .schedules import TEST, TRAIN, episode_seeds, linear
 from .threads import ThreadGovernor
@@ -35,8 +35,9 @@ NEAR_UNIFORM = 0.13  # fair_top10_share below this counts as near uniform (unifo
 UNIFORM_LOGS = 3  # log intervals in a row, after the ε anneal, before the health check warns
 
 
-def evaluate_episodes(runner: Runner, seed: int, first: int, episodes: int, keep: list | None = None,
-                      per_episode: dict | None = None) -> dict[str, float]:
+def evaluate_episodes(
+    runner: Runner, seed: int, first: int, episodes: int, keep: list | None = None, per_episode: dict | None = None
+) -> dict[str, float]:
     """Greedy test episodes with seeds from the test stream; returns test_* means.
     With `keep`, the episodes themselves are appended to it; with `per_episode`, each one's
     return, length and (where there are battles) win are appended to its lists."""
@@ -73,8 +74,12 @@ class Trainer:
         spec = self.spec = self.env.spec
         check_action_space(cfg, spec)
         # the last batch may run past t_max by up to one episode per env
-        check_fits(spec, cfg.algo.obs_dtype, cfg.algo.buffer_size,
-                   total_steps=cfg.t_max + self.env.num_envs * spec.episode_limit)
+        check_fits(
+            spec,
+            cfg.algo.obs_dtype,
+            cfg.algo.buffer_size,
+            total_steps=cfg.t_max + self.env.num_envs * spec.episode_limit,
+        )
         self.learner = build_learner(cfg, spec)
         self.controller = self.learner.controller()
         self.clock = PhaseClock()  # where the time goes (result.json's time_s)
@@ -86,10 +91,20 @@ class Trainer:
             self.acting = self.learner.controller(copy.deepcopy(self.learner.agent).requires_grad_(False))
             self.acting_runner = Runner(self.env, self.acting)
             self.acting_rng = np.random.default_rng([cfg.seed, 1])
-        self.c = {"t_env": 0, "episode": 0, "train_steps": 0, "train_credit": 0.0, "test_round": 0,
-                  "last_test_t": -cfg.test_interval, "last_log_t": 0, "last_ckpt_t": 0,
-                  "last_target_update_episode": 0, "wall_time": 0.0,
-                  "fair_uniform_logs": 0, "fair_warning": ""}  # fair replay's health check
+        self.c = {
+            "t_env": 0,
+            "episode": 0,
+            "train_steps": 0,
+            "train_credit": 0.0,
+            "test_round": 0,
+            "last_test_t": -cfg.test_interval,
+            "last_log_t": 0,
+            "last_ckpt_t": 0,
+            "last_target_update_episode": 0,
+            "wall_time": 0.0,
+            "fair_uniform_logs": 0,
+            "fair_warning": "",
+        }  # fair replay's health check
         self.acc_env, self.acc_train = Accumulator(), Accumulator()
         self.last_test: dict[str, float] = {}
         self.logger: MetricsLogger | None = None
@@ -142,11 +157,14 @@ class Trainer:
             self.last_checkpoint = path
             ckpt.remove_stale_tmp(self.run_dir)
             self.buffer.drop_from(ckpt.replay_dir(self.run_dir), self.buffer.total_added)
-            self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard, resume_t_env=self.c["t_env"],
-                                        sink=self._wandb(resumed=True))
+            self.logger = MetricsLogger(
+                self.run_dir, self.cfg.tensorboard, resume_t_env=self.c["t_env"], sink=self._wandb(resumed=True)
+            )
             return path
-        raise CheckpointError(f"no checkpoint in {ckpt.checkpoint_dir(self.run_dir)} can be resumed "
-                              f"(the oldest: {damaged[-1]}); the run cannot be continued: start a new one")
+        raise CheckpointError(
+            f"no checkpoint in {ckpt.checkpoint_dir(self.run_dir)} can be resumed "
+            f"(the oldest: {damaged[-1]}); the run cannot be continued: start a new one"
+        )
 
     # ---- checkpoint ----------------------------------------------------------------------
     def payload(self) -> dict:
@@ -155,12 +173,14 @@ class Trainer:
             "config": OmegaConf.to_container(self.cfg),
             "counters": dict(self.c),
             "learner": self.learner.state_dict(),
-            "rng": {"numpy": self.rng.bit_generator.state, "torch": torch.get_rng_state(),
-                    **({"acting": self.acting_rng.bit_generator.state} if self.cfg.overlap else {})},
+            "rng": {
+                "numpy": self.rng.bit_generator.state,
+                "torch": torch.get_rng_state(),
+                **({"acting": self.acting_rng.bit_generator.state} if self.cfg.overlap else {}),
+            },
             "accumulators": {"env": self.acc_env.state_dict(), "train": self.acc_train.state_dict()},
             "last_test": dict(self.last_test),
-            "buffer": {"live_from": self.buffer.total_added - len(self.buffer),
-                       "total_added": self.buffer.total_added},
+            "buffer": {"live_from": self.buffer.total_added - len(self.buffer), "total_added": self.buffer.total_added},
             "spec": self._shapes(),
             "policy": policy_record(self.spec, self.cfg.algo),  # for differ.Policy
             "timing": dict(self.clock.seconds),
@@ -198,23 +218,27 @@ class Trainer:
         if p["spec"] != now:
             raise CheckpointError(
                 f"the checkpoint was made for env shapes {p['spec']}, but the environment now gives {now} "
-                f"(a different package version or scenario?); start a new run instead")
+                f"(a different package version or scenario?); start a new run instead"
+            )
         b = p["buffer"]
         replay = ckpt.replay_dir(self.run_dir)
         if b["total_added"] > b["live_from"] and not replay.is_dir():
             raise CheckpointError(
                 f"{replay} is gone: a sweep deletes a finished run's replay buffer unless keep_replay=true, "
                 f"and without it the run cannot be continued exactly; start a new run with the larger t_max "
-                f"(or sweep with keep_replay=true next time)")
+                f"(or sweep with keep_replay=true next time)"
+            )
         self.buffer.restore(replay, b["live_from"], b["total_added"])
         self._last_live_from = self._prev_live_from = b["live_from"]
         self.c.update(p["counters"])
         try:
             self.learner.load_state_dict(p["learner"])
         except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"the checkpoint's networks do not fit the ones built from the config "
-                                  f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}); "
-                                  f"was config.yaml edited? start a new run instead") from None
+            raise CheckpointError(
+                f"the checkpoint's networks do not fit the ones built from the config "
+                f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}); "
+                f"was config.yaml edited? start a new run instead"
+            ) from None
         self.rng.bit_generator.state = p["rng"]["numpy"]
         if self.cfg.overlap:
             self.acting_rng.bit_generator.state = p["rng"]["acting"]
@@ -240,9 +264,11 @@ class Trainer:
         progress = self.progress = Progress(cfg, c["t_env"], self.run_dir, resumed=c["t_env"] > 0)
         worst = a.batch_size * self.spec.episode_limit  # steps until the first batch, at the longest episodes
         if c["train_steps"] == 0 and worst > cfg.t_max:
-            ckpt.warn(f"this run may never train: its first training step needs algo.batch_size={a.batch_size} "
-                      f"episodes in the buffer, up to {worst:,} env steps at {self.spec.episode_limit} steps an "
-                      f"episode, more than t_max={cfg.t_max:,}")
+            ckpt.warn(
+                f"this run may never train: its first training step needs algo.batch_size={a.batch_size} "
+                f"episodes in the buffer, up to {worst:,} env steps at {self.spec.episode_limit} steps an "
+                f"episode, more than t_max={cfg.t_max:,}"
+            )
         t_start = time.time()
         wall_before = c["wall_time"]
         completed = False
@@ -259,8 +285,9 @@ class Trainer:
                     # overlap: the next batch is collected (by a snapshot of the agent network, with
                     # its own generator) while the learner trains on what the buffer holds
                     self.acting.agent.load_state_dict(self.learner.agent.state_dict())
-                    pending = collector.submit(self.acting_runner.run, seeds, epsilon, self.acting_rng,
-                                               clock=self.clock)
+                    pending = collector.submit(
+                        self.acting_runner.run, seeds, epsilon, self.acting_rng, clock=self.clock
+                    )
                     self._learn()
                     episodes = pending.result()
                     self._store(episodes, epsilon)
@@ -283,14 +310,21 @@ class Trainer:
                 signal.signal(s, h)
             progress.close()
             self.logger.close(quiet=not completed)  # an error on the way out is the one to report
-        result = {"t_env": c["t_env"], "stopped_early": c["t_env"] < cfg.t_max,
-                  "wall_time_s": round(c["wall_time"], 1), "train_steps": c["train_steps"], **self.last_test}
+        result = {
+            "t_env": c["t_env"],
+            "stopped_early": c["t_env"] < cfg.t_max,
+            "wall_time_s": round(c["wall_time"], 1),
+            "train_steps": c["train_steps"],
+            **self.last_test,
+        }
         result["time_s"] = self.clock.split(c["t_env"], c["wall_time"])
         if c["fair_warning"]:
             result["fair_replay_warning"] = c["fair_warning"]
         if c["train_steps"] == 0 and c["t_env"] >= cfg.t_max:
-            result["warning"] = (f"no training step was taken: the buffer never held algo.batch_size="
-                                 f"{a.batch_size} episodes before t_max; raise t_max or lower algo.batch_size")
+            result["warning"] = (
+                f"no training step was taken: the buffer never held algo.batch_size="
+                f"{a.batch_size} episodes before t_max; raise t_max or lower algo.batch_size"
+            )
             ckpt.warn(result["warning"])
         return result
 
@@ -327,8 +361,9 @@ class Trainer:
         c = self.c
         try:
             with self.clock.phase("sample"):
-                batch = self.buffer.sample(self.cfg.algo.batch_size, self.rng,
-                                           self.learner.batch_obs_dtype).to(self.learner.device)
+                batch = self.buffer.sample(self.cfg.algo.batch_size, self.rng, self.learner.batch_obs_dtype).to(
+                    self.learner.device
+                )
             with self.clock.phase("learn"):
                 stats = self.learner.train(batch, c["t_env"])
             bad = [k for k, v in stats.items() if k.startswith("loss") and not np.isfinite(v)]
@@ -341,14 +376,20 @@ class Trainer:
     def _diverged(self, what: str) -> TrainingDiverged:
         c = self.c
         if self.last_checkpoint is None:
-            then = (f"no checkpoint was saved yet; start again with a lower learning rate "
-                    f"(e.g. algo.lr={self.cfg.algo.lr / 10:g}) in a new run_dir")
+            then = (
+                f"no checkpoint was saved yet; start again with a lower learning rate "
+                f"(e.g. algo.lr={self.cfg.algo.lr / 10:g}) in a new run_dir"
+            )
         else:
-            then = (f"the last good checkpoint is {self.last_checkpoint}. Resume from it with a lower learning "
-                    f"rate, e.g. `differ train resume={self.run_dir} algo.lr={self.cfg.algo.lr / 10:g}`")
-        return TrainingDiverged(f"training diverged: {what} at t_env={c['t_env']} (training step "
-                                f"{c['train_steps']}); {then} (or a lower algo.grad_clip), or check the "
-                                f"environment's rewards")
+            then = (
+                f"the last good checkpoint is {self.last_checkpoint}. Resume from it with a lower learning "
+                f"rate, e.g. `differ train resume={self.run_dir} algo.lr={self.cfg.algo.lr / 10:g}`"
+            )
+        return TrainingDiverged(
+            f"training diverged: {what} at t_env={c['t_env']} (training step "
+            f"{c['train_steps']}); {then} (or a lower algo.grad_clip), or check the "
+            f"environment's rewards"
+        )
 
     def _watch_fair_replay(self, record: dict) -> None:
         """Once ε has annealed, warn (once per run) when fair replay has drawn near uniformly for
@@ -363,7 +404,8 @@ class Trainer:
                 f"experiences with the largest |δ_i| got less than {NEAR_UNIFORM} of the draws (uniform: 0.10) "
                 f"in each of the last {UNIFORM_LOGS} log intervals (last: {share:.3f}), and mean |δ_i| is "
                 f"{record.get('td_ind_over_eps', 0):.3g} x algo.differ.per_eps; to prioritise, raise "
-                f"env.reward_scale or lower algo.differ.per_eps")
+                f"env.reward_scale or lower algo.differ.per_eps"
+            )
             ckpt.warn(c["fair_warning"])
 
     def _periodic(self, final: bool) -> None:
@@ -374,8 +416,9 @@ class Trainer:
                 first = c["test_round"] * cfg.test_episodes
                 episodes: dict[str, list] = {}
                 with self.clock.phase("test"):
-                    self.last_test = evaluate_episodes(self.test_runner, cfg.seed, first, cfg.test_episodes,
-                                                       per_episode=episodes)
+                    self.last_test = evaluate_episodes(
+                        self.test_runner, cfg.seed, first, cfg.test_episodes, per_episode=episodes
+                    )
                 c["test_round"] += 1
                 c["last_test_t"] = c["t_env"]
                 with self.clock.phase("log"):
@@ -383,9 +426,17 @@ class Trainer:
                     self.logger.log_episodes(c["t_env"], episodes)
         if final or c["t_env"] - c["last_log_t"] >= cfg.log_interval:
             if self.acc_env.counts or self.acc_train.counts:
-                record = {**self.acc_env.means(raw=("epsilon",)), **self.acc_train.means(suffix="", )}
-                record.update(episode=c["episode"], train_steps=c["train_steps"],
-                              steps_per_s=c["t_env"] / max(c["wall_time"], 1e-9))
+                record = {
+                    **self.acc_env.means(raw=("epsilon",)),
+                    **self.acc_train.means(
+                        suffix="",
+                    ),
+                }
+                record.update(
+                    episode=c["episode"],
+                    train_steps=c["train_steps"],
+                    steps_per_s=c["t_env"] / max(c["wall_time"], 1e-9),
+                )
                 with self.clock.phase("log"):
                     self.logger.log(c["t_env"], record)
                 self._watch_fair_replay(record)

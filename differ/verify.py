@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .config import AlgoConfig, build_config
 from .build import check_action_space
+from .config import AlgoConfig, build_config
 from .controller import CEMController, Controller
 from .envs.base import EnvSpec
 from .envs.registry import make_env
@@ -39,8 +39,16 @@ from .runner import Runner
 TOLERANCE = 1e-6
 
 
-def random_batch(env_name: str, scenario: str, episodes: int = 8, seed: int = 0, time_limit=None,
-                 options=None, check=None, algo: DictConfig | None = None) -> tuple[EnvSpec, Batch]:
+def random_batch(
+    env_name: str,
+    scenario: str,
+    episodes: int = 8,
+    seed: int = 0,
+    time_limit=None,
+    options=None,
+    check=None,
+    algo: DictConfig | None = None,
+) -> tuple[EnvSpec, Batch]:
     """A float64 batch of real episodes played by a uniformly random policy: padding, terminal
     steps and, where the env has them, deaths. `check(spec)` runs before anything is played."""
     env = make_env(env_name, scenario, episodes, time_limit, options)
@@ -54,8 +62,9 @@ def random_batch(env_name: str, scenario: str, episodes: int = 8, seed: int = 0,
     if spec.actions.kind == "continuous":
         cem = OmegaConf.merge(OmegaConf.structured(AlgoConfig), algo or {}).cem
         low, high = spec.actions.bounds()
-        controller = CEMController(CEMAgent(spec.obs_dim, spec.n_actions, spec.n_agents), low, high, cem,
-                                   cem.action_noise)
+        controller = CEMController(
+            CEMAgent(spec.obs_dim, spec.n_actions, spec.n_agents), low, high, cem, cem.action_noise
+        )
     else:
         controller = Controller(RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents))
     with torch.no_grad():
@@ -74,8 +83,11 @@ def random_batch(env_name: str, scenario: str, episodes: int = 8, seed: int = 0,
 def learner_for(spec: EnvSpec, algo: DictConfig, learner: str, selection: str = "all", seed: int = 0):
     """A float64 learner with the algorithm's mixer, as `learner` (team | differ), no clipping."""
     # on the full schema: the run's own algo config may lack the differ section (a plain QMIX run)
-    cfg = OmegaConf.merge(OmegaConf.structured(AlgoConfig), algo,
-                          {"learner": learner, "differ": {"selection": selection}, "grad_clip": 1e9})
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(AlgoConfig),
+        algo,
+        {"learner": learner, "differ": {"selection": selection}, "grad_clip": 1e9},
+    )
     torch.manual_seed(seed)
     agent = AGENTS[cfg.agent](spec.obs_dim, spec.n_actions, spec.n_agents, cfg.agent_hidden).double()
     mixer = build_mixer(cfg.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg).double()
@@ -97,11 +109,12 @@ def eq1_error(L: QLearner, b: Batch) -> float:
     both sides)."""
     params = list(L.agent.parameters())
     fwd = L.forward(b)
-    dec = decompose(L.mixer, fwd.mixer_in, fwd.reward, b.terminated, b.mask, b.alive, fwd.target_q,
-                    fwd.target_tot, L.cfg.gamma)
+    dec = decompose(
+        L.mixer, fwd.mixer_in, fwd.reward, b.terminated, b.mask, b.alive, fwd.target_q, fwd.target_tot, L.cfg.gamma
+    )
     n = b.mask.sum()
     _, _, delta = L.team_td(fwd, b, fwd.chosen)
-    team = _grads((delta ** 2).sum() / n, params)
+    team = _grads((delta**2).sum() / n, params)
     ind = _grads((b.mask.unsqueeze(-1) * (fwd.chosen - dec.y_i) ** 2).sum() / n, params)
     return _rel(ind, team)
 
@@ -118,7 +131,7 @@ def divide_error(base: QLearner, divide: DifferLearner, b: Batch) -> float:
     _, _, delta = base.team_td(fwd, b, q_in)
     n_team = b.mask.sum()
     n_ind = (b.mask.unsqueeze(-1) * alive.to(b.mask.dtype)).sum()
-    expected = _grads((delta ** 2).sum() / n_team, params) * n_team / n_ind
+    expected = _grads((delta**2).sum() / n_team, params) * n_team / n_ind
     divide.train(b)  # the real training step; its gradients stay in .grad
     got = torch.cat([p.grad.reshape(-1) for p in divide.agent.parameters()])
     return _rel(got, expected)
@@ -128,8 +141,16 @@ def verify(overrides: dict[str, str], episodes: int = 8) -> dict:
     """Run both checks for the mixer of `algo=` on `env=` / `env.scenario=`; returns a report."""
     cfg = build_config(overrides)
     e = cfg.env
-    spec, b = random_batch(e.name, e.scenario, episodes, cfg.seed, e.time_limit, e.options,
-                           check=lambda spec: check_action_space(cfg, spec), algo=cfg.algo)
+    spec, b = random_batch(
+        e.name,
+        e.scenario,
+        episodes,
+        cfg.seed,
+        e.time_limit,
+        e.options,
+        check=lambda spec: check_action_space(cfg, spec),
+        algo=cfg.algo,
+    )
     base = learner_for(spec, cfg.algo, "team", seed=cfg.seed)
     divide = learner_for(spec, cfg.algo, "differ", "all", seed=cfg.seed)
     divide.agent.load_state_dict(base.agent.state_dict())
@@ -137,7 +158,10 @@ def verify(overrides: dict[str, str], episodes: int = 8) -> dict:
     for L in (base, divide):
         L.update_targets()
     report = {
-        "mixer": cfg.algo.mixer, "env": e.name, "scenario": e.scenario, "episodes": episodes,
+        "mixer": cfg.algo.mixer,
+        "env": e.name,
+        "scenario": e.scenario,
+        "episodes": episodes,
         "valid_steps": int(b.mask.sum()),
         # inside the episodes only: the padding after an episode's end is "not alive" as well
         "deaths": int((b.alive[:, :-1] & ~b.alive[:, 1:] & b.mask.bool()[..., None]).sum()),
@@ -151,13 +175,15 @@ def verify(overrides: dict[str, str], episodes: int = 8) -> dict:
 
 def format_report(r: dict) -> str:
     ok = lambda err: "ok" if err <= r["tolerance"] else "FAILS"  # noqa: E731
-    return "\n".join([
-        f"differ verify: mixer {r['mixer']} on {r['env']} {r['scenario']} ({r['episodes']} random-policy "
-        f"episodes, float64, {r['valid_steps']} valid steps, {r['deaths']} agent deaths)",
-        f"  Eq. 1: sum_i dL_i/dtheta vs dL_tot/dtheta (agent parameters)   relative error "
-        f"{r['eq1_rel_error']:.2e}  {ok(r['eq1_rel_error'])}",
-        f"  -divide agent gradient vs the base method's x sum(m)/sum(q_m)  relative error "
-        f"{r['divide_rel_error']:.2e}  {ok(r['divide_rel_error'])}",
-        f"DIFFER is {'exact' if r['exact'] else 'NOT exact'} for mixer {r['mixer']} "
-        f"(tolerance {r['tolerance']:g}).",
-    ])
+    return "\n".join(
+        [
+            f"differ verify: mixer {r['mixer']} on {r['env']} {r['scenario']} ({r['episodes']} random-policy "
+            f"episodes, float64, {r['valid_steps']} valid steps, {r['deaths']} agent deaths)",
+            f"  Eq. 1: sum_i dL_i/dtheta vs dL_tot/dtheta (agent parameters)   relative error "
+            f"{r['eq1_rel_error']:.2e}  {ok(r['eq1_rel_error'])}",
+            f"  -divide agent gradient vs the base method's x sum(m)/sum(q_m)  relative error "
+            f"{r['divide_rel_error']:.2e}  {ok(r['divide_rel_error'])}",
+            f"DIFFER is {'exact' if r['exact'] else 'NOT exact'} for mixer {r['mixer']} "
+            f"(tolerance {r['tolerance']:g}).",
+        ]
+    )

@@ -25,8 +25,9 @@ def _as_frames(out, what: str) -> list[np.ndarray]:
         return [out]
     if isinstance(out, list) and all(isinstance(f, np.ndarray) and f.ndim == 3 for f in out):
         return out
-    raise ConfigError(f"{what} cannot render: its render() gave {type(out).__name__}, not RGB frames "
-                      f"(render_mode='rgb_array')")
+    raise ConfigError(
+        f"{what} cannot render: its render() gave {type(out).__name__}, not RGB frames (render_mode='rgb_array')"
+    )
 
 
 def _render(env, what: str) -> list[np.ndarray]:
@@ -55,15 +56,22 @@ def write_video(frames: list[np.ndarray], path: Path, fps: float) -> None:
     try:
         import imageio_ffmpeg  # noqa: F401
     except ImportError:
-        raise ConfigError("video_format=mp4 needs imageio-ffmpeg: pip install 'differ-marl[video]' "
-                          "(or video_format=gif)") from None
+        raise ConfigError(
+            "video_format=mp4 needs imageio-ffmpeg: pip install 'differ-marl[video]' (or video_format=gif)"
+        ) from None
     with warnings.catch_warnings():  # ffmpeg runs as a subprocess; JAX warns about any fork
         warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
         imageio.mimsave(path, [_even(f) for f in frames], fps=fps, macro_block_size=1)
 
 
-def record(path: str | Path, out_dir: str | Path, episodes: int = 1, seed: int | None = None,
-           video_format: str = "mp4", fps: float = 10.0) -> dict:
+def record(
+    path: str | Path,
+    out_dir: str | Path,
+    episodes: int = 1,
+    seed: int | None = None,
+    video_format: str = "mp4",
+    fps: float = 10.0,
+) -> dict:
     """Render the first `episodes` greedy test episodes of a run (or checkpoint) into `out_dir`."""
     from .build import build_learner
     from .envs.registry import make_env
@@ -78,8 +86,9 @@ def record(path: str | Path, out_dir: str | Path, episodes: int = 1, seed: int |
     e = cfg.env
     what = f"env={e.name} {e.scenario}"
     try:
-        env = make_env(e.name, e.scenario, 1, e.time_limit, {**e.options, "render_mode": "rgb_array"},
-                       e.get("reward_scale", 1.0))
+        env = make_env(
+            e.name, e.scenario, 1, e.time_limit, {**e.options, "render_mode": "rgb_array"}, e.get("reward_scale", 1.0)
+        )
     except ConfigError as err:
         if "render_mode" in str(err):
             raise ConfigError(f"{what} cannot render: its constructor takes no render_mode") from None
@@ -111,5 +120,10 @@ def record(path: str | Path, out_dir: str | Path, episodes: int = 1, seed: int |
             lengths.append(t)
     finally:
         env.close()
-    return {"checkpoint": str(ckpt_path), "t_env": payload["counters"]["t_env"], "videos": videos,
-            "returns": returns, "ep_lengths": lengths}
+    return {
+        "checkpoint": str(ckpt_path),
+        "t_env": payload["counters"]["t_env"],
+        "videos": videos,
+        "returns": returns,
+        "ep_lengths": lengths,
+    }

@@ -35,14 +35,22 @@ class WandbSink:
         id_file = run_dir / "wandb_id"
         run_id = id_file.read_text().strip() if resumed and id_file.exists() else _new_id()
         try:
-            self.run = wandb.init(project=cfg.wandb_project, entity=cfg.wandb_entity, mode=cfg.wandb_mode,
-                                  id=run_id, resume="allow", dir=str(run_dir), name=run_dir.name,
-                                  config=OmegaConf.to_container(cfg, resolve=True),
-                                  settings=wandb.Settings(silent=True, console="off"))
+            self.run = wandb.init(
+                project=cfg.wandb_project,
+                entity=cfg.wandb_entity,
+                mode=cfg.wandb_mode,
+                id=run_id,
+                resume="allow",
+                dir=str(run_dir),
+                name=run_dir.name,
+                config=OmegaConf.to_container(cfg, resolve=True),
+                settings=wandb.Settings(silent=True, console="off"),
+            )
         except Exception as e:  # no API key online, no network, ...
             first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-            raise DifferError(f"wandb could not start ({type(e).__name__}: {first}); wandb_mode=offline "
-                              f"needs no account or network") from None
+            raise DifferError(
+                f"wandb could not start ({type(e).__name__}: {first}); wandb_mode=offline needs no account or network"
+            ) from None
         id_file.write_text(run_id + "\n")
         self.run.define_metric("t_env")
         self.run.define_metric("*", step_metric="t_env")

@@ -41,7 +41,8 @@ def main() -> None:
         for _ in range(3):
             x, y = rng.normal(size=5), rng.normal(size=5)
             _, lo, hi = prob_improvement(x, y, reps=args.reps)
-            print(f"rliable [{lo:.3f}, {hi:.3f}]  vectorised [{', '.join(f'{v:.3f}' for v in poi_ci(x, y, args.reps, rng))}]")
+            vec = ", ".join(f"{v:.3f}" for v in poi_ci(x, y, args.reps, rng))
+            print(f"rliable [{lo:.3f}, {hi:.3f}]  vectorised [{vec}]")
     print(f"{args.sims} null tables per row (both arms N(0, 1)); false-positive rate with its binomial sd")
     print("| seeds per arm | CI of P(X > Y) excludes 0.5 | exact Mann-Whitney p < 0.05 |")
     print("| --- | --- | --- |")
@@ -53,8 +54,10 @@ def main() -> None:
             ci_hits += lo > 0.5 or hi < 0.5
             p_hits += mannwhitneyu(x, y, method="exact").pvalue < 0.05
         f = [h / args.sims for h in (ci_hits, p_hits)]
-        print(f"| {n} | {f[0]:.3f} ± {np.sqrt(f[0] * (1 - f[0]) / args.sims):.3f} | "
-              f"{f[1]:.3f} ± {np.sqrt(f[1] * (1 - f[1]) / args.sims):.3f} |")
+        print(
+            f"| {n} | {f[0]:.3f} ± {np.sqrt(f[0] * (1 - f[0]) / args.sims):.3f} | "
+            f"{f[1]:.3f} ± {np.sqrt(f[1] * (1 - f[1]) / args.sims):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,11 @@ def row(run_dir: Path) -> str:
     last5 = [r[key] for r in tests[-5:]]
     train = [r for r in recs if "steps_per_s" in r]
     wall = train[-1]["t_env"] / train[-1]["steps_per_s"] if train else float("nan")
-    return (f"| {cfg.algo.name} | {cfg.env.name} {cfg.env.scenario} | {cfg.seed} | {tests[-1]['t_env']:,} | "
-            f"{wall / 60:.0f} min | {key.removeprefix('test_').removesuffix('_mean')} | "
-            f"{best[key]:.2f} @ {best['t_env']:,} | {tests[-1][key]:.2f} | {sum(last5) / len(last5):.2f} |")
+    return (
+        f"| {cfg.algo.name} | {cfg.env.name} {cfg.env.scenario} | {cfg.seed} | {tests[-1]['t_env']:,} | "
+        f"{wall / 60:.0f} min | {key.removeprefix('test_').removesuffix('_mean')} | "
+        f"{best[key]:.2f} @ {best['t_env']:,} | {tests[-1][key]:.2f} | {sum(last5) / len(last5):.2f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -27,11 +27,15 @@ class Signals(ParallelEnv):
         self._obs_spaces = {
             "scout_0": spaces.Box(0.0, 1.0, (4,), np.float32),
             "scout_1": spaces.Box(0.0, 1.0, (4,), np.float32),
-            "carrier_0": spaces.Dict({"observation": spaces.Box(0.0, 1.0, (6,), np.float32),
-                                      "action_mask": spaces.MultiBinary(5)}),
+            "carrier_0": spaces.Dict(
+                {"observation": spaces.Box(0.0, 1.0, (6,), np.float32), "action_mask": spaces.MultiBinary(5)}
+            ),
         }
-        self._act_spaces = {"scout_0": spaces.Discrete(3), "scout_1": spaces.Discrete(3),
-                            "carrier_0": spaces.Discrete(5)}
+        self._act_spaces = {
+            "scout_0": spaces.Discrete(3),
+            "scout_1": spaces.Discrete(3),
+            "carrier_0": spaces.Discrete(5),
+        }
         self.agents = []
         self.masked_taken = 0
 
@@ -43,8 +47,10 @@ class Signals(ParallelEnv):
 
     def _draw(self):
         self.targets = {a: int(self.rng.integers(self._act_spaces[a].n)) for a in self.agents}
-        self.blocked = {a: int((self.targets[a] + 1 + self.rng.integers(self._act_spaces[a].n - 1))
-                               % self._act_spaces[a].n) for a in self.agents}
+        self.blocked = {
+            a: int((self.targets[a] + 1 + self.rng.integers(self._act_spaces[a].n - 1)) % self._act_spaces[a].n)
+            for a in self.agents
+        }
 
     def _observe(self):
         obs, infos = {}, {}
@@ -90,8 +96,11 @@ class Signals(ParallelEnv):
         self._draw()
         obs, infos = self._observe()
         for a in done & set(terms):  # the leaving agents' final observations
-            obs[a] = np.zeros(4, np.float32) if a.startswith("scout") else {
-                "observation": np.zeros(6, np.float32), "action_mask": np.ones(5, np.int8)}
+            obs[a] = (
+                np.zeros(4, np.float32)
+                if a.startswith("scout")
+                else {"observation": np.zeros(6, np.float32), "action_mask": np.ones(5, np.int8)}
+            )
             infos[a] = {}
         return obs, rewards, terms, truncs, infos
 
@@ -106,7 +115,7 @@ class Signals(ParallelEnv):
     def render(self):
         img = np.zeros((32, 48, 3), np.uint8)
         for i, a in enumerate(self.possible_agents):
-            img[8:24, 16 * i: 16 * i + 12, i] = 255 if a in self.agents else 60
+            img[8:24, 16 * i : 16 * i + 12, i] = 255 if a in self.agents else 60
         return img
 
 

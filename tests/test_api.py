@@ -1,4 +1,5 @@
-"""The Python API: the examples of docs/api.md, docs/environments.md and the README run as written, and errors are the CLI's."""
+"""The Python API: the examples of docs/api.md, docs/environments.md and the README run as written,
+and errors are the CLI's."""
 
 import re
 import subprocess
@@ -17,16 +18,28 @@ def test_the_documented_example_runs(tmp_path, doc):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / doc).read_text(), re.S)
     assert blocks
     # as a user would: a fresh interpreter in a fresh directory
-    proc = subprocess.run([sys.executable, "-c", "\n".join(blocks)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", "\n".join(blocks)], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((tmp_path / "runs").glob("*/result.json"))
 
 
 def test_train_evaluate_and_keys(tmp_path):
-    run = differ.train(algo="vdn", env="lbf", t_max=300, seed=5, run_dir=str(tmp_path / "r"), progress=False,
-                       test_episodes=2, test_interval=100, log_interval=100, env__time_limit=20,
-                       algo__batch_size=4, **{"algo.buffer_size": 50})
+    run = differ.train(
+        algo="vdn",
+        env="lbf",
+        t_max=300,
+        seed=5,
+        run_dir=str(tmp_path / "r"),
+        progress=False,
+        test_episodes=2,
+        test_interval=100,
+        log_interval=100,
+        env__time_limit=20,
+        algo__batch_size=4,
+        **{"algo.buffer_size": 50},
+    )
     assert isinstance(run, differ.TrainResult) and run.run_dir == tmp_path / "r"
     assert run.result["t_env"] >= 300 and run.test_win_rate is None and run.test_return is not None
     from omegaconf import OmegaConf
@@ -59,9 +72,22 @@ def test_string_values_stay_strings_and_a_thread_can_train(tmp_path):
 
     assert _cli_value("yes") == '"yes"' and _cli_value("null") == '"null"' and _cli_value(None) == "null"
     out = {}
-    t = threading.Thread(target=lambda: out.update(r=differ.train(
-        algo="qmix", env="lbf", t_max=100, run_dir=str(tmp_path / "t"), progress=False, wandb_entity="yes",
-        test_episodes=1, env__time_limit=20, algo__batch_size=2, **{"algo.buffer_size": 10})))
+    t = threading.Thread(
+        target=lambda: out.update(
+            r=differ.train(
+                algo="qmix",
+                env="lbf",
+                t_max=100,
+                run_dir=str(tmp_path / "t"),
+                progress=False,
+                wandb_entity="yes",
+                test_episodes=1,
+                env__time_limit=20,
+                algo__batch_size=2,
+                **{"algo.buffer_size": 10},
+            )
+        )
+    )
     t.start()
     t.join(300)
     assert out["r"].result["t_env"] >= 100

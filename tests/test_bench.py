@@ -5,8 +5,9 @@ from differ.bench import train_steps_per_s
 
 
 def test_train_steps_per_s_runs_a_real_trainer():
-    speed = train_steps_per_s({"env": "lbf", "env.time_limit": "20", "algo.batch_size": "2",
-                               "torch_threads": "1"}, warmup=200, measure=200)
+    speed = train_steps_per_s(
+        {"env": "lbf", "env.time_limit": "20", "algo.batch_size": "2", "torch_threads": "1"}, warmup=200, measure=200
+    )
     assert speed > 0
 
 
@@ -29,8 +30,9 @@ def test_the_plain_yardstick_computes_differs_qmix_loss():
     plain = PlainQMIXStep(n, obs, state, A)
     with torch.no_grad():
         for p_agent, o_agent in ((plain.agent, ours.agent), (plain.target_agent, ours.target_agent)):
-            p_agent.fc1.weight.copy_(torch.cat([o_agent.fc_obs.weight, o_agent.last_action.weight[:A].T,
-                                                o_agent.agent_id.weight.T], dim=1))
+            p_agent.fc1.weight.copy_(
+                torch.cat([o_agent.fc_obs.weight, o_agent.last_action.weight[:A].T, o_agent.agent_id.weight.T], dim=1)
+            )
             p_agent.fc1.bias.copy_(o_agent.fc_obs.bias)
             for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 getattr(p_agent.rnn, k).copy_(getattr(o_agent.rnn, k + "_l0"))
@@ -41,8 +43,15 @@ def test_the_plain_yardstick_computes_differs_qmix_loss():
     buf = EpisodeBuffer(spec, 8, "float32")
     rng = np.random.default_rng(0)
     for L in (7, 3, 5, 7):
-        buf.add(rng.random((L + 1, n, obs)), rng.random((L + 1, state)), rng.random((L + 1, n, A)) > 0.3,
-                np.ones((L + 1, n), bool), rng.integers(0, A, (L, n)), rng.random(L), L < 7)
+        buf.add(
+            rng.random((L + 1, n, obs)),
+            rng.random((L + 1, state)),
+            rng.random((L + 1, n, A)) > 0.3,
+            np.ones((L + 1, n), bool),
+            rng.integers(0, A, (L, n)),
+            rng.random(L),
+            L < 7,
+        )
     batch = buf.sample(4, rng)
     assert plain.train(batch) == __import__("pytest").approx(ours.train(batch)["loss_td"], rel=1e-5)
     # and the benchmark times every variant of its learner section

@@ -7,14 +7,27 @@ from differ.envs.base import DiscreteActions, EnvSpec
 from differ.errors import CorruptCheckpoint
 from differ.replay.episode_buffer import EpisodeBuffer, bytes_per_step, check_fits
 
-SPEC = EnvSpec(n_agents=3, actions=DiscreteActions(6), obs_dim=4, state_dim=5, episode_limit=10,
-               unit_type_ids=(0, 0, 1), unit_type_names=("a", "a", "b"))
+SPEC = EnvSpec(
+    n_agents=3,
+    actions=DiscreteActions(6),
+    obs_dim=4,
+    state_dim=5,
+    episode_limit=10,
+    unit_type_ids=(0, 0, 1),
+    unit_type_names=("a", "a", "b"),
+)
 
 
 def episode(rng, L, terminated=True):
-    return dict(obs=rng.random((L + 1, 3, 4)), state=rng.random((L + 1, 5)),
-                avail=rng.random((L + 1, 3, 6)) > 0.3, alive=rng.random((L + 1, 3)) > 0.2,
-                actions=rng.integers(0, 6, (L, 3)), reward=rng.random(L), terminated=terminated)
+    return dict(
+        obs=rng.random((L + 1, 3, 4)),
+        state=rng.random((L + 1, 5)),
+        avail=rng.random((L + 1, 3, 6)) > 0.3,
+        alive=rng.random((L + 1, 3)) > 0.2,
+        actions=rng.integers(0, 6, (L, 3)),
+        reward=rng.random(L),
+        terminated=terminated,
+    )
 
 
 def test_storage_follows_lengths_and_dtypes():

@@ -16,8 +16,15 @@ from differ.verify import verify
 from .conftest import read_jsonl, run_cli
 from .test_resume import metrics_pair, uninterrupted_and_resumed
 
-TINY = ["env=mamujoco", "algo.batch_size=4", "algo.buffer_size=50", "test_episodes=2", "test_interval=150",
-        "log_interval=150", "torch_threads=1"]
+TINY = [
+    "env=mamujoco",
+    "algo.batch_size=4",
+    "algo.buffer_size=50",
+    "test_episodes=2",
+    "test_interval=150",
+    "log_interval=150",
+    "torch_threads=1",
+]
 
 
 def test_cem_stays_in_bounds_and_finds_the_maximiser():
@@ -76,8 +83,19 @@ def test_differ_is_exact_for_comix_on_real_batches(algo, scenario):
 @pytest.mark.parametrize("scenario", ["Humanoid-9|8", "ManySegmentSwimmer-10x2"])
 def test_train_and_evaluate_end_to_end(tmp_path, scenario):
     run = tmp_path / "r"
-    out = json.loads(run_cli("train", *TINY, "algo=comix_differ", f"env.scenario={scenario}", "env.time_limit=40",
-                             "t_max=500", f"run_dir={run}").stdout.strip().splitlines()[-1])
+    out = json.loads(
+        run_cli(
+            "train",
+            *TINY,
+            "algo=comix_differ",
+            f"env.scenario={scenario}",
+            "env.time_limit=40",
+            "t_max=500",
+            f"run_dir={run}",
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert out["t_env"] >= 500 and out["train_steps"] > 0
     rec = [r for r in read_jsonl(run / "metrics.jsonl") if "loss_agents" in r]
     assert rec and all(np.isfinite(r["loss_agents"]) and np.isfinite(r["loss_mixer"]) for r in rec)
@@ -86,19 +104,28 @@ def test_train_and_evaluate_end_to_end(tmp_path, scenario):
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
-    common = [*TINY, "algo=comix_divide", "env.scenario=ManySegmentSwimmer-10x2", "env.time_limit=30",
-              "t_max=900", "checkpoint_interval=300", "seed=2"]
+    common = [
+        *TINY,
+        "algo=comix_divide",
+        "env.scenario=ManySegmentSwimmer-10x2",
+        "env.time_limit=30",
+        "t_max=900",
+        "checkpoint_interval=300",
+        "seed=2",
+    ]
     a, b = metrics_pair(*uninterrupted_and_resumed(common, tmp_path))
     assert len(a) == len(b) > 4 and a == b
 
 
 def test_policy_acts_on_raw_mamujoco(tmp_path):
-    import differ
     from gymnasium_robotics import mamujoco_v1
 
+    import differ
+
     run = tmp_path / "r"
-    run_cli("train", *TINY, "algo=comix", "env.scenario=Humanoid-9|8", "env.time_limit=20", "t_max=200",
-            f"run_dir={run}")
+    run_cli(
+        "train", *TINY, "algo=comix", "env.scenario=Humanoid-9|8", "env.time_limit=20", "t_max=200", f"run_dir={run}"
+    )
     policy = differ.Policy.load(run)
     env = mamujoco_v1.parallel_env("Humanoid", "9|8", agent_obsk=0)  # the raw package env
     obs, _ = env.reset(seed=3)

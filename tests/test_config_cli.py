@@ -14,27 +14,41 @@ def test_presets_and_overrides_compose():
     assert build_config({}).env.name == "smax"
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"algo.lrr": "1"}, "unknown config key 'algo.lrr' (did you mean algo.lr"),
-    ({"t_max": "lots"}, "invalid value for t_max"),
-    ({"algo": "qmixx"}, "algo=qmixx: unknown algorithm; valid choices: comix, comix_differ, comix_differ_t1, comix_divide, comix_divide_t1, comix_t1, maser, qmix, qmix_differ, qmix_divide, qplex, qplex_differ, qplex_divide, vdn, vdn_differ, vdn_divide"),
-    ({"env": "starcraft"}, "env=starcraft: unknown environment; valid choices: grf, lbf, mamujoco, mpe, pettingzoo, rware, smax"),
-    ({"env.scenario": "4m"}, "unknown SMAX scenario '4m'; valid choices: 3m, 2s3z"),
-    ({"algo.batch_size": "64", "algo.buffer_size": "32"}, "exceeds algo.buffer_size"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"algo.lrr": "1"}, "unknown config key 'algo.lrr' (did you mean algo.lr"),
+        ({"t_max": "lots"}, "invalid value for t_max"),
+        (
+            {"algo": "qmixx"},
+            "algo=qmixx: unknown algorithm; valid choices: comix, comix_differ, comix_differ_t1, comix_divide, "
+            "comix_divide_t1, comix_t1, maser, qmix, qmix_differ, qmix_divide, qplex, qplex_differ, qplex_divide, "
+            "vdn, vdn_differ, vdn_divide",
+        ),
+        (
+            {"env": "starcraft"},
+            "env=starcraft: unknown environment; valid choices: grf, lbf, mamujoco, mpe, pettingzoo, rware, smax",
+        ),
+        ({"env.scenario": "4m"}, "unknown SMAX scenario '4m'; valid choices: 3m, 2s3z"),
+        ({"algo.batch_size": "64", "algo.buffer_size": "32"}, "exceeds algo.buffer_size"),
+    ],
+)
 def test_bad_config_is_a_clear_error(overrides, message):
     with pytest.raises(ConfigError) as e:
         build_config(overrides)
     assert message in str(e.value)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "algo.lrr=0.1"], "unknown config key 'algo.lrr'"),
-    (["train", "env=lbf", "env.scenario=Foraging-99x99"], "unknown lbf scenario"),
-    (["train", "seed=abc"], "invalid value for seed"),
-    (["evaluate", "/nonexistent/run"], "does not exist (expected a run directory"),
-    (["frobnicate"], "unknown command 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "algo.lrr=0.1"], "unknown config key 'algo.lrr'"),
+        (["train", "env=lbf", "env.scenario=Foraging-99x99"], "unknown lbf scenario"),
+        (["train", "seed=abc"], "invalid value for seed"),
+        (["evaluate", "/nonexistent/run"], "does not exist (expected a run directory"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+    ],
+)
 def test_cli_errors_are_one_line_without_traceback(args, message):
     proc = run_cli(*args, check=False, timeout=120)
     assert proc.returncode == 2

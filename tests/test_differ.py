@@ -49,24 +49,25 @@ def test_gradient_invariance_eq1(smax_batch, mixer):
     L = learner_for(spec, mixer)
     params = list(L.agent.parameters())
     fwd = L.forward(b)
-    dec = decompose(L.mixer, fwd.mixer_in, b.reward, b.terminated, b.mask, b.alive,
-                    fwd.target_q, fwd.target_tot, L.cfg.gamma)
+    dec = decompose(
+        L.mixer, fwd.mixer_in, b.reward, b.terminated, b.mask, b.alive, fwd.target_q, fwd.target_tot, L.cfg.gamma
+    )
     n = b.mask.sum()
     delta_i = fwd.chosen - dec.y_i
     alive_t = b.alive[:, :-1]
 
     # team mask on both sides: Σ_i ∂L_i/∂θp == ∂L_tot/∂θp
     _, _, delta = L.team_td(fwd, b, fwd.chosen)
-    team = grads((delta ** 2).sum() / n, params)
-    ind = grads((b.mask.unsqueeze(-1) * delta_i ** 2).sum() / n, params)
+    team = grads((delta**2).sum() / n, params)
+    ind = grads((b.mask.unsqueeze(-1) * delta_i**2).sum() / n, params)
     assert rel_err(ind, team) <= 1e-6
 
     # dead agents' terms removed on both sides: their Q_i enter the mixer without gradient, and
     # the individual mask (which keeps the step of death) drops them
     q_in = torch.where(alive_t, fwd.chosen, fwd.chosen.detach())
     _, _, delta_alive = L.team_td(fwd, b, q_in)
-    team_alive = grads((delta_alive ** 2).sum() / n, params)
-    ind_alive = grads((dec.mask_i * delta_i ** 2).sum() / n, params)
+    team_alive = grads((delta_alive**2).sum() / n, params)
+    ind_alive = grads((dec.mask_i * delta_i**2).sum() / n, params)
     assert rel_err(ind_alive, team_alive) <= 1e-6
     if mixer != "vdn":  # the death mask is a real difference: a dead unit's "stop" reaches QMIX / QPLEX
         assert rel_err(team_alive, team) > 1e-6
@@ -78,8 +79,9 @@ def test_reward_i_matches_eq2_and_delta_i_is_g_delta(smax_batch):
     spec, b = smax_batch
     L = learner_for(spec, "qmix")
     fwd = L.forward(b)
-    dec = decompose(L.mixer, fwd.mixer_in, b.reward, b.terminated, b.mask, b.alive,
-                    fwd.target_q, fwd.target_tot, L.cfg.gamma)
+    dec = decompose(
+        L.mixer, fwd.mixer_in, b.reward, b.terminated, b.mask, b.alive, fwd.target_q, fwd.target_tot, L.cfg.gamma
+    )
     gamma = L.cfg.gamma
     # independent computation: g by finite differences of the mixer in float64
     q = fwd.chosen.detach()
@@ -177,9 +179,19 @@ def test_vdn_differ_has_no_mixer_optimiser_and_logs_diagnostics(smax_batch):
     L = learner_for(spec, "vdn", learner="differ", selection="per")
     assert L.mixer_optimiser is None
     stats = L.train(b, t_env=0)
-    for key in ("loss_mixer", "loss_agents", "grad_norm_agents", "selected_ratio", "beta", "reward_i_mean",
-                "td_error_ind_abs", "td_ind_std_norm", "sample_share/stalker", "sample_share/zealot",
-                "sample_share/agent_0"):
+    for key in (
+        "loss_mixer",
+        "loss_agents",
+        "grad_norm_agents",
+        "selected_ratio",
+        "beta",
+        "reward_i_mean",
+        "td_error_ind_abs",
+        "td_ind_std_norm",
+        "sample_share/stalker",
+        "sample_share/zealot",
+        "sample_share/agent_0",
+    ):
         assert key in stats, key
     assert stats["selected_ratio"] == pytest.approx(0.8)
     assert stats["sample_share/stalker"] + stats["sample_share/zealot"] == pytest.approx(1.0)
@@ -195,8 +207,9 @@ def test_qplex_g_is_its_weight_head(smax_batch):
     spec, b = smax_batch
     L = learner_for(spec, "qplex", learner="differ", selection="per")
     fwd = L.forward(b)
-    dec = decompose(L.mixer, fwd.mixer_in, b.reward, b.terminated, b.mask, b.alive, fwd.target_q,
-                    fwd.target_tot, L.cfg.gamma)
+    dec = decompose(
+        L.mixer, fwd.mixer_in, b.reward, b.terminated, b.mask, b.alive, fwd.target_q, fwd.target_tot, L.cfg.gamma
+    )
     w = L.mixer.weight(b.state[:, :-1]).abs() + 1e-10
     torch.testing.assert_close(dec.g, w.detach(), rtol=1e-12, atol=0)
 

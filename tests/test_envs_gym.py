@@ -160,11 +160,14 @@ def test_scenario_names():
     assert resolve_scenario("lbf", "8x8-2p-3f") == "Foraging-8x8-2p-3f-v3"
 
 
-@pytest.mark.parametrize("family,bad,hint", [
-    ("lbf", "Foraging-8x8-2p-3g", "Foraging-8x8-2p-3f-v3"),
-    ("rware", "rware-tiny-2agg-v2", "rware-tiny-2ag-v2"),
-    ("mpe", "simple_sprad", "simple_spread"),
-])
+@pytest.mark.parametrize(
+    "family,bad,hint",
+    [
+        ("lbf", "Foraging-8x8-2p-3g", "Foraging-8x8-2p-3f-v3"),
+        ("rware", "rware-tiny-2agg-v2", "rware-tiny-2ag-v2"),
+        ("mpe", "simple_sprad", "simple_spread"),
+    ],
+)
 def test_unknown_scenario_message(family, bad, hint):
     with pytest.raises(UnknownEnvError) as err:
         resolve_scenario(family, bad)

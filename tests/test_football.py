@@ -39,10 +39,13 @@ def play(core, seed, policy, limit=150):
     return steps
 
 
-@pytest.mark.parametrize("scenario,n,units", [
-    ("academy_3_vs_1_with_keeper", 3, ("carrier", "wing", "wing")),
-    ("academy_counterattack_hard", 4, ("wide", "central", "central", "wide")),
-])
+@pytest.mark.parametrize(
+    "scenario,n,units",
+    [
+        ("academy_3_vs_1_with_keeper", 3, ("carrier", "wing", "wing")),
+        ("academy_counterattack_hard", 4, ("wide", "central", "central", "wide")),
+    ],
+)
 def test_spec_and_identity_over_random_episodes(scenario, n, units):
     with make_env("grf", scenario, 1, 150, {}) as env:
         s = env.spec
@@ -53,7 +56,7 @@ def test_spec_and_identity_over_random_episodes(scenario, n, units):
         rng = np.random.default_rng(0)
         steps = 0
         for seed in range(30):  # the adapter asserts the map after every reset and step
-            for obs, *_ , raw in play(core, seed, lambda t, raw: rng.integers(0, 19, n).tolist()):
+            for _obs, *_, raw in play(core, seed, lambda t, raw: rng.integers(0, 19, n).tolist()):
                 assert [o["active"] for o in raw] == list(range(1, n + 1))
                 steps += 1
         assert steps > 1000
@@ -66,8 +69,12 @@ def test_the_stock_scenario_moves_the_agents_and_the_check_fails_loudly():
 
     core = FootballCore("academy_3_vs_1_with_keeper", 150, {})
     core.env.close()
-    core.env = football_env.create_environment(env_name="academy_3_vs_1_with_keeper", representation="raw",
-                                               rewards="scoring", number_of_left_players_agent_controls=3)
+    core.env = football_env.create_environment(
+        env_name="academy_3_vs_1_with_keeper",
+        representation="raw",
+        rewards="scoring",
+        number_of_left_players_agent_controls=3,
+    )
     core._config = core.env.unwrapped._config
     rng = np.random.default_rng(0)
     with pytest.raises(AgentIdentityError, match=r"moved the agents to other players .* expected \[1, 2, 3\]"):
@@ -182,8 +189,9 @@ print(json.dumps(out))
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_same_seed_same_episode_in_and_across_processes(scenario):
     def episodes(*seeds):
-        p = subprocess.run([sys.executable, "-c", SAME_SEED, scenario, *map(str, seeds)],
-                           capture_output=True, text=True, check=True)
+        p = subprocess.run(
+            [sys.executable, "-c", SAME_SEED, scenario, *map(str, seeds)], capture_output=True, text=True, check=True
+        )
         return json.loads(p.stdout.splitlines()[-1])
 
     a5, b9, a5_again = episodes(5, 9, 5)  # seed 5 again after another episode in the same process
@@ -201,33 +209,49 @@ def test_names_listing_and_bad_options():
     assert all(s in p.stdout for s in SCENARIOS)
     p = run_cli("train", "env=grf", "env.options.timeout=never", "t_max=10", check=False)
     assert p.returncode != 0 and "Traceback" not in p.stderr
-    assert p.stderr.strip().splitlines()[-1].startswith("differ: error: env.options.timeout must be terminal or bootstrap")
+    assert (
+        p.stderr.strip().splitlines()[-1].startswith("differ: error: env.options.timeout must be terminal or bootstrap")
+    )
     p = run_cli("train", "env=grf", "env.time_limit=400", "t_max=10", check=False)  # the engine ends its game at 400
     assert p.stderr.strip().splitlines()[-1].startswith("differ: error: env.time_limit must be between 1 and 399")
 
 
 def test_without_gfootball_one_line_names_the_setup_command(tmp_path):
-    code = ("import sys; sys.modules['gfootball'] = None\n"
-            "from differ.cli import main\n"
-            f"sys.exit(main(['train', 'env=grf', 't_max=10', 'run_dir={tmp_path / 'r'}']))")
+    code = (
+        "import sys; sys.modules['gfootball'] = None\n"
+        "from differ.cli import main\n"
+        f"sys.exit(main(['train', 'env=grf', 't_max=10', 'run_dir={tmp_path / 'r'}']))"
+    )
     p = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert p.returncode != 0 and "Traceback" not in p.stderr
     line = p.stderr.strip().splitlines()[-1]
     assert "bash scripts/setup.sh football" in line and line.startswith("differ: error: env=grf needs")
 
 
-TINY_GRF = ["env=grf", "test_episodes=2", "algo.batch_size=2", "algo.buffer_size=50", "test_interval=200",
-            "log_interval=200", "t_max=400", "algo.epsilon_anneal_steps=200"]
+TINY_GRF = [
+    "env=grf",
+    "test_episodes=2",
+    "algo.batch_size=2",
+    "algo.buffer_size=50",
+    "test_interval=200",
+    "log_interval=200",
+    "t_max=400",
+    "algo.epsilon_anneal_steps=200",
+]
 
 
-@pytest.mark.parametrize("scenario,algo,num_envs", [
-    ("academy_3_vs_1_with_keeper", "qmix_differ", 2),  # two worker processes
-    ("academy_counterattack_hard", "qmix", 1),
-])
+@pytest.mark.parametrize(
+    "scenario,algo,num_envs",
+    [
+        ("academy_3_vs_1_with_keeper", "qmix_differ", 2),  # two worker processes
+        ("academy_counterattack_hard", "qmix", 1),
+    ],
+)
 def test_train_smoke(tmp_path, scenario, algo, num_envs):
     run = tmp_path / "r"
-    run_cli("train", *TINY_GRF, f"env.scenario={scenario}", f"algo={algo}", f"env.num_envs={num_envs}",
-            f"run_dir={run}")
+    run_cli(
+        "train", *TINY_GRF, f"env.scenario={scenario}", f"algo={algo}", f"env.num_envs={num_envs}", f"run_dir={run}"
+    )
     recs = check_run(run, battles=True)
     assert any("test_battle_won_mean" in r for r in recs)
     if algo == "qmix_differ":  # the per-unit-type analyses have the scenario's unit types

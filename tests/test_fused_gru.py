@@ -16,8 +16,9 @@ from .test_resume import metrics_pair, uninterrupted_and_resumed
 from .test_speed_options import SPEC, _buffer
 
 
-@pytest.mark.parametrize("T, R, H, with_h0", [(1, 1, 64, False), (1, 3, 64, True), (9, 12, 64, True),
-                                              (30, 40, 24, True), (6, 600, 64, True)])
+@pytest.mark.parametrize(
+    "T, R, H, with_h0", [(1, 1, 64, False), (1, 3, 64, True), (9, 12, 64, True), (30, 40, 24, True), (6, 600, 64, True)]
+)
 def test_the_kernel_is_nn_gru(T, R, H, with_h0):
     """Outputs, h_T and the gradients of the input, h0 and all four weights, against nn.GRU.
     H=24 is not a multiple of the vector width: the loop's scalar tail is covered too; 600 rows
@@ -75,8 +76,9 @@ def test_fused_gru_learner_is_the_same_function_and_deterministic(algo):
 
 
 def test_bfloat16_with_the_fused_gru_keeps_the_recurrence_in_float32():
-    learner = build_learner(build_config({"env": "lbf", "algo": "qmix", "algo.fused_gru": "true",
-                                          "algo.agent_precision": "bfloat16"}), SPEC)
+    learner = build_learner(
+        build_config({"env": "lbf", "algo": "qmix", "algo.fused_gru": "true", "algo.agent_precision": "bfloat16"}), SPEC
+    )
     full = build_learner(build_config({"env": "lbf", "algo": "qmix"}), SPEC)
     batch = _buffer().sample(8, np.random.default_rng(2))
     fwd = learner.forward(batch)

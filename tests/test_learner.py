@@ -53,9 +53,16 @@ def test_td_target_terminal_padding_and_double_q():
     # episode 0: 3 steps, terminated at the last; episode 1: 2 steps, truncated (then padding)
     terminated = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
-    batch = Batch(obs=torch.zeros(B, T + 1, N, 1), state=torch.zeros(B, T + 1, 1), avail=avail,
-                  alive=torch.ones(B, T + 1, N, dtype=torch.bool), actions=actions, reward=reward,
-                  terminated=terminated, mask=mask)
+    batch = Batch(
+        obs=torch.zeros(B, T + 1, N, 1),
+        state=torch.zeros(B, T + 1, 1),
+        avail=avail,
+        alive=torch.ones(B, T + 1, N, dtype=torch.bool),
+        actions=actions,
+        reward=reward,
+        terminated=terminated,
+        mask=mask,
+    )
     cfg = OmegaConf.structured(AlgoConfig(mixer="vdn", gamma=gamma))
     learner = QLearner(FixedQ(live), VDNMixer(N, 1), cfg)
     learner.target_agent = FixedQ(target)
@@ -65,7 +72,9 @@ def test_td_target_terminal_padding_and_double_q():
     expected_y = reward + gamma * (1 - terminated) * 2 * 3.0
     torch.testing.assert_close(y, expected_y)
     assert y[0, 2] == 3.0, "no bootstrap at the terminal step"
-    assert abs(y[1, 1].item() - (0.25 + gamma * 6.0)) < 1e-5, "a truncated episode bootstraps from its final observation"
+    assert abs(y[1, 1].item() - (0.25 + gamma * 6.0)) < 1e-5, (
+        "a truncated episode bootstraps from its final observation"
+    )
     torch.testing.assert_close(q_tot, torch.zeros(B, T))  # chosen action 0 has live Q 0
     assert delta[1, 2] == 0, "padding contributes nothing"
     torch.testing.assert_close(delta, (q_tot - expected_y) * mask)
@@ -78,10 +87,16 @@ def test_training_step_reduces_td_loss_on_a_fixed_batch():
     torch.manual_seed(0)
     B, T, N, A, O, S = 8, 6, 3, 4, 5, 7
     g = torch.Generator().manual_seed(1)
-    batch = Batch(obs=torch.randn(B, T + 1, N, O, generator=g), state=torch.randn(B, T + 1, S, generator=g),
-                  avail=torch.ones(B, T + 1, N, A, dtype=torch.bool), alive=torch.ones(B, T + 1, N, dtype=torch.bool),
-                  actions=torch.randint(0, A, (B, T, N), generator=g), reward=torch.randn(B, T, generator=g),
-                  terminated=torch.zeros(B, T), mask=torch.ones(B, T))
+    batch = Batch(
+        obs=torch.randn(B, T + 1, N, O, generator=g),
+        state=torch.randn(B, T + 1, S, generator=g),
+        avail=torch.ones(B, T + 1, N, A, dtype=torch.bool),
+        alive=torch.ones(B, T + 1, N, dtype=torch.bool),
+        actions=torch.randint(0, A, (B, T, N), generator=g),
+        reward=torch.randn(B, T, generator=g),
+        terminated=torch.zeros(B, T),
+        mask=torch.ones(B, T),
+    )
     cfg = OmegaConf.structured(AlgoConfig(mixer="qmix"))
     learner = QLearner(RNNAgent(O, A, N), QMixer(N, S), cfg)
     first = learner.train(batch)["loss_td"]
@@ -128,7 +143,7 @@ def test_acting_step_is_a_one_step_unroll(skip_empty_obs):
         q_unrolled, h_end = agent(obs, last)
         h = agent.init_hidden(E * N)
         for t in range(T):
-            q_one, h_one = agent(obs[:, t:t + 1], last[:, t:t + 1], h)
+            q_one, h_one = agent(obs[:, t : t + 1], last[:, t : t + 1], h)
             q, h_step = agent.step(obs[:, t], last[:, t], h[0])
             assert torch.equal(q, q_one[:, 0]) and torch.equal(h_step, h_one[0])
             torch.testing.assert_close(q, q_unrolled[:, t], rtol=1e-5, atol=1e-6)

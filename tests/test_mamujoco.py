@@ -26,7 +26,8 @@ def test_humanoid_spec_bounds_and_termination():
         np.testing.assert_allclose(o.state[0], np.sign(raw) * np.log1p(np.abs(raw)), rtol=1e-5, atol=1e-6)
         assert s.obs_transform.symlog
         rng = np.random.default_rng(0)
-        for t in range(1000):  # random torques: the humanoid falls (unhealthy) long before 1000
+        # random torques: the humanoid falls (unhealthy) long before 1000
+        for t in range(1000):  # noqa: B007 (t is read after the loop)
             r = env.step(rng.uniform(lo, hi)[None].astype(np.float32))
             if r.terminated[0] or r.truncated[0]:
                 break
@@ -34,8 +35,10 @@ def test_humanoid_spec_bounds_and_termination():
 
 
 def test_swimmer_truncates_at_the_limit_and_rewards_count_once():
-    with make_env("mamujoco", "ManySegmentSwimmer-10x2", 1, 30, {}) as env, \
-            make_env("mamujoco", "ManySegmentSwimmer-10x2", 1, 30, {"team_reward": "sum"}) as env_sum:
+    with (
+        make_env("mamujoco", "ManySegmentSwimmer-10x2", 1, 30, {}) as env,
+        make_env("mamujoco", "ManySegmentSwimmer-10x2", 1, 30, {"team_reward": "sum"}) as env_sum,
+    ):
         assert env.spec.n_agents == 10 and env.spec.actions.dims == (2,) * 10
         env.reset([1]), env_sum.reset([1])
         a = np.full((1, 10, 2), 0.3, np.float32)
@@ -57,4 +60,5 @@ def test_a_discrete_algorithm_is_refused_in_one_line(tmp_path):
     p = run_cli("train", "env=mamujoco", "algo=qmix", "t_max=100", f"run_dir={tmp_path / 'r'}", check=False)
     assert p.returncode != 0 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1] == (
-        "differ: error: algo=qmix acts in discrete action spaces, and env=mamujoco Humanoid-9|8 has continuous actions")
+        "differ: error: algo=qmix acts in discrete action spaces, and env=mamujoco Humanoid-9|8 has continuous actions"
+    )

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
+from differ.build import build_learner
 from differ.config import build_config
 from differ.learners.maser_learner import at_steps, intrinsic_rewards, subgoal_steps
-from differ.build import build_learner
 from differ.verify import random_batch
 
 from .conftest import TINY_LBF, run_cli

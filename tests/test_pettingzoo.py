@@ -16,16 +16,28 @@ from .test_resume import metrics_pair, uninterrupted_and_resumed
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNALS = "env.scenario=tests.pz_envs:Signals"
-TINY = ["env=pettingzoo", SIGNALS, "test_episodes=2", "algo.batch_size=4", "algo.buffer_size=50",
-        "test_interval=120", "log_interval=120", "checkpoint_interval=240"]
+TINY = [
+    "env=pettingzoo",
+    SIGNALS,
+    "test_episodes=2",
+    "algo.batch_size=4",
+    "algo.buffer_size=50",
+    "test_interval=120",
+    "log_interval=120",
+    "checkpoint_interval=240",
+]
 
 
 def differ_cli(*args, pythonpath=(), check=True, timeout=300):
     """`python -m differ ...` from the repository root, with extra import paths."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([*map(str, pythonpath), str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "differ", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join([*map(str, pythonpath), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "differ", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"differ {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -69,7 +81,7 @@ def test_dead_agents_truncation_and_masks_respected():
         trace = random_play(env, [1, 2], 14)
         assert all(e.core.env.masked_taken == 0 for e in env.envs)
     dead_seen = False
-    for (prev, _), (o, r) in zip(trace, trace[1:]):
+    for (prev, _), (o, _r) in zip(trace, trace[1:]):
         died = prev.alive & ~o.alive
         dead_seen |= died.any()
         assert not (~prev.alive & o.alive).any()  # nobody comes back
@@ -86,8 +98,10 @@ def test_all_dead_is_terminated_and_mean_reward():
     with signals(mortal_carrier=True, lives=1) as env:
         o = env.reset([3])
         inner = env.envs[0].core.env
-        wrong = [next(k for k in range(inner.action_space(a).n)
-                      if k != inner.targets[a] and o.avail[0, i, k]) for i, a in enumerate(inner.possible_agents)]
+        wrong = [
+            next(k for k in range(inner.action_space(a).n) if k != inner.targets[a] and o.avail[0, i, k])
+            for i, a in enumerate(inner.possible_agents)
+        ]
         r = env.step(np.array([wrong]))
     assert r.terminated[0] and not r.truncated[0] and not r.next.alive.any()
     with signals(team_reward="mean") as env_mean, signals() as env_sum:
@@ -97,8 +111,7 @@ def test_all_dead_is_terminated_and_mean_reward():
 
 
 def test_state_concat_option_factory_and_options():
-    env = make_env("pettingzoo", "tests.pz_envs:signals_factory", 1, None,
-                   {"global_state": "concat", "max_cycles": 5})
+    env = make_env("pettingzoo", "tests.pz_envs:signals_factory", 1, None, {"global_state": "concat", "max_cycles": 5})
     with env:
         assert env.spec.state_dim == 18 and env.spec.episode_limit == 5
         o = env.reset([0])
@@ -107,20 +120,27 @@ def test_state_concat_option_factory_and_options():
         assert env.spec.episode_limit == 7
 
 
-@pytest.mark.parametrize("target,text", [
-    ("tests.pz_envs:TurnBased", "AEC env"),
-    ("tests.pz_envs:BoxActions", "acts in discrete action spaces, and env=pettingzoo tests.pz_envs:BoxActions has continuous"),
-    ("tests.pz_envs:MixedActions", "needs Discrete actions for every agent, or a 1-D Box for every agent"),
-    ("tests.pz_envs:Newcomer", "agent medic_0 appeared mid-episode"),
-    ("tests.pz_envs:NoLimit", "set env.time_limit"),
-    ("tests.pz_envs:not_an_env", "not a PettingZoo ParallelEnv"),
-    ("tests.no_such_module:Env", "cannot import 'tests.no_such_module'"),
-    ("tests.pz_envs:Missing", "has no attribute 'Missing'"),
-    ("pz_envs.Signals", "is not MODULE:ATTR"),
-])
+@pytest.mark.parametrize(
+    "target,text",
+    [
+        ("tests.pz_envs:TurnBased", "AEC env"),
+        (
+            "tests.pz_envs:BoxActions",
+            "acts in discrete action spaces, and env=pettingzoo tests.pz_envs:BoxActions has continuous",
+        ),
+        ("tests.pz_envs:MixedActions", "needs Discrete actions for every agent, or a 1-D Box for every agent"),
+        ("tests.pz_envs:Newcomer", "agent medic_0 appeared mid-episode"),
+        ("tests.pz_envs:NoLimit", "set env.time_limit"),
+        ("tests.pz_envs:not_an_env", "not a PettingZoo ParallelEnv"),
+        ("tests.no_such_module:Env", "cannot import 'tests.no_such_module'"),
+        ("tests.pz_envs:Missing", "has no attribute 'Missing'"),
+        ("pz_envs.Signals", "is not MODULE:ATTR"),
+    ],
+)
 def test_an_env_that_breaks_a_convention_is_one_line(tmp_path, target, text):
-    p = differ_cli("train", "env=pettingzoo", f"env.scenario={target}", "t_max=100", f"run_dir={tmp_path / 'r'}",
-                   check=False)
+    p = differ_cli(
+        "train", "env=pettingzoo", f"env.scenario={target}", "t_max=100", f"run_dir={tmp_path / 'r'}", check=False
+    )
     assert p.returncode != 0 and "Traceback" not in p.stderr
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("differ: error:") and text in last and target.split(":")[0] in p.stderr
@@ -141,12 +161,28 @@ def test_train_evaluate_resume_exactly_and_sweep(tmp_path):
 
 def test_mpe_is_the_pettingzoo_family(tmp_path):
     """env=mpe is env=pettingzoo with the mpe2 module filled in: the same run, number for number."""
-    common = ["t_max=400", "seed=1", "test_interval=200", "log_interval=200", "test_episodes=2",
-              "algo.batch_size=4", "env.time_limit=25", "torch_threads=1", "algo=qmix_differ"]
+    common = [
+        "t_max=400",
+        "seed=1",
+        "test_interval=200",
+        "log_interval=200",
+        "test_episodes=2",
+        "algo.batch_size=4",
+        "env.time_limit=25",
+        "torch_threads=1",
+        "algo=qmix_differ",
+    ]
     differ_cli("train", "env=mpe", "env.scenario=simple_speaker_listener", *common, f"run_dir={tmp_path / 'a'}")
-    differ_cli("train", "env=pettingzoo", "env.scenario=mpe2.simple_speaker_listener_v4:parallel_env",
-               "env.options.continuous_actions=false", "env.options.max_cycles=25",
-               "env.options.global_state=concat", *common, f"run_dir={tmp_path / 'b'}")
+    differ_cli(
+        "train",
+        "env=pettingzoo",
+        "env.scenario=mpe2.simple_speaker_listener_v4:parallel_env",
+        "env.options.continuous_actions=false",
+        "env.options.max_cycles=25",
+        "env.options.global_state=concat",
+        *common,
+        f"run_dir={tmp_path / 'b'}",
+    )
     a, b = metrics_pair(tmp_path / "a", tmp_path / "b")
     assert len(a) > 2 and a == b
 
@@ -189,8 +225,17 @@ def test_a_plugin_family_from_an_entry_point(tmp_path):
     assert "signals: Signals: a team of scouts and a carrier (test plug-in)" in listing
     assert "2 scenarios: easy, hard" in listing
     run = tmp_path / "run"
-    differ_cli("train", "env=signals_hard", "t_max=200", "test_interval=100", "log_interval=100",
-               "test_episodes=2", "algo.batch_size=4", f"run_dir={run}", pythonpath=[site])
+    differ_cli(
+        "train",
+        "env=signals_hard",
+        "t_max=200",
+        "test_interval=100",
+        "log_interval=100",
+        "test_episodes=2",
+        "algo.batch_size=4",
+        f"run_dir={run}",
+        pythonpath=[site],
+    )
     cfg = (run / "config.yaml").read_text()
     assert "name: signals" in cfg and "scenario: hard" in cfg and "time_limit: 8" in cfg
     ev = json.loads(differ_cli("evaluate", str(run), "episodes=2", pythonpath=[site]).stdout)

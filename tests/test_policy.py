@@ -56,8 +56,18 @@ def test_policy_on_raw_lbf_reproduces_evaluate(tmp_path):
 
 def test_policy_on_raw_pettingzoo_env_with_deaths(tmp_path):
     run = tmp_path / "signals"
-    run_cli("train", "env=pettingzoo", "env.scenario=tests.pz_envs:Signals", "algo=vdn_differ", "t_max=600",
-            "seed=2", "test_episodes=2", "algo.batch_size=4", "algo.buffer_size=50", f"run_dir={run}")
+    run_cli(
+        "train",
+        "env=pettingzoo",
+        "env.scenario=tests.pz_envs:Signals",
+        "algo=vdn_differ",
+        "t_max=600",
+        "seed=2",
+        "test_episodes=2",
+        "algo.batch_size=4",
+        "algo.buffer_size=50",
+        f"run_dir={run}",
+    )
     _, kept, seeds = evaluate_with_actions(run)
     policy = differ.Policy.load(ckpt.latest(run))  # a checkpoint file works as well as a run directory
     dead_steps = 0
@@ -72,8 +82,9 @@ def test_policy_on_raw_pettingzoo_env_with_deaths(tmp_path):
             dead_steps += sum(o is None for o in row)
             actions = policy.act([row], [masks])[0]
             np.testing.assert_array_equal(actions, ep.actions[t])
-            obs, _, _, _, infos = env.step({a: int(actions[i]) for i, a in enumerate(env.possible_agents)
-                                            if a in env.agents})
+            obs, _, _, _, infos = env.step(
+                {a: int(actions[i]) for i, a in enumerate(env.possible_agents) if a in env.agents}
+            )
         assert env.masked_taken == 0
     assert dead_steps > 0  # the episodes exercised dead agents
 

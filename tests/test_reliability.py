@@ -29,13 +29,21 @@ def metrics(run_dir: Path) -> list[dict]:
 
 def snapshot(run_dir: Path) -> dict[str, str]:
     """Every file under a run directory (but the lock) with a hash of its bytes."""
-    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def start(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "differ", "train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "differ", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
 
 
 def wait_for(cond, proc: subprocess.Popen | None = None, timeout: float = 240) -> None:
@@ -75,16 +83,25 @@ def reference(tmp_path_factory):
             made[args] = base / f"run{len(made)}"
             run_cli("train", *args, f"run_dir={made[args]}")
         return made[args]
+
     return get
 
 
 # ---- a failing command leaves the directory as it was ---------------------------------------------
-@pytest.mark.parametrize("override, key", [
-    ("algo.agent_hidden=32", "algo.agent_hidden"), ("algo.mixer=vdn", "algo.mixer"),
-    ("env.scenario=Foraging-10x10-3p-3f", "env.scenario"), ("algo.learner=differ", "algo.learner"),
-    ("seed=4", "seed"), ("env.num_envs=2", "env.num_envs"), ("algo.lr=-1", "algo.lr"),
-    ("algo.lrr=1", "algo.lrr"), ("t_max=abc", "t_max"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("algo.agent_hidden=32", "algo.agent_hidden"),
+        ("algo.mixer=vdn", "algo.mixer"),
+        ("env.scenario=Foraging-10x10-3p-3f", "env.scenario"),
+        ("algo.learner=differ", "algo.learner"),
+        ("seed=4", "seed"),
+        ("env.num_envs=2", "env.num_envs"),
+        ("algo.lr=-1", "algo.lr"),
+        ("algo.lrr=1", "algo.lrr"),
+        ("t_max=abc", "t_max"),
+    ],
+)
 def test_a_failed_resume_changes_nothing(tmp_path, override, key):
     run_dir = tmp_path / "run"
     run_cli("train", *LBF, "t_max=200", f"run_dir={run_dir}")
@@ -113,8 +130,10 @@ def test_graceful_stop_then_resume_matches_uninterrupted(tmp_path, reference, si
     full = reference(*args)
     run_dir = tmp_path / "run"
     proc = start(*args, f"run_dir={run_dir}")
-    wait_for(lambda: (run_dir / "metrics.jsonl").exists()
-             and len((run_dir / "metrics.jsonl").read_text().splitlines()) >= 5, proc)
+    wait_for(
+        lambda: (run_dir / "metrics.jsonl").exists() and len((run_dir / "metrics.jsonl").read_text().splitlines()) >= 5,
+        proc,
+    )
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and '"stopped_early": true' in out, err
@@ -123,8 +142,11 @@ def test_graceful_stop_then_resume_matches_uninterrupted(tmp_path, reference, si
     assert metrics(run_dir) == metrics(full)
     # the checkpoint schedule is the uninterrupted run's, plus the one the stop wrote
     names = {p.name for p in ckpt.list_checkpoints(run_dir)}
-    assert {p.name for p in ckpt.list_checkpoints(full)} <= names <= \
-        {p.name for p in ckpt.list_checkpoints(full)} | {stop_ckpt.name}
+    assert (
+        {p.name for p in ckpt.list_checkpoints(full)}
+        <= names
+        <= {p.name for p in ckpt.list_checkpoints(full)} | {stop_ckpt.name}
+    )
 
 
 def test_checkpoint_schedule_is_unchanged_by_a_resume(tmp_path, reference):
@@ -162,12 +184,16 @@ def _random_kills(tmp_path, args, kills: int, seed: int, max_delay: float) -> Pa
     return run_dir
 
 
-@pytest.mark.parametrize("tiny, t_max, kills, max_delay", [
-    pytest.param(["algo=qmix_differ", *LBF], 1500, 3, 5.0, id="lbf-short"),
-    pytest.param(["algo=qmix_differ", *LBF], 3000, 15, 8.0, id="lbf-many", marks=pytest.mark.slow),
-    pytest.param(["algo=qmix_differ", *TINY_SMAX, "seed=3"], 1500, 12, 15.0, id="smax-many",
-                 marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "tiny, t_max, kills, max_delay",
+    [
+        pytest.param(["algo=qmix_differ", *LBF], 1500, 3, 5.0, id="lbf-short"),
+        pytest.param(["algo=qmix_differ", *LBF], 3000, 15, 8.0, id="lbf-many", marks=pytest.mark.slow),
+        pytest.param(
+            ["algo=qmix_differ", *TINY_SMAX, "seed=3"], 1500, 12, 15.0, id="smax-many", marks=pytest.mark.slow
+        ),
+    ],
+)
 def test_random_kills_resume_exactly(tmp_path, reference, tiny, t_max, kills, max_delay):
     # checkpoints every 100 steps: many kills land in the middle of a checkpoint or chunk write
     args = [*tiny, f"t_max={t_max}", "checkpoint_interval=100"]
@@ -188,12 +214,20 @@ def _damage(path: Path, how: str) -> None:
         path.write_bytes(os.urandom(len(data)))
     elif how == "bitflip":
         i = len(data) // 2
-        path.write_bytes(data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1:])
+        path.write_bytes(data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1 :])
 
 
-@pytest.mark.parametrize("target, how", [("checkpoint", "truncated"), ("checkpoint", "empty"),
-                                         ("checkpoint", "garbage"), ("chunk", "bitflip"),
-                                         ("chunk", "truncated"), ("chunk", "empty")])
+@pytest.mark.parametrize(
+    "target, how",
+    [
+        ("checkpoint", "truncated"),
+        ("checkpoint", "empty"),
+        ("checkpoint", "garbage"),
+        ("chunk", "bitflip"),
+        ("chunk", "truncated"),
+        ("chunk", "empty"),
+    ],
+)
 def test_damaged_newest_checkpoint_falls_back_after_the_buffer_wrapped(tmp_path, reference, target, how):
     # a 10-episode buffer has wrapped long before the 3rd checkpoint: the chunks of older
     # checkpoints are gone, but the ones the previous checkpoint needs are kept
@@ -260,8 +294,17 @@ def test_resume_of_a_run_stopped_before_writing_anything_says_what_to_do(tmp_pat
 @pytest.mark.parametrize("algo", ["qmix_differ", "qmix"])
 def test_divergence_is_one_line_and_never_saved(tmp_path, algo):
     run_dir = tmp_path / "run"
-    proc = run_cli("train", *LBF, f"algo={algo}", "algo.lr=1e12", "algo.grad_clip=1e30", "t_max=3000",
-                   "checkpoint_interval=100", f"run_dir={run_dir}", check=False)
+    proc = run_cli(
+        "train",
+        *LBF,
+        f"algo={algo}",
+        "algo.lr=1e12",
+        "algo.grad_clip=1e30",
+        "t_max=3000",
+        "checkpoint_interval=100",
+        f"run_dir={run_dir}",
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr
     line = one_error_line(proc)
     assert "training diverged" in line and "algo.lr=" in line
@@ -317,8 +360,12 @@ def test_disk_full_is_one_line_and_the_run_resumes_once_space_is_freed(small_dis
 # ---- sweeps --------------------------------------------------------------------------------------------------
 def test_a_second_sweep_on_the_same_out_stops_at_once(tmp_path):
     out = tmp_path / "sweep"
-    first = subprocess.Popen([sys.executable, "-m", "differ", "sweep", *TINY_LBF, "seed=1,2", "t_max=100000",
-                              "workers=1", f"out={out}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "differ", "sweep", *TINY_LBF, "seed=1,2", "t_max=100000", "workers=1", f"out={out}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: (out / "sweep.json").exists() and any(out.glob("*/worker.pid")), first)
         pid_file = next(out.glob("*/worker.pid"))

@@ -19,10 +19,14 @@ def make_run(root, name, algo, seed, values, scenario="3m", extra_algo=None, tra
     d = root / name
     d.mkdir(parents=True)
     algo_cfg = {"name": algo, "learner": "differ" if "differ" in algo else "team", **(extra_algo or {})}
-    OmegaConf.save(OmegaConf.create({"algo": algo_cfg, "env": {"name": env, "scenario": scenario},
-                                     "seed": seed, "t_max": t_max}), d / "config.yaml")
-    lines = [{"t_env": t, **({"test_battle_won_mean": v} if env == "smax" else {}), "test_return_mean": 2 * v}
-             for t, v in zip(T, values)]
+    OmegaConf.save(
+        OmegaConf.create({"algo": algo_cfg, "env": {"name": env, "scenario": scenario}, "seed": seed, "t_max": t_max}),
+        d / "config.yaml",
+    )
+    lines = [
+        {"t_env": t, **({"test_battle_won_mean": v} if env == "smax" else {}), "test_return_mean": 2 * v}
+        for t, v in zip(T, values)
+    ]
     for t, rec in (train or {}).items():
         lines.append({"t_env": t, **rec})
     lines.sort(key=lambda r: r["t_env"])
@@ -85,7 +89,10 @@ def test_summary_command_writes_tables_with_hand_checked_numbers(tmp_path):
         assert float(rows[algo]["auc_mean"]) == pytest.approx(np.mean(finals) / 2, rel=1e-5)
         assert float(rows[algo]["iqm_final"]) == pytest.approx(np.mean(expect_final), rel=1e-5)  # 3 seeds: no trim
         assert rows[algo]["seeds"] == "1 2 3"
-    assert float(rows["qmix_differ"]["poi"]) == pytest.approx(8 / 9, rel=1e-5) and rows["qmix_differ"]["poi_base"] == "qmix"
+    assert (
+        float(rows["qmix_differ"]["poi"]) == pytest.approx(8 / 9, rel=1e-5)
+        and rows["qmix_differ"]["poi_base"] == "qmix"
+    )
     # AUCs f/2: DIFFER 0.25 0.35 0.45 vs QMIX 0.1 0.2 0.3; 0.25 < 0.3 is the one loss of 9
     assert float(rows["qmix_differ"]["poi_auc"]) == pytest.approx(8 / 9, rel=1e-5) and rows["qmix"]["poi_auc"] == ""
     assert "| smax 3m | qmix_differ | 3 |" in out.with_suffix(".md").read_text()
@@ -128,15 +135,30 @@ def test_plot_and_labels_for_an_ablation(tmp_path):
 
 def test_analysis_figures_from_logged_diagnostics(tmp_path):
     for s in (1, 2):
-        train = {t: {"td_ind_std_norm": 1.0 + t / 1000 * s, "sample_share/stalker": 0.4, "sample_share/zealot": 0.6,
-                     "valid_share/stalker": 0.375, "valid_share/zealot": 0.625, "sample_share/agent_0": 0.1}
-                 for t in T[1:]}
+        train = {
+            t: {
+                "td_ind_std_norm": 1.0 + t / 1000 * s,
+                "sample_share/stalker": 0.4,
+                "sample_share/zealot": 0.6,
+                "valid_share/stalker": 0.375,
+                "valid_share/zealot": 0.625,
+                "sample_share/agent_0": 0.1,
+            }
+            for t in T[1:]
+        }
         make_run(tmp_path, f"d{s}", "qmix_differ", s, ramp(0.5), scenario="3s5z", train=train)
     run_cli("analyze", "fig9", str(tmp_path), f"out={tmp_path / 'f9'}")
     _check_image(tmp_path / "f9")
     # a homogeneous map: one unit type, share 1 by definition, so no Fig. 12 panel for it
-    make_run(tmp_path, "m1", "qmix_differ", 1, ramp(0.5), scenario="27m_vs_30m",
-             train={t: {"td_ind_std_norm": 1.0, "sample_share/marine": 1.0} for t in T[1:]})
+    make_run(
+        tmp_path,
+        "m1",
+        "qmix_differ",
+        1,
+        ramp(0.5),
+        scenario="27m_vs_30m",
+        train={t: {"td_ind_std_norm": 1.0, "sample_share/marine": 1.0} for t in T[1:]},
+    )
     p = run_cli("analyze", "fig12", str(tmp_path), f"out={tmp_path / 'f12'}")
     assert "leaving out smax 27m_vs_30m: one unit type" in p.stderr
     _check_image(tmp_path / "f12")
@@ -195,10 +217,16 @@ def test_plot_picks_each_panels_metric_from_its_env(tmp_path, monkeypatch):
         make_run(tmp_path, f"smax{s}", "qmix", s, ramp(0.5))
         make_run(tmp_path, f"lbf{s}", "qmix", s, ramp(0.5), env="lbf", scenario="Foraging-8x8-2p-3f-v3")
     seen = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, out: seen.update(
-        {ax.get_title(): ax.get_ylabel() for ax in fig.axes if ax.get_visible()}) or [])
+    monkeypatch.setattr(
+        plots,
+        "_save",
+        lambda fig, out: seen.update({ax.get_title(): ax.get_ylabel() for ax in fig.axes if ax.get_visible()}) or [],
+    )
     plots.plot_curves(results.find_runs([tmp_path]), None, tmp_path / "x")
-    assert seen == {"smax 3m": plots.PRETTY["test_battle_won_mean"], "lbf Foraging-8x8-2p-3f-v3": plots.PRETTY["test_return_mean"]}
+    assert seen == {
+        "smax 3m": plots.PRETTY["test_battle_won_mean"],
+        "lbf Foraging-8x8-2p-3f-v3": plots.PRETTY["test_return_mean"],
+    }
     plots.plot_curves(results.find_runs([tmp_path]), "test_return_mean", tmp_path / "x")
     assert set(seen.values()) == {plots.PRETTY["test_return_mean"]}
     out = run_cli("plot", str(tmp_path)).stdout
@@ -223,16 +251,19 @@ def test_mann_whitney_p_is_scipys_exact_test_and_holm_adjusts_the_table():
     from itertools import combinations
 
     pooled = np.array(xt + yt)
+
     def u(idx):
         a, b = pooled[list(idx)], np.delete(pooled, list(idx))
-        return ((a[:, None] > b[None]).sum() + 0.5 * (a[:, None] == b[None]).sum())
+        return (a[:, None] > b[None]).sum() + 0.5 * (a[:, None] == b[None]).sum()
+
     us = np.array([u(c) for c in combinations(range(10), 5)])
     obs = u(range(5))
     assert p == pytest.approx(min(1, 2 * min((us >= obs).mean(), (us <= obs).mean())))
     assert results.mann_whitney_p([0, 0], [0, 0]) == (1.0, "exact (permutation)")
     # Holm: sorted p times (m, m-1, ...), running maximum, capped at 1, in the input order
     assert results.holm([0.01, 0.04, 0.03, float("nan"), 0.5]) == pytest.approx(
-        [0.04, 0.09, 0.09, float("nan"), 0.5], nan_ok=True)
+        [0.04, 0.09, 0.09, float("nan"), 0.5], nan_ok=True
+    )
 
 
 def test_summary_reports_sample_sd_p_holm_and_does_not_overclaim(tmp_path):
@@ -285,7 +316,9 @@ def test_the_shift_ci_is_the_inverted_exact_test_with_its_stated_coverage():
         _, lo, hi, _ = results.shift_ci(a, b)
         assert (lo > 0 or hi < 0) == (mannwhitneyu(a, b, method="exact").pvalue < 0.05)
     # and covers a true shift as often as it says (normal data, shift 0.3, 6 vs 7 seeds)
-    hits = [lo <= 0.3 <= hi for lo, hi in (results.shift_ci(rng.normal(0.3, 1, 6), rng.normal(0, 1, 7))[1:3]
-                                           for _ in range(1500))]
+    hits = [
+        lo <= 0.3 <= hi
+        for lo, hi in (results.shift_ci(rng.normal(0.3, 1, 6), rng.normal(0, 1, 7))[1:3] for _ in range(1500))
+    ]
     cover = results.shift_ci(np.zeros(6) + np.arange(6), np.arange(7) + 0.5)[3]
     assert cover >= 0.95 and np.mean(hits) == pytest.approx(cover, abs=0.02)

@@ -17,8 +17,9 @@ from .conftest import TINY_LBF, TINY_SMAX, read_jsonl, run_cli
 
 
 def kill_after_first_checkpoint(args, run_dir, timeout=240):
-    proc = subprocess.Popen([sys.executable, "-m", "differ", "train", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "differ", "train", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + timeout
     while not ckpt.list_checkpoints(run_dir):
         assert proc.poll() is None, f"run ended before its first checkpoint:\n{proc.stderr.read()[-2000:]}"
@@ -47,8 +48,11 @@ def uninterrupted_and_resumed(args, tmp_path, cli=run_cli) -> tuple[Path, Path]:
     return full, killed
 
 
-@pytest.mark.parametrize("tiny, t_max", [(TINY_LBF, 3000), (TINY_SMAX, 1500), (["algo=qmix_differ", *TINY_LBF], 1500)],
-                         ids=["lbf", "smax", "lbf-qmix_differ"])
+@pytest.mark.parametrize(
+    "tiny, t_max",
+    [(TINY_LBF, 3000), (TINY_SMAX, 1500), (["algo=qmix_differ", *TINY_LBF], 1500)],
+    ids=["lbf", "smax", "lbf-qmix_differ"],
+)
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny, t_max):
     common = [*tiny, f"t_max={t_max}", "checkpoint_interval=300", "seed=3"]
     full, killed = tmp_path / "full", tmp_path / "killed"
@@ -93,8 +97,12 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 def test_ctrl_c_stops_with_a_final_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "differ", "train", *TINY_LBF, "t_max=10000000",
-                             f"run_dir={run_dir}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "differ", "train", *TINY_LBF, "t_max=10000000", f"run_dir={run_dir}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while not (run_dir / "metrics.jsonl").exists():
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.05)

@@ -66,8 +66,17 @@ def test_both_targets_and_the_individual_rewards_see_the_scaled_reward():
         batch = buf.collate(list(buf.episodes))
         with torch.no_grad():
             fwd = learner.forward(batch)
-        dec = decompose(learner.mixer, fwd.mixer_in, fwd.reward, batch.terminated, batch.mask, batch.alive,
-                        fwd.target_q, fwd.target_tot, cfg.algo.gamma)
+        dec = decompose(
+            learner.mixer,
+            fwd.mixer_in,
+            fwd.reward,
+            batch.terminated,
+            batch.mask,
+            batch.alive,
+            fwd.target_q,
+            fwd.target_tot,
+            cfg.algo.gamma,
+        )
         out[k] = (batch.reward, dec)
     (r1, d1), (r7, d7) = out[1.0], out[7.0]
     assert r1.abs().sum() > 0
@@ -117,13 +126,21 @@ def test_fair_top10_share_on_hand_made_priorities():
     # a draw on an element outside the top 10% only: share 0
     counts = torch.zeros(valid.shape)
     counts[0, 0, 0] = 5
-    assert fair_health(torch.arange(valid.numel()).view(valid.shape).float(), valid, counts, 1.0)["fair_top10_share"] == 0
+    assert (
+        fair_health(torch.arange(valid.numel()).view(valid.shape).float(), valid, counts, 1.0)["fair_top10_share"] == 0
+    )
 
 
 def test_a_run_whose_fair_replay_stays_uniform_warns_once_and_records_it(tmp_path):
     # per_eps far above every |δ_i|: the priorities are flat, the draws uniform
-    args = ["algo=qmix_differ", *TINY_LBF, "t_max=1500", "algo.epsilon_anneal_steps=0",
-            "algo.differ.per_eps=1000", f"run_dir={tmp_path / 'flat'}"]
+    args = [
+        "algo=qmix_differ",
+        *TINY_LBF,
+        "t_max=1500",
+        "algo.epsilon_anneal_steps=0",
+        "algo.differ.per_eps=1000",
+        f"run_dir={tmp_path / 'flat'}",
+    ]
     p = run_cli("train", *args)
     assert p.stderr.count("fair replay is drawing almost uniformly") == 1
     assert "env.reward_scale" in p.stderr and "algo.differ.per_eps" in p.stderr

@@ -12,7 +12,7 @@ from differ.config import ConfigError, build_config
 from differ.nets import fused_gru
 from differ.nets.agent import RNNAgent, packing
 
-from .conftest import TINY_LBF, run_cli
+from .conftest import TINY_LBF
 from .test_resume import metrics_pair, uninterrupted_and_resumed
 from .test_speed_options import SPEC, _buffer
 
@@ -25,12 +25,13 @@ def test_packing_lists_every_step_inside_an_episode_once_time_major_longest_firs
     b, rest = index // (T * N), index % (T * N)
     t, n = rest // N, rest % N
     assert sorted(zip(b.tolist(), t.tolist(), n.tolist())) == sorted(
-        (e, s, a) for e in range(5) for s in range(int(lengths[e])) for a in range(N))
+        (e, s, a) for e in range(5) for s in range(int(lengths[e])) for a in range(N)
+    )
     assert (t.diff() >= 0).all()  # time-major
     step0 = b[: sizes[0]].tolist()
     assert step0 == [1, 1, 3, 3, 0, 0, 4, 4]  # longest first, ties in batch order
     for s in range(1, len(sizes)):  # a sequence keeps its row while it lasts
-        assert b[sizes[:s].sum(): sizes[:s].sum() + sizes[s]].tolist() == step0[: sizes[s]]
+        assert b[sizes[:s].sum() : sizes[:s].sum() + sizes[s]].tolist() == step0[: sizes[s]]
 
 
 @pytest.mark.parametrize("fused", [False, True])
@@ -78,8 +79,16 @@ def test_the_packed_kernel_is_nn_grus_packed_sequence():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("algo, fused", [("qmix", "false"), ("qmix_differ", "false"), ("qmix_differ", "true"),
-                                         ("qplex_differ", "false"), ("maser", "false")])
+@pytest.mark.parametrize(
+    "algo, fused",
+    [
+        ("qmix", "false"),
+        ("qmix_differ", "false"),
+        ("qmix_differ", "true"),
+        ("qplex_differ", "false"),
+        ("maser", "false"),
+    ],
+)
 def test_a_learner_step_is_the_same_with_and_without_padding(algo, fused):
     over = {"env": "lbf", "algo": algo, "algo.fused_gru": fused}
     plain = build_learner(build_config(over), SPEC)
@@ -89,8 +98,9 @@ def test_a_learner_step_is_the_same_with_and_without_padding(algo, fused):
     lengths = batch.mask.sum(1)
     assert lengths.min() < lengths.max()  # the batch has padding to skip
     fa, fb = plain.forward(batch), packed.forward(batch)
-    torch.testing.assert_close(fb.chosen * batch.mask[..., None], fa.chosen * batch.mask[..., None],
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        fb.chosen * batch.mask[..., None], fa.chosen * batch.mask[..., None], rtol=1e-5, atol=1e-6
+    )
     sa, sb, sc = plain.train(batch), packed.train(batch), again.train(batch)
     assert sb == sc  # deterministic
     key = "loss_agents" if "loss_agents" in sa else "loss_td"
@@ -105,8 +115,15 @@ def test_skip_padding_needs_the_rnn_agent():
 
 
 def test_a_run_that_skips_padding_resumes_exactly(tmp_path):
-    common = [*TINY_LBF, "algo=qmix_differ", "t_max=1500", "checkpoint_interval=300", "seed=3",
-              "algo.skip_padding=true", "algo.fused_gru=true"]
+    common = [
+        *TINY_LBF,
+        "algo=qmix_differ",
+        "t_max=1500",
+        "checkpoint_interval=300",
+        "seed=3",
+        "algo.skip_padding=true",
+        "algo.fused_gru=true",
+    ]
     full, killed = uninterrupted_and_resumed(common, tmp_path)
     a, b = metrics_pair(full, killed)
     assert len(a) == len(b) > 4 and a == b

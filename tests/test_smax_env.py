@@ -90,7 +90,7 @@ def test_same_seed_same_episode(env):
 def test_time_limit_truncates():
     env = make_env("smax", "3m", 2, time_limit=5)
     env.reset([1, 2])
-    for t in range(5):
+    for _ in range(5):
         r = env.step(np.full((2, 3), 4))  # everyone stops: nobody dies in 5 steps
     assert r.truncated.all() and not r.terminated.any()
     assert env.spec.episode_limit == 5

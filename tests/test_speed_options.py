@@ -22,9 +22,16 @@ def _buffer(seed=0):
     for _ in range(8):
         L = int(rng.integers(3, T + 1))
         alive = np.ones((L + 1, N), bool)
-        alive[L // 2:, 0] = False  # one agent dies half-way
-        buf.add(rng.random((L + 1, N, OBS)), rng.random((L + 1, STATE)), rng.random((L + 1, N, A)) > 0.3,
-                alive, rng.integers(0, A, (L, N)), rng.random(L), bool(rng.integers(2)))
+        alive[L // 2 :, 0] = False  # one agent dies half-way
+        buf.add(
+            rng.random((L + 1, N, OBS)),
+            rng.random((L + 1, STATE)),
+            rng.random((L + 1, N, A)) > 0.3,
+            alive,
+            rng.integers(0, A, (L, N)),
+            rng.random(L),
+            bool(rng.integers(2)),
+        )
     return buf
 
 
@@ -55,7 +62,8 @@ def test_cuda_without_a_gpu_is_one_line_from_the_cli(capfd, tmp_path):
     assert code == 2 and "Traceback" not in err
     assert [ln for ln in err.splitlines() if ln.startswith("differ: error:")] == [
         "differ: error: device=cuda: torch sees no CUDA GPU here (a CPU-only torch build, or no driver); "
-        "use device=cpu or device=auto"]
+        "use device=cpu or device=auto"
+    ]
     assert not (tmp_path / "r").exists()
 
 
@@ -99,8 +107,20 @@ def test_bfloat16_runs_the_agent_matmuls_in_bfloat16():
 
 def test_device_may_change_on_resume_and_precision_may_not(tmp_path):
     run = tmp_path / "r"
-    assert cli.main(["train", "env=lbf", "t_max=200", "test_interval=100", "progress=false",
-                     "tensorboard=false", f"run_dir={run}"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "env=lbf",
+                "t_max=200",
+                "test_interval=100",
+                "progress=false",
+                "tensorboard=false",
+                f"run_dir={run}",
+            ]
+        )
+        == 0
+    )
     from differ.config import load_run_config
 
     base = load_run_config(run / "config.yaml")

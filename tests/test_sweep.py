@@ -15,19 +15,34 @@ from differ.experiments.sweep import expand_grid, load_preset, plan
 
 from .conftest import read_jsonl, run_cli
 
-TINY = ["env=lbf", "env.time_limit=20", "test_episodes=2", "algo.batch_size=4", "algo.buffer_size=50",
-        "test_interval=100", "log_interval=100", "checkpoint_interval=100"]
+TINY = [
+    "env=lbf",
+    "env.time_limit=20",
+    "test_episodes=2",
+    "algo.batch_size=4",
+    "algo.buffer_size=50",
+    "test_interval=100",
+    "log_interval=100",
+    "checkpoint_interval=100",
+]
 
 
 def test_grid_expansion_names_and_defaults():
-    grid = expand_grid({"algo": "qmix,qmix_differ", "env.scenario": "3m,3s5z", "seed": "1,2,3",
-                        "t_max": "1000", "algo.lr": "0.001"})
+    grid = expand_grid(
+        {"algo": "qmix,qmix_differ", "env.scenario": "3m,3s5z", "seed": "1,2,3", "t_max": "1000", "algo.lr": "0.001"}
+    )
     assert len(grid) == 12
     names = [n for n, _ in grid]
     assert names[0] == "qmix-3m-s1" and names[-1] == "qmix_differ-3s5z-s3" and len(set(names)) == 12
     overrides = dict(grid)["qmix_differ-3m-s2"]
-    assert overrides == {"algo": "qmix_differ", "env.scenario": "3m", "seed": "2", "t_max": "1000",
-                         "algo.lr": "0.001", "torch_threads": "1"}
+    assert overrides == {
+        "algo": "qmix_differ",
+        "env.scenario": "3m",
+        "seed": "2",
+        "t_max": "1000",
+        "algo.lr": "0.001",
+        "torch_threads": "1",
+    }
     # other swept keys join the name; a list literal is one value
     grid = expand_grid({"algo.lr": "1e-3,5e-4", "env.options.sizes": "[1,2]"})
     assert [n for n, _ in grid] == ["lr1e-3", "lr5e-4"] and grid[0][1]["env.options.sizes"] == "[1,2]"
@@ -70,8 +85,9 @@ def test_sweep_survives_a_killed_worker_and_a_failing_run_then_resumes(tmp_path)
     # lr=1e30 makes the loss non-finite within two training steps: a run that fails at run time
     args = ["sweep", *TINY, "seed=1,2", "algo.lr=0.0005,1e30", "t_max=800", f"out={out}", "workers=2"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "differ", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "differ", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     victim = out / "lbf-s1-lr0.0005"
     # kill the worker of the first run once it has written a checkpoint (it is mid-run then)
     assert _wait_for(lambda: (victim / "worker.pid").exists() and any((victim / "checkpoints").glob("ckpt_*.pt")))
@@ -117,8 +133,17 @@ def test_sweep_survives_a_killed_worker_and_a_failing_run_then_resumes(tmp_path)
 def test_ray_backend_on_a_local_ray(tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'differ-marl[ray]'); CI installs it")
     out = tmp_path / "ray"
-    p = run_cli("sweep", *TINY, "algo=qmix,vdn", "t_max=200", f"out={out}", "backend=ray", "workers=2",
-                "keep_replay=true", timeout=600)
+    p = run_cli(
+        "sweep",
+        *TINY,
+        "algo=qmix,vdn",
+        "t_max=200",
+        f"out={out}",
+        "backend=ray",
+        "workers=2",
+        "keep_replay=true",
+        timeout=600,
+    )
     state = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
     assert {n: s["status"] for n, s in state.items()} == {"qmix-lbf": "finished", "vdn-lbf": "finished"}, p.stderr
     for name in state:
@@ -134,7 +159,7 @@ def test_a_run_saved_before_a_config_key_existed_is_the_same_run(tmp_path):
     from differ.config import build_config
 
     args = {"algo": "qmix", "env": "lbf", "seed": "1", "t_max": "1000"}
-    (name, overrides), = expand_grid(args)
+    ((name, overrides),) = expand_grid(args)
     run_dir = tmp_path / name
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "ckpt_000000000500.pt").write_bytes(b"")
@@ -154,7 +179,7 @@ def test_a_run_saved_in_the_flat_layout_is_the_same_run(tmp_path, algo):
     from differ.config import FLAT_KEYS, SECTIONS, build_config
 
     args = {"algo": algo, "env": "lbf", "seed": "1", "t_max": "1000"}
-    (name, overrides), = expand_grid(args)
+    ((name, overrides),) = expand_grid(args)
     run_dir = tmp_path / name
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "ckpt_000000000500.pt").write_bytes(b"")

@@ -10,8 +10,10 @@ import torch
 from differ import threads
 
 
-@pytest.mark.skipif(min(threads.usable_cores(), threads.TORCH_DEFAULT_THREADS) < 2 or threads._machine_busy_s() is None,
-                    reason="needs 2+ cores and /proc/stat")
+@pytest.mark.skipif(
+    min(threads.usable_cores(), threads.TORCH_DEFAULT_THREADS) < 2 or threads._machine_busy_s() is None,
+    reason="needs 2+ cores and /proc/stat",
+)
 def test_the_governor_gives_up_the_core_a_busy_program_takes(monkeypatch):
     monkeypatch.setattr(threads, "INTERVAL_S", 0.5)
     before = torch.get_num_threads()

@@ -19,8 +19,9 @@ def test_a_run_reports_its_time_split_and_keeps_it_across_a_resume(tmp_path):
     assert set(split) == {*PHASES, "rest"}
     for phase in ("collect_act", "collect_env", "learn", "sample", "test", "checkpoint", "store"):
         assert split[phase]["s"] > 0, phase
-        assert split[phase]["ms_per_env_step"] == pytest.approx(1000 * split[phase]["s"] / result["t_env"], rel=0.02,
-                                                                 abs=1e-3)
+        assert split[phase]["ms_per_env_step"] == pytest.approx(
+            1000 * split[phase]["s"] / result["t_env"], rel=0.02, abs=1e-3
+        )
     # the phases do not overlap (overlap=false): together they fit in the run's wall time, which
     # the first session's time is part of (kept in the checkpoint)
     covered = sum(v["s"] for k, v in split.items() if k != "rest")

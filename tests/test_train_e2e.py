@@ -11,8 +11,16 @@ from differ import checkpoint as ckpt
 
 from .conftest import TINY_LBF, TINY_SMAX, read_jsonl, run_cli
 
-PYMARL_KEYS = {"return_mean", "ep_length_mean", "epsilon", "loss_td", "grad_norm", "td_error_abs",
-               "q_taken_mean", "target_mean"}
+PYMARL_KEYS = {
+    "return_mean",
+    "ep_length_mean",
+    "epsilon",
+    "loss_td",
+    "grad_norm",
+    "td_error_abs",
+    "q_taken_mean",
+    "target_mean",
+}
 
 
 def check_run(run_dir, battles: bool):
@@ -47,8 +55,11 @@ def test_smax_train_and_evaluate(tmp_path):
     train = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "loss_agents" in r]
     assert train and {"selected_ratio", "beta", "td_ind_std_norm", "sample_share/marine"} <= set(train[-1])
     dump = tmp_path / "ir.csv"
-    ev = json.loads(run_cli("evaluate", str(run_dir), "episodes=4", f"dump_individual_rewards={dump}")
-                    .stdout.strip().splitlines()[-1])
+    ev = json.loads(
+        run_cli("evaluate", str(run_dir), "episodes=4", f"dump_individual_rewards={dump}")
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert ev["episodes"] == 4 and 0 <= ev["battle_won_mean"] <= 1 and ev["ep_length_mean"] > 0
     assert ev["t_env"] == result["t_env"]
     lo, hi = ev["return_ci95"]
@@ -61,13 +72,22 @@ def test_smax_train_and_evaluate(tmp_path):
     assert all(float(r["g_i"]) >= 0 for r in rows)  # QMIX is monotonic
 
 
-@pytest.mark.parametrize("family, scenario", [("lbf", "Foraging-8x8-2p-3f-v3"), ("rware", "rware-tiny-2ag-v2"),
-                                              ("mpe", "simple_spread")])
+@pytest.mark.parametrize(
+    "family, scenario", [("lbf", "Foraging-8x8-2p-3f-v3"), ("rware", "rware-tiny-2ag-v2"), ("mpe", "simple_spread")]
+)
 def test_gym_family_train(tmp_path, family, scenario):
     run_dir = tmp_path / family
     args = [a for a in TINY_LBF if not a.startswith("env")]
-    run_cli("train", f"env={family}", f"env.scenario={scenario}", "env.time_limit=20", "env.num_envs=2",
-            *args, "t_max=200", f"run_dir={run_dir}")
+    run_cli(
+        "train",
+        f"env={family}",
+        f"env.scenario={scenario}",
+        "env.time_limit=20",
+        "env.num_envs=2",
+        *args,
+        "t_max=200",
+        f"run_dir={run_dir}",
+    )
     check_run(run_dir, battles=False)
 
 
@@ -105,7 +125,7 @@ def test_a_run_that_never_trains_warns_at_start_and_says_so_in_its_result(tmp_pa
     assert len(warnings) == 2 and "may never train" in warnings[0] and "algo.batch_size=50" in warnings[0]
     result = json.loads((run_dir / "result.json").read_text())
     assert result["train_steps"] == 0 and "no training step was taken" in result["warning"]
-    ok = json.loads((run_cli("train", *TINY_LBF, "t_max=200", f"run_dir={tmp_path / 'ok'}").stdout))
+    ok = json.loads(run_cli("train", *TINY_LBF, "t_max=200", f"run_dir={tmp_path / 'ok'}").stdout)
     assert ok["train_steps"] > 0 and "warning" not in ok
 
 
@@ -149,7 +169,7 @@ def test_spread_of_evaluation_episodes():
     from differ.evaluation import spread
 
     s = spread({"return": [1.0, 2.0, 3.0], "battle_won": [True, True, True, False]})
-    half = t.ppf(0.975, 2) * 1.0 / 3 ** 0.5  # sd 1, n 3: Student t, not 1.96
+    half = t.ppf(0.975, 2) * 1.0 / 3**0.5  # sd 1, n 3: Student t, not 1.96
     assert s["return_std"] == pytest.approx(1.0) and s["return_ci95"] == pytest.approx([2 - half, 2 + half])
     assert s["battle_won_ci95"] == pytest.approx([0.3006, 0.9544], abs=1e-4)  # Wilson, 3 of 4
     assert spread({"return": [5.0]}) == {"return_std": None, "return_ci95": None}

@@ -38,11 +38,14 @@ def test_mpe_gif_and_mp4_through_the_api(tmp_path):
     assert imageio.mimread(gif["videos"][1])[0].shape[-1] in (3, 4)
 
 
-@pytest.mark.parametrize("args,text", [
-    (["video_format=avi"], "video_format must be one of mp4, gif"),
-    (["fps=0"], "fps must be positive"),
-    (["video_format=gif", "fps=x"], "fps must be a number"),
-])
+@pytest.mark.parametrize(
+    "args,text",
+    [
+        (["video_format=avi"], "video_format must be one of mp4, gif"),
+        (["fps=0"], "fps must be positive"),
+        (["video_format=gif", "fps=x"], "fps must be a number"),
+    ],
+)
 def test_bad_video_options(tmp_path, args, text):
     run = tmp_path / "signals"
     run_cli("train", "env=pettingzoo", "env.scenario=tests.pz_envs:Signals", "t_max=60", f"run_dir={run}")
@@ -50,10 +53,13 @@ def test_bad_video_options(tmp_path, args, text):
     assert p.returncode != 0 and text in p.stderr.strip().splitlines()[-1] and "Traceback" not in p.stderr
 
 
-@pytest.mark.parametrize("target,text", [
-    ("tests.pz_envs:Silent", "cannot render: its render() gave NoneType"),
-    ("tests.pz_envs:NoLimit", "cannot render: its constructor takes no render_mode"),
-])
+@pytest.mark.parametrize(
+    "target,text",
+    [
+        ("tests.pz_envs:Silent", "cannot render: its render() gave NoneType"),
+        ("tests.pz_envs:NoLimit", "cannot render: its constructor takes no render_mode"),
+    ],
+)
 def test_an_env_that_cannot_render_is_one_line(tmp_path, target, text):
     run = tmp_path / "r"
     extra = ["env.time_limit=12"] if "NoLimit" in target else []
@@ -66,8 +72,9 @@ def test_an_env_that_cannot_render_is_one_line(tmp_path, target, text):
 def test_lbf_video_headless(tmp_path):
     """LBF draws with pyglet: off-screen (EGL) when there is no display, as on CI."""
     run = tmp_path / "lbf"
-    run_cli("train", "env=lbf", "env.time_limit=10", "t_max=60", "test_episodes=1", "algo.batch_size=2",
-            f"run_dir={run}")
+    run_cli(
+        "train", "env=lbf", "env.time_limit=10", "t_max=60", "test_episodes=1", "algo.batch_size=2", f"run_dir={run}"
+    )
     out = json.loads(run_cli("evaluate", str(run), f"video={tmp_path / 'v'}").stdout)
     frames = frames_of(out["videos"][0])
     assert len(frames) == out["ep_lengths"][0] + 1 and frames[0].std() > 0
@@ -77,8 +84,18 @@ def test_mamujoco_video_headless_is_evaluates_episode(tmp_path):
     """MuJoCo renders off-screen (EGL) without a display; CEM's greedy samples come from the same
     stream as evaluate's, so the filmed episode is evaluate's first one."""
     run = tmp_path / "mj"
-    run_cli("train", "env=mamujoco", "algo=comix", "env.scenario=ManySegmentSwimmer-10x2", "env.time_limit=15",
-            "t_max=60", "test_episodes=1", "algo.batch_size=2", "torch_threads=1", f"run_dir={run}")
+    run_cli(
+        "train",
+        "env=mamujoco",
+        "algo=comix",
+        "env.scenario=ManySegmentSwimmer-10x2",
+        "env.time_limit=15",
+        "t_max=60",
+        "test_episodes=1",
+        "algo.batch_size=2",
+        "torch_threads=1",
+        f"run_dir={run}",
+    )
     out = json.loads(run_cli("evaluate", str(run), f"video={tmp_path / 'v'}").stdout)
     frames = frames_of(out["videos"][0])
     assert len(frames) == out["ep_lengths"][0] + 1 == 16 and frames[0].std() > 0

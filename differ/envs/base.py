@@ -13,8 +13,9 @@ that is its final observation, which truncated episodes need for their bootstrap
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional, Sequence, Union
+from typing import ClassVar
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class ObsTransform:
     transform it was trained on to raw observations outside differ (`differ.Policy`)."""
 
     dims: tuple[int, ...]  # each agent's raw (flattened) observation size
-    scale: Optional[tuple[tuple[float, ...], ...]] = None  # per agent, per raw feature
+    scale: tuple[tuple[float, ...], ...] | None = None  # per agent, per raw feature
     # sign(x)·log(1 + |x|) after the scale: tames features of very different magnitudes (MaMuJoCo's
     # contact forces reach thousands) without statistics that would change during training
     symlog: bool = False
@@ -94,14 +95,18 @@ class ObsTransform:
         return symlog(out) if self.symlog else out
 
     def to_dict(self) -> dict:
-        return {"dims": list(self.dims), "scale": None if self.scale is None else [list(s) for s in self.scale],
-                "symlog": self.symlog}
+        return {
+            "dims": list(self.dims),
+            "scale": None if self.scale is None else [list(s) for s in self.scale],
+            "symlog": self.symlog,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ObsTransform":
+    def from_dict(cls, d: dict) -> ObsTransform:
         scale = d.get("scale")
-        return cls(tuple(d["dims"]), None if scale is None else tuple(tuple(s) for s in scale),
-                   bool(d.get("symlog", False)))
+        return cls(
+            tuple(d["dims"]), None if scale is None else tuple(tuple(s) for s in scale), bool(d.get("symlog", False))
+        )
 
 
 def symlog(x: np.ndarray) -> np.ndarray:
@@ -114,7 +119,7 @@ class EnvSpec:
     """Static facts about a task, fixed for the whole run."""
 
     n_agents: int
-    actions: Union[DiscreteActions, ContinuousActions]  # the action space
+    actions: DiscreteActions | ContinuousActions  # the action space
     obs_dim: int
     state_dim: int
     episode_limit: int  # the most steps an episode can last
@@ -123,9 +128,9 @@ class EnvSpec:
     has_battles: bool = False  # the env reports battle_won
     has_deaths: bool = False  # the env reports per-agent deaths through `alive`
     # raw observations -> `obs` rows (None: the adapter's observations are used as they come)
-    obs_transform: Optional[ObsTransform] = None
+    obs_transform: ObsTransform | None = None
     # each agent's own number of actions where they differ (the rest of its row is never available)
-    agent_actions: Optional[tuple[int, ...]] = None
+    agent_actions: tuple[int, ...] | None = None
 
     @property
     def n_actions(self) -> int:
@@ -151,7 +156,7 @@ class StepResult:
     reward: np.ndarray  # float32 [E], the shared team reward
     terminated: np.ndarray  # bool [E], true end of the episode (no bootstrap)
     truncated: np.ndarray  # bool [E], time limit reached (bootstrap from `next`)
-    battle_won: Optional[np.ndarray] = None  # bool [E] where spec.has_battles
+    battle_won: np.ndarray | None = None  # bool [E] where spec.has_battles
     info: dict = field(default_factory=dict)
 
 

@@ -72,8 +72,10 @@ def _import_gfootball():
         with contextlib.redirect_stderr(io.StringIO()):
             import gfootball.env as football_env
     except ImportError as e:
-        raise ConfigError(f"env=grf needs Google Research Football, which is built from source: run `{SETUP}` "
-                          f"(it installs the build packages and caches the wheel; {e})") from None
+        raise ConfigError(
+            f"env=grf needs Google Research Football, which is built from source: run `{SETUP}` "
+            f"(it installs the build packages and caches the wheel; {e})"
+        ) from None
     return football_env
 
 
@@ -88,8 +90,10 @@ class FootballCore:
     def __init__(self, scenario: str, time_limit, options: dict):
         options = dict(options)
         if options.pop("render_mode", None):
-            raise ConfigError("env=grf cannot film episodes: gfootball renders only through its own OpenGL window, "
-                              "which differ does not drive (dump_individual_rewards= records episodes as CSV)")
+            raise ConfigError(
+                "env=grf cannot film episodes: gfootball renders only through its own OpenGL window, "
+                "which differ does not drive (dump_individual_rewards= records episodes as CSV)"
+            )
         timeout = options.pop("timeout", "terminal")
         if timeout not in ("terminal", "bootstrap"):
             raise ConfigError(f"env.options.timeout must be terminal or bootstrap, got '{timeout}'")
@@ -106,15 +110,23 @@ class FootballCore:
         self.n_actions = N_ACTIONS
         self.limit = int(time_limit)
         if not 0 < self.limit < GAME_LENGTH:
-            raise ConfigError(f"env.time_limit must be between 1 and {GAME_LENGTH - 1} for grf (the engine's own game "
-                              f"lasts {GAME_LENGTH} steps), got {self.limit}")
+            raise ConfigError(
+                f"env.time_limit must be between 1 and {GAME_LENGTH - 1} for grf (the engine's own game "
+                f"lasts {GAME_LENGTH} steps), got {self.limit}"
+            )
         per_agent = 2 * self.n_agents + 2 * self.n_agents + 4 * self.n_opponents + 6
         self.obs_dims = [per_agent] * self.n_agents
         self.state_dim = per_agent
         self.env = football_env.create_environment(
-            env_name=install(scenario), representation="raw", rewards="scoring",
-            number_of_left_players_agent_controls=self.n_agents, render=False,
-            write_goal_dumps=False, write_full_episode_dumps=False, write_video=False)
+            env_name=install(scenario),
+            representation="raw",
+            rewards="scoring",
+            number_of_left_players_agent_controls=self.n_agents,
+            render=False,
+            write_goal_dumps=False,
+            write_full_episode_dumps=False,
+            write_video=False,
+        )
         self._config = self.env.unwrapped._config
         self._raw = None
         self._t = 0
@@ -128,7 +140,8 @@ class FootballCore:
                 f"grf {self.scenario}: the engine moved the agents to other players at step {self._t} (slots drive "
                 f"players {active}, expected {self.players.tolist()}); per-agent learning would be wrong: stop. "
                 f"differ's scenario files make only the agents' players controllable; report this with the "
-                f"gfootball version")
+                f"gfootball version"
+            )
 
     # ---- observations -----------------------------------------------------------------------
     def _observations(self) -> list[np.ndarray]:
@@ -141,21 +154,35 @@ class FootballCore:
         for i in range(self.n_agents):
             me = pos[i]
             others = np.delete(np.arange(self.n_agents), i)
-            out.append(np.concatenate([
-                me, (pos[others] - me).reshape(-1),
-                vel[i], vel[others].reshape(-1),
-                (opp - me).reshape(-1), opp_vel.reshape(-1),
-                ball[:2] - me, ball[2:3], ball_dir,
-            ]).astype(np.float32))
+            out.append(
+                np.concatenate(
+                    [
+                        me,
+                        (pos[others] - me).reshape(-1),
+                        vel[i],
+                        vel[others].reshape(-1),
+                        (opp - me).reshape(-1),
+                        opp_vel.reshape(-1),
+                        ball[:2] - me,
+                        ball[2:3],
+                        ball_dir,
+                    ]
+                ).astype(np.float32)
+            )
         return out
 
     def state(self):
         o = self._raw[0]
-        return np.concatenate([
-            o["left_team"][self.players].reshape(-1), o["left_team_direction"][self.players].reshape(-1),
-            o["right_team"].reshape(-1), o["right_team_direction"].reshape(-1),
-            o["ball"], o["ball_direction"],
-        ]).astype(np.float32)
+        return np.concatenate(
+            [
+                o["left_team"][self.players].reshape(-1),
+                o["left_team_direction"][self.players].reshape(-1),
+                o["right_team"].reshape(-1),
+                o["right_team_direction"].reshape(-1),
+                o["ball"],
+                o["ball_direction"],
+            ]
+        ).astype(np.float32)
 
     def avail(self):
         return None  # every action is always available

@@ -57,22 +57,24 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     "academy_3_vs_1_with_keeper": Scenario(
         ball=(0.62, 0.0),
-        left=(Player(-1.0, 0.0, "GK"),
-              Player(0.6, 0.0, "CM", "carrier"),  # starts on the ball, facing the centre back
-              Player(0.7, 0.2, "CM", "wing"),
-              Player(0.7, -0.2, "CM", "wing")),
+        left=(
+            Player(-1.0, 0.0, "GK"),
+            Player(0.6, 0.0, "CM", "carrier"),  # starts on the ball, facing the centre back
+            Player(0.7, 0.2, "CM", "wing"),
+            Player(0.7, -0.2, "CM", "wing"),
+        ),
         right=(Player(-1.0, 0.0, "GK"), Player(-0.75, 0.0, "CB")),
     ),
     "academy_counterattack_hard": Scenario(
         ball=(0.26, -0.11),
-        left=(Player(-1.0, 0.0, "GK"),
-              Player(0.5, -0.3161, "CM", "wide"),
-              Player(0.25, -0.1, "LM", "central"),  # next to the ball
-              Player(0.25, 0.1, "RM", "central"),
-              Player(0.35, 0.316102, "CF", "wide")),
-        right=(Player(-1.0, 0.0, "GK"),
-               Player(-0.4, -0.06356, "CB"),
-               Player(-0.4, 0.063559, "CB")),
+        left=(
+            Player(-1.0, 0.0, "GK"),
+            Player(0.5, -0.3161, "CM", "wide"),
+            Player(0.25, -0.1, "LM", "central"),  # next to the ball
+            Player(0.25, 0.1, "RM", "central"),
+            Player(0.35, 0.316102, "CF", "wide"),
+        ),
+        right=(Player(-1.0, 0.0, "GK"), Player(-0.4, -0.06356, "CB"), Player(-0.4, 0.063559, "CB")),
     ),
 }
 
@@ -101,8 +103,7 @@ def install(scenario: str) -> str:
             config.end_episode_on_out_of_play = True
             config.end_episode_on_possession_change = True
             builder.SetBallPosition(*spec.ball)
-            for team, players, ours in ((stock.Team.e_Left, spec.left, True),
-                                        (stock.Team.e_Right, spec.right, False)):
+            for team, players, ours in ((stock.Team.e_Left, spec.left, True), (stock.Team.e_Right, spec.right, False)):
                 builder.SetTeam(team)
                 for p in players:
                     role = getattr(stock, f"e_PlayerRole_{p.role}")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -66,7 +66,7 @@ def _aliases(name: str) -> list[str]:
     out = {name.lower(), base}
     for prefix in ("foraging-", "rware-"):  # "8x8-2p-3f", "tiny-2ag"
         if base.startswith(prefix):
-            out.add(base[len(prefix):])
+            out.add(base[len(prefix) :])
     return list(out)
 
 
@@ -80,8 +80,7 @@ def resolve(family: str, scenario: str) -> str:
     close = difflib.get_close_matches(_VERSION.sub("", key), list(lookup), n=8, cutoff=0.6)
     choices = list(dict.fromkeys(lookup[c] for c in close))[:4] or names[:4]
     raise UnknownEnvError(
-        f"unknown {family} scenario '{scenario}'; close choices: {', '.join(choices)}; "
-        f"run `differ envs` to list all"
+        f"unknown {family} scenario '{scenario}'; close choices: {', '.join(choices)}; run `differ envs` to list all"
     )
 
 
@@ -121,8 +120,7 @@ class _LBFCore:
         # scaling); options.normalize_obs=false keeps the raw values.
         self.scale = None
         if normalize:
-            self.scale = [1.0 / np.maximum(np.abs(s.low), np.abs(s.high)).clip(min=1.0)
-                          for s in env.observation_space]
+            self.scale = [1.0 / np.maximum(np.abs(s.low), np.abs(s.high)).clip(min=1.0) for s in env.observation_space]
 
     def reset(self, seed):
         # lbforaging spawns players only on cells that are "empty", and counts the previous

@@ -55,10 +55,19 @@ _MPE_MODULES = {
 # MaMuJoCo (gymnasium-robotics' mamujoco_v1): "<robot>-<agent_conf>" -> agent_obsk (how many
 # joints away an agent sees). The paper's two tasks first; the rest construct and step in 1.4.2.
 _MAMUJOCO = {
-    "Humanoid-9|8": 0, "ManySegmentSwimmer-10x2": 1,
-    "Ant-2x4": 1, "Ant-4x2": 1, "HalfCheetah-2x3": 1, "HalfCheetah-6x1": 1, "Hopper-3x1": 1,
-    "Walker2d-2x3": 1, "Swimmer-2x1": 1, "Reacher-2x1": 1, "HumanoidStandup-9|8": 0,
-    "ManySegmentAnt-2x3": 1, "Pusher-3p": 1,
+    "Humanoid-9|8": 0,
+    "ManySegmentSwimmer-10x2": 1,
+    "Ant-2x4": 1,
+    "Ant-4x2": 1,
+    "HalfCheetah-2x3": 1,
+    "HalfCheetah-6x1": 1,
+    "Hopper-3x1": 1,
+    "Walker2d-2x3": 1,
+    "Swimmer-2x1": 1,
+    "Reacher-2x1": 1,
+    "HumanoidStandup-9|8": 0,
+    "ManySegmentAnt-2x3": 1,
+    "Pusher-3p": 1,
 }
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _LIMIT_ATTRS = ("max_cycles", "max_steps", "max_episode_steps")
@@ -83,11 +92,15 @@ def resolve(family: str, scenario: str) -> str:
     if family == "mpe":  # "simple_spread_v3" names the scenario too
         return named_scenario(family, scenario, _MPE_MODULES, re.sub(r"_v\d+$", "", scenario.lower()), 0.5)
     if scenario == "MODULE:ATTR":  # the preset's placeholder
-        raise UnknownEnvError("env=pettingzoo needs env.scenario=MODULE:ATTR, naming a ParallelEnv class or a "
-                              "function returning one (e.g. env.scenario=mypkg.envs:MyParallelEnv)")
+        raise UnknownEnvError(
+            "env=pettingzoo needs env.scenario=MODULE:ATTR, naming a ParallelEnv class or a "
+            "function returning one (e.g. env.scenario=mypkg.envs:MyParallelEnv)"
+        )
     if not _TARGET.match(scenario):
-        raise UnknownEnvError(f"'{scenario}' is not MODULE:ATTR (e.g. mypkg.envs:MyParallelEnv, "
-                              f"a ParallelEnv class or a function returning one)")
+        raise UnknownEnvError(
+            f"'{scenario}' is not MODULE:ATTR (e.g. mypkg.envs:MyParallelEnv, "
+            f"a ParallelEnv class or a function returning one)"
+        )
     _load(scenario)
     return scenario
 
@@ -97,8 +110,9 @@ def _load(target: str):
     try:
         obj = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        raise UnknownEnvError(f"cannot import '{module_name}' for {target} ({e}); is it installed "
-                              f"or on PYTHONPATH?") from None
+        raise UnknownEnvError(
+            f"cannot import '{module_name}' for {target} ({e}); is it installed or on PYTHONPATH?"
+        ) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise UnknownEnvError(f"{module_name} has no attribute '{attr}' (from {target})")
@@ -125,15 +139,21 @@ def make(family: str, scenario: str, num_envs: int, time_limit=None, options=Non
         robot, conf = name.split("-", 1)
         paper_obs = options.pop("paper_obs", False)
         # every agent gets the same reward: count it once; Humanoid's features reach thousands
-        options = {"scenario": robot, "agent_conf": conf, "agent_obsk": _MAMUJOCO[name],
-                   "team_reward": "mean", "symlog": True, **options}
+        options = {
+            "scenario": robot,
+            "agent_conf": conf,
+            "agent_obsk": _MAMUJOCO[name],
+            "team_reward": "mean",
+            "symlog": True,
+            **options,
+        }
         if paper_obs:  # the paper's observations: the joints' qpos and qvel only, no global part
-            options.update(local_categories=[["qpos", "qvel"]] * (int(options["agent_obsk"]) + 1),
-                           global_categories=())
+            options.update(local_categories=[["qpos", "qvel"]] * (int(options["agent_obsk"]) + 1), global_categories=())
         if not time_limit:
             raise ConfigError("env=mamujoco needs env.time_limit (the preset sets 1000)")
-        return make_vec_env(PettingZooCore, "differ.envs.pettingzoo_family:mamujoco_parallel_env", num_envs,
-                            time_limit, options)
+        return make_vec_env(
+            PettingZooCore, "differ.envs.pettingzoo_family:mamujoco_parallel_env", num_envs, time_limit, options
+        )
     return make_vec_env(PettingZooCore, resolve(family, scenario), num_envs, time_limit, options)
 
 
@@ -178,8 +198,10 @@ def _obs_part(space, where: str):
         inner = space.spaces["observation"]
         if type(inner).__name__ == "Box":
             return inner, "action_mask" in space.spaces
-    raise EnvConventionError(f"{where}: the observation space is {space}; env=pettingzoo needs a Box, "
-                             f"or a Dict with an 'observation' Box (and optionally an 'action_mask')")
+    raise EnvConventionError(
+        f"{where}: the observation space is {space}; env=pettingzoo needs a Box, "
+        f"or a Dict with an 'observation' Box (and optionally an 'action_mask')"
+    )
 
 
 class PettingZooCore:
@@ -212,15 +234,18 @@ class PettingZooCore:
             else:
                 raise EnvConventionError(
                     f"{target}: agent {a}'s action space is {space}; env=pettingzoo needs Discrete actions for "
-                    f"every agent, or a 1-D Box for every agent (continuous)")
+                    f"every agent, or a 1-D Box for every agent (continuous)"
+                )
             obs_space = env.observation_space(a)
             box, has_mask = _obs_part(obs_space, f"{target} agent {a}")
             boxes.append(box)
             self._dict_obs.append(box is not obs_space)  # the Box inside a Dict's "observation"
             self._has_mask.append(has_mask)
         if self.continuous:
-            self.actions = ContinuousActions(tuple(tuple(float(x) for x in sp.low) for sp in spaces_),
-                                             tuple(tuple(float(x) for x in sp.high) for sp in spaces_))
+            self.actions = ContinuousActions(
+                tuple(tuple(float(x) for x in sp.low) for sp in spaces_),
+                tuple(tuple(float(x) for x in sp.high) for sp in spaces_),
+            )
         self._sizes = self.action_sizes = sizes
         self.n_actions = max(sizes)
         self.obs_dims = [int(np.prod(b.shape)) for b in boxes]
@@ -239,13 +264,17 @@ class PettingZooCore:
     def _check_api(self, env) -> None:
         t = self.target
         if hasattr(env, "agent_iter") and hasattr(env, "last"):
-            raise EnvConventionError(f"{t} is a PettingZoo AEC env; env=pettingzoo needs the parallel API "
-                                     f"(wrap it: pettingzoo.utils.conversions.aec_to_parallel)")
-        missing = [m for m in ("possible_agents", "reset", "step", "observation_space", "action_space")
-                   if not hasattr(env, m)]
+            raise EnvConventionError(
+                f"{t} is a PettingZoo AEC env; env=pettingzoo needs the parallel API "
+                f"(wrap it: pettingzoo.utils.conversions.aec_to_parallel)"
+            )
+        missing = [
+            m for m in ("possible_agents", "reset", "step", "observation_space", "action_space") if not hasattr(env, m)
+        ]
         if missing:
-            raise EnvConventionError(f"{t} built {type(env).__name__}, not a PettingZoo ParallelEnv "
-                                     f"(it lacks {', '.join(missing)})")
+            raise EnvConventionError(
+                f"{t} built {type(env).__name__}, not a PettingZoo ParallelEnv (it lacks {', '.join(missing)})"
+            )
 
     def _own_limit(self, env) -> int:
         for obj in (env, getattr(env, "unwrapped", env)):
@@ -253,8 +282,10 @@ class PettingZooCore:
                 value = getattr(obj, attr, None)
                 if isinstance(value, (int, np.integer)) and value > 0:
                     return int(value)
-        raise EnvConventionError(f"{self.target} has no {'/'.join(_LIMIT_ATTRS)} attribute: set env.time_limit "
-                                 f"(the most steps an episode can last)")
+        raise EnvConventionError(
+            f"{self.target} has no {'/'.join(_LIMIT_ATTRS)} attribute: set env.time_limit "
+            f"(the most steps an episode can last)"
+        )
 
     def _probe_state(self, env, mode: str):
         if mode == "concat":
@@ -296,7 +327,8 @@ class PettingZooCore:
                 if mask.size != self._sizes[i] or not mask.any():
                     raise EnvConventionError(
                         f"{self.target}: agent {a}'s action_mask must have {self._sizes[i]} entries with at "
-                        f"least one allowed, got {mask.astype(int).tolist()}")
+                        f"least one allowed, got {mask.astype(int).tolist()}"
+                    )
                 avail[i, : self._sizes[i]] = mask
             raw.append(o)
         self._avail = avail
@@ -305,16 +337,20 @@ class PettingZooCore:
     def _strangers(self, keys, when: str) -> None:
         new = [a for a in keys if a not in self._index]
         if new:
-            raise EnvConventionError(f"{self.target}: agent {new[0]} appeared {when}, but is not in possible_agents "
-                                     f"(env=pettingzoo needs a fixed team: every agent present from reset)")
+            raise EnvConventionError(
+                f"{self.target}: agent {new[0]} appeared {when}, but is not in possible_agents "
+                f"(env=pettingzoo needs a fixed team: every agent present from reset)"
+            )
 
     def reset(self, seed):
         obs, infos = self.env.reset(seed=seed)
         self._strangers(obs, "at reset")
         absent = [a for a in self.agents if a not in obs]
         if absent:
-            raise EnvConventionError(f"{self.target}: agent {absent[0]} is in possible_agents but has no observation "
-                                     f"after reset (env=pettingzoo needs every agent present from reset)")
+            raise EnvConventionError(
+                f"{self.target}: agent {absent[0]} is in possible_agents but has no observation "
+                f"after reset (env=pettingzoo needs every agent present from reset)"
+            )
         self._alive[:] = True
         self._acting[:] = True
         self.env_truncated = False
@@ -322,16 +358,21 @@ class PettingZooCore:
 
     def step(self, actions):
         if self.continuous:  # each agent's own dimensions of the padded row
-            act = {a: np.asarray(actions[i][: self._sizes[i]], np.float32)
-                   for i, a in enumerate(self.agents) if self._acting[i]}
+            act = {
+                a: np.asarray(actions[i][: self._sizes[i]], np.float32)
+                for i, a in enumerate(self.agents)
+                if self._acting[i]
+            }
         else:
             act = {a: int(actions[i]) for i, a in enumerate(self.agents) if self._acting[i]}
         obs, rewards, terms, truncs, infos = self.env.step(act)
         self._strangers(obs, "mid-episode")
         revived = [a for a in obs if a not in act and not self._alive[self._index[a]]]
         if revived:
-            raise EnvConventionError(f"{self.target}: agent {revived[0]} came back after it was done "
-                                     f"(env=pettingzoo: an agent that terminates stays dead)")
+            raise EnvConventionError(
+                f"{self.target}: agent {revived[0]} came back after it was done "
+                f"(env=pettingzoo: an agent that terminates stays dead)"
+            )
         reward = float(sum(rewards.values()))
         if self.mean_reward:
             reward /= self.n_agents

@@ -33,12 +33,18 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "lbf": ("differ.envs.gym_family", "Level-Based Foraging (lbforaging)"),
     "rware": ("differ.envs.gym_family", "Multi-robot warehouse (rware)"),
     "mpe": ("differ.envs.pettingzoo_family", "Multi-particle environments (mpe2, through the PettingZoo family)"),
-    "mamujoco": ("differ.envs.pettingzoo_family",
-                 "Multi-agent MuJoCo (gymnasium-robotics mamujoco_v1), continuous actions"),
-    "grf": ("differ.envs.football",
-            "Google Research Football academy scenarios (gfootball, built by scripts/setup.sh football)"),
-    "pettingzoo": ("differ.envs.pettingzoo_family",
-                   "any PettingZoo ParallelEnv: env.scenario=MODULE:ATTR (a class or a factory)"),
+    "mamujoco": (
+        "differ.envs.pettingzoo_family",
+        "Multi-agent MuJoCo (gymnasium-robotics mamujoco_v1), continuous actions",
+    ),
+    "grf": (
+        "differ.envs.football",
+        "Google Research Football academy scenarios (gfootball, built by scripts/setup.sh football)",
+    ),
+    "pettingzoo": (
+        "differ.envs.pettingzoo_family",
+        "any PettingZoo ParallelEnv: env.scenario=MODULE:ATTR (a class or a factory)",
+    ),
 }
 ENTRY_POINT_GROUP = "differ.envs"
 
@@ -51,8 +57,10 @@ class UnknownEnvError(ConfigError):
 def _plugins() -> tuple[tuple[str, str, str], ...]:
     """(name, module, source) of the installed packages' families: one scan of the installed
     distributions per process (each scan takes ~15 ms, and a command asks several times)."""
-    return tuple((ep.name, ep.value.split(":", 1)[0], ep.dist.name if ep.dist else ep.value)
-                 for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return tuple(
+        (ep.name, ep.value.split(":", 1)[0], ep.dist.name if ep.dist else ep.value)
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+    )
 
 
 def families() -> dict[str, tuple[str, str]]:
@@ -74,8 +82,10 @@ def family_module(name: str) -> ModuleType:
     except ImportError as e:
         if name in BUILTIN:
             raise
-        raise UnknownEnvError(f"environment '{name}' is registered by an installed package, but its module "
-                              f"{found[name][0]} does not import ({e})") from None
+        raise UnknownEnvError(
+            f"environment '{name}' is registered by an installed package, but its module "
+            f"{found[name][0]} does not import ({e})"
+        ) from None
 
 
 def description(name: str) -> str:
@@ -127,5 +137,7 @@ def named_scenario(family: str, scenario: str, names, key: str, cutoff: float) -
     if key in lookup:
         return lookup[key]
     close = [lookup[c] for c in difflib.get_close_matches(key, list(lookup), n=4, cutoff=cutoff)]
-    raise UnknownEnvError(f"unknown {family} scenario '{scenario}'; close choices: "
-                          f"{', '.join(close or list(names)[:4])}; run `differ envs {family}` to list all")
+    raise UnknownEnvError(
+        f"unknown {family} scenario '{scenario}'; close choices: "
+        f"{', '.join(close or list(names)[:4])}; run `differ envs {family}` to list all"
+    )

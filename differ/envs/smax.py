@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .base import DiscreteActions, EnvSpec, Observation, StepResult, VecEnv
 from .registry import UnknownEnvError
+
 
 @contextlib.contextmanager
 def _quiet_import():
@@ -53,8 +54,9 @@ with _quiet_import():
     import jax
 
     # compiling the vmapped step takes seconds per shape; keep it across processes
-    jax.config.update("jax_compilation_cache_dir",
-                      os.environ.get("DIFFER_JAX_CACHE", os.path.expanduser("~/.cache/differ/jax")))
+    jax.config.update(
+        "jax_compilation_cache_dir", os.environ.get("DIFFER_JAX_CACHE", os.path.expanduser("~/.cache/differ/jax"))
+    )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     import jax.numpy as jnp
     from jaxmarl.environments.smax import HeuristicEnemySMAX
@@ -73,12 +75,10 @@ def scenarios(family: str = "smax") -> list[str]:
 def resolve(family: str, scenario: str) -> str:
     if scenario in MAP_NAME_TO_SCENARIO:
         return scenario
-    raise UnknownEnvError(
-        f"unknown SMAX scenario '{scenario}'; valid choices: {', '.join(MAP_NAME_TO_SCENARIO)}"
-    )
+    raise UnknownEnvError(f"unknown SMAX scenario '{scenario}'; valid choices: {', '.join(MAP_NAME_TO_SCENARIO)}")
 
 
-def make(family: str, scenario: str, num_envs: int, time_limit=None, options=None) -> "SMAXVecEnv":
+def make(family: str, scenario: str, num_envs: int, time_limit=None, options=None) -> SMAXVecEnv:
     return SMAXVecEnv(resolve(family, scenario), num_envs, time_limit, **(options or {}))
 
 
@@ -88,8 +88,15 @@ def _strong(tree):
 
 
 class SMAXVecEnv(VecEnv):
-    def __init__(self, scenario: str, num_envs: int, time_limit=None, normalize_state: bool = True,
-                 render_mode=None, **env_kwargs):
+    def __init__(
+        self,
+        scenario: str,
+        num_envs: int,
+        time_limit=None,
+        normalize_state: bool = True,
+        render_mode=None,
+        **env_kwargs,
+    ):
         kwargs = dict(env_kwargs)
         self.render_mode = render_mode  # "rgb_array": copy 0's states are kept for render()
         self._trace, self._rendered = [], 0
@@ -112,9 +119,8 @@ class SMAXVecEnv(VecEnv):
             has_battles=True,
             has_deaths=True,
         )
-        scale = np.concatenate([np.tile(_UNIT_FEATURE_SCALE, n_units),
-                                np.full(2 * n_units, _CODE_SCALE, np.float32)])
-        scale[len(_UNIT_FEATURE_SCALE) * n_units:][:n_units] = 1.0  # team codes are already 0/1
+        scale = np.concatenate([np.tile(_UNIT_FEATURE_SCALE, n_units), np.full(2 * n_units, _CODE_SCALE, np.float32)])
+        scale[len(_UNIT_FEATURE_SCALE) * n_units :][:n_units] = 1.0  # team codes are already 0/1
         self._state_scale = jnp.asarray(scale if normalize_state else np.ones_like(scale))
 
         def pack(obs_dict, state):
@@ -138,8 +144,7 @@ class SMAXVecEnv(VecEnv):
             terminated = allies_dead | enemies_dead
             truncated = dones["__all__"] & ~terminated
             won = enemies_dead & ~allies_dead
-            return (_strong(state),) + pack(obs, state) + (
-                rewards[env.agents[0]], terminated, truncated, won)
+            return (_strong(state),) + pack(obs, state) + (rewards[env.agents[0]], terminated, truncated, won)
 
         self._reset = jax.jit(jax.vmap(reset_one))
         self._step = jax.jit(jax.vmap(step_one, in_axes=(0, None, 0, 0)))
@@ -159,14 +164,18 @@ class SMAXVecEnv(VecEnv):
         return Observation(*map(np.array, jax.device_get(out)))  # writable copies
 
     def step(self, actions: np.ndarray) -> StepResult:
-        self._state, *out = self._step(self._seeds, self._t, self._state,
-                                       jnp.asarray(actions, dtype=jnp.int32))
+        self._state, *out = self._step(self._seeds, self._t, self._state, jnp.asarray(actions, dtype=jnp.int32))
         self._t += 1
         if self.render_mode:
             self._trace.append(self._copy0())
         obs, state, avail, alive, reward, term, trunc, won = map(np.array, jax.device_get(out))
-        return StepResult(next=Observation(obs, state, avail, alive), reward=reward.astype(np.float32),
-                          terminated=term, truncated=trunc, battle_won=won)
+        return StepResult(
+            next=Observation(obs, state, avail, alive),
+            reward=reward.astype(np.float32),
+            terminated=term,
+            truncated=trunc,
+            battle_won=won,
+        )
 
     # ---- rendering (differ evaluate video=DIR) -----------------------------------------------
     def _copy0(self):
@@ -188,7 +197,7 @@ class SMAXVecEnv(VecEnv):
             self._ax = self._fig.add_subplot()
         env, frames = self.env, []
         mid = env.world_steps_per_env_step // 2
-        for step, state in enumerate(self._trace[self._rendered:], start=self._rendered):
+        for step, state in enumerate(self._trace[self._rendered :], start=self._rendered):
             shots = {a: state.prev_attack_actions[i] for i, a in enumerate(env.all_agents)}
             self._ax.clear()
             env.init_render(self._ax, (None, state, shots), mid if step else 0, step)

@@ -34,7 +34,7 @@ autoreset disabled and shared-memory observations. `close()` shuts the workers d
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -64,7 +64,7 @@ class EnvFactory:
     def __init__(self, core_cls, scenario, time_limit, options):
         self.core_cls, self.args = core_cls, (scenario, time_limit, options)
 
-    def __call__(self) -> "TeamEnv":
+    def __call__(self) -> TeamEnv:
         scenario, time_limit, options = self.args
         return TeamEnv(self.core_cls(scenario, time_limit, dict(options)))
 
@@ -75,13 +75,17 @@ class TeamEnv(gym.Env):
     def __init__(self, core):
         self.core = core
         n, a = core.n_agents, core.n_actions
-        self.transform = ObsTransform(tuple(int(d) for d in core.obs_dims),
-                                      None if core.scale is None else tuple(tuple(float(x) for x in s) for s in core.scale),
-                                      bool(getattr(core, "symlog", False)))
+        self.transform = ObsTransform(
+            tuple(int(d) for d in core.obs_dims),
+            None if core.scale is None else tuple(tuple(float(x) for x in s) for s in core.scale),
+            bool(getattr(core, "symlog", False)),
+        )
         self.obs_dim = self.transform.obs_dim
         self.own_state = core.state_dim is not None
-        fields = {"obs": spaces.Box(-np.inf, np.inf, (n, self.obs_dim), np.float32),
-                  "avail": spaces.MultiBinary([n, a])}
+        fields = {
+            "obs": spaces.Box(-np.inf, np.inf, (n, self.obs_dim), np.float32),
+            "avail": spaces.MultiBinary([n, a]),
+        }
         if self.own_state:
             fields["state"] = spaces.Box(-np.inf, np.inf, (core.state_dim,), np.float32)
         if core.may_die:
@@ -229,8 +233,9 @@ class WorkerVecEnv(_TeamVecEnv):
         probe.close()
         self.num_envs = num_envs
         # autoreset disabled: a finished copy keeps its final observation until our reset
-        self.vec = AsyncVectorEnv([env_fn] * num_envs, context=context, copy=False,
-                                  autoreset_mode=AutoresetMode.DISABLED)
+        self.vec = AsyncVectorEnv(
+            [env_fn] * num_envs, context=context, copy=False, autoreset_mode=AutoresetMode.DISABLED
+        )
 
     @staticmethod
     def _copied(obs) -> dict:

@@ -57,8 +57,13 @@ class LocalBackend:
 
     def submit(self, run: PlannedRun, log: Path) -> subprocess.Popen:
         with open(log, "a") as f:
-            proc = subprocess.Popen([sys.executable, "-m", "differ", *run.command()], stdout=f,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "differ", *run.command()],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         (run.run_dir / "worker.pid").write_text(str(proc.pid))
         return proc
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 from ..config import ConfigError, flag_option, int_option, parse_overrides
 from . import plots
 from .results import find_runs, group, markdown, pick_metric, scale_notes, summarise, write_csv
 
-OPTIONS = {"plot": {"metric", "out", "title", "unfinished"}, "summary": {"metric", "out", "reps", "unfinished", "compare"},
-           "fig9": {"out", "unfinished"}, "fig10": {"out", "episode", "episodes", "seed"},
-           "fig11": {"out", "metric", "reps", "unfinished"}, "fig12": {"out", "unfinished"},
-           "fair": {"out", "unfinished"},
-           "marl-eval": {"out", "unfinished"}}
+OPTIONS = {
+    "plot": {"metric", "out", "title", "unfinished"},
+    "summary": {"metric", "out", "reps", "unfinished", "compare"},
+    "fig9": {"out", "unfinished"},
+    "fig10": {"out", "episode", "episodes", "seed"},
+    "fig11": {"out", "metric", "reps", "unfinished"},
+    "fig12": {"out", "unfinished"},
+    "fair": {"out", "unfinished"},
+    "marl-eval": {"out", "unfinished"},
+}
 
 
 def _split(cmd: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -22,7 +26,9 @@ def _split(cmd: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     opts = parse_overrides([a for a in args if "=" in a])
     unknown = set(opts) - OPTIONS[cmd]
     if unknown:
-        raise ConfigError(f"unknown {cmd} option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(OPTIONS[cmd]))}")
+        raise ConfigError(
+            f"unknown {cmd} option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(OPTIONS[cmd]))}"
+        )
     if not paths:
         raise ConfigError(f"{cmd} needs at least one run or sweep directory")
     return paths, opts
@@ -48,11 +54,13 @@ def load_runs(paths: list[str], opts: dict[str, str]):
     left = [r for r in runs if not r.finished]
     if left:
         if not done:
-            raise ConfigError(f"none of the {len(runs)} runs has reached its t_max yet; pass unfinished=true "
-                             f"to use them as they are")
+            raise ConfigError(
+                f"none of the {len(runs)} runs has reached its t_max yet; pass unfinished=true to use them as they are"
+            )
         names = ", ".join(f"{r.path.name} ({r.t_env:,}/{r.t_max:,})" for r in left)
-        print(f"note: leaving out {len(left)} unfinished run(s): {names}; unfinished=true includes them",
-              file=sys.stderr)
+        print(
+            f"note: leaving out {len(left)} unfinished run(s): {names}; unfinished=true includes them", file=sys.stderr
+        )
     return done
 
 
@@ -90,16 +98,27 @@ def run_command(cmd: str, args: list[str]) -> int:
         runs = [r for r in load_runs(paths, opts) if "td_ind_std_norm" in r.metrics()]
         if not runs:
             raise ConfigError("no run logged td_ind_std_norm (DIFFER and -divide runs do)")
-        _print_files(plots.plot_curves(runs, "td_ind_std_norm", opts.get("out") or _default_out(paths, "fig9_td_std"),
-                                       "Fig. 9: normalised std of individual TD errors"))
+        _print_files(
+            plots.plot_curves(
+                runs,
+                "td_ind_std_norm",
+                opts.get("out") or _default_out(paths, "fig9_td_std"),
+                "Fig. 9: normalised std of individual TD errors",
+            )
+        )
     elif cmd == "fig10":
         _print_files(fig10(paths[0], opts))
     elif cmd == "fig11":
-        runs = [r for r in load_runs(paths, opts) if r.config.get("algo.learner") == "differ"
-                and r.config.get("algo.differ.selection") == "per"]
+        runs = [
+            r
+            for r in load_runs(paths, opts)
+            if r.config.get("algo.learner") == "differ" and r.config.get("algo.differ.selection") == "per"
+        ]
         if not runs:
-            raise ConfigError("no DIFFER runs (algo.learner=differ, algo.differ.selection=per) found; run "
-                             "`differ sweep preset=warmup_ablation ...` first")
+            raise ConfigError(
+                "no DIFFER runs (algo.learner=differ, algo.differ.selection=per) found; run "
+                "`differ sweep preset=warmup_ablation ...` first"
+            )
         for r in runs:
             r.label = plots.eta_label(r)
         metric = pick_metric(runs, opts.get("metric"))
@@ -107,9 +126,15 @@ def run_command(cmd: str, args: list[str]) -> int:
         _print_files(plots.plot_curves(runs, metric, out, "Fig. 11: η warm-up vs fixed η"))
         summary(paths, {"out": str(out), "metric": metric, **({"reps": opts["reps"]} if "reps" in opts else {})}, runs)
     elif cmd == "fair":
-        _print_files(plots.plot_fair_health(load_runs(paths, opts), opts.get("out") or _default_out(paths, "fair_replay")))
+        _print_files(
+            plots.plot_fair_health(load_runs(paths, opts), opts.get("out") or _default_out(paths, "fair_replay"))
+        )
     elif cmd == "fig12":
-        _print_files(plots.plot_sample_share(load_runs(paths, opts), opts.get("out") or _default_out(paths, "fig12_sample_share")))
+        _print_files(
+            plots.plot_sample_share(
+                load_runs(paths, opts), opts.get("out") or _default_out(paths, "fig12_sample_share")
+            )
+        )
     return 0
 
 
@@ -151,8 +176,7 @@ def fig10(path: str, opts: dict[str, str]) -> list[str]:
         if not csv_path.exists():
             from ..evaluation import evaluate
 
-            evaluate(str(p), int_option(opts, "episodes", 8), int_option(opts, "seed", None, minimum=0),
-                     str(csv_path))
+            evaluate(str(p), int_option(opts, "episodes", 8), int_option(opts, "seed", None, minimum=0), str(csv_path))
     else:
         csv_path = p
     if not csv_path.exists():

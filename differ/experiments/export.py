@@ -38,15 +38,21 @@ def marl_eval(runs: list[Run]) -> dict:
             if not tests:
                 missing.append(str(r.path))
                 continue
-            algo[f"run_{len(algo)}"] = {f"step_{k}": {"step_count": rec["t_env"],
-                                             **{NAMES.get(m, m): v for m, v in rec.items() if m != "t_env"}}
-                                for k, rec in enumerate(tests)}
+            algo[f"run_{len(algo)}"] = {
+                f"step_{k}": {
+                    "step_count": rec["t_env"],
+                    **{NAMES.get(m, m): v for m, v in rec.items() if m != "t_env"},
+                }
+                for k, rec in enumerate(tests)
+            }
         if not algo:
             del data[env][task][label]
     if missing:
-        print(f"note: {len(missing)} run(s) without eval.jsonl (made before differ kept per-episode "
-              f"test results) left out: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}",
-              file=sys.stderr)
+        print(
+            f"note: {len(missing)} run(s) without eval.jsonl (made before differ kept per-episode "
+            f"test results) left out: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}",
+            file=sys.stderr,
+        )
     data = {e: {t: a for t, a in tasks.items() if a} for e, tasks in data.items()}
     data = {e: tasks for e, tasks in data.items() if tasks}
     if not data:

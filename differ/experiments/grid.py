@@ -122,13 +122,23 @@ def _decide(run: PlannedRun, cfg) -> None:
     old = OmegaConf.to_container(build_config({}, base=load_run_config(saved))) if saved.exists() else {}
     now = OmegaConf.to_container(cfg)
     for d in (old, now):  # keys that change neither what a run computes nor where it stops
-        for k in ("run_dir", "t_max", "checkpoint_interval", "progress", "tensorboard", "wandb", "wandb_project",
-                  "wandb_entity", "wandb_mode"):
+        for k in (
+            "run_dir",
+            "t_max",
+            "checkpoint_interval",
+            "progress",
+            "tensorboard",
+            "wandb",
+            "wandb_project",
+            "wandb_entity",
+            "wandb_mode",
+        ):
             d.pop(k, None)
     if old != now:
         diff = _first_difference(old, now)
-        raise ConfigError(f"{run.run_dir} holds a run with a different config ({diff}); "
-                          f"choose another out= or remove that directory")
+        raise ConfigError(
+            f"{run.run_dir} holds a run with a different config ({diff}); choose another out= or remove that directory"
+        )
     result = _read_json(run.run_dir / "result.json")
     if result and not result.get("stopped_early") and result.get("t_env", 0) >= run.t_max:
         run.action, run.status, run.result, run.t_env = "skip", "skipped", result, result["t_env"]

@@ -48,8 +48,13 @@ class Progress:
 
         self.runs, self.out, self.on_finish = runs, out, on_finish
         self.t0, self.steps0 = time.time(), sum(r.t_env for r in runs)
-        self.bar = tqdm(total=sum(r.t_max for r in runs), initial=self.steps0, unit="step",
-                        disable=not sys.stderr.isatty(), dynamic_ncols=True)
+        self.bar = tqdm(
+            total=sum(r.t_max for r in runs),
+            initial=self.steps0,
+            unit="step",
+            disable=not sys.stderr.isatty(),
+            dynamic_ncols=True,
+        )
 
     def counts(self) -> dict[str, int]:
         c = {s: 0 for s in ("finished", "running", "failed", "pending")}
@@ -82,8 +87,19 @@ class Progress:
         self.refresh()
 
     def write_state(self) -> None:
-        state = {"runs": [{"name": r.name, "status": r.status, "t_env": r.t_env, "t_max": r.t_max,
-                           "run_dir": str(r.run_dir), "error": r.error} for r in self.runs]}
+        state = {
+            "runs": [
+                {
+                    "name": r.name,
+                    "status": r.status,
+                    "t_env": r.t_env,
+                    "t_max": r.t_max,
+                    "run_dir": str(r.run_dir),
+                    "error": r.error,
+                }
+                for r in self.runs
+            ]
+        }
         tmp = self.out / ".sweep.json.tmp"
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.out / "sweep.json")
@@ -101,8 +117,10 @@ def _metric_text(result: dict) -> str:
 
 
 def summary_table(runs: list[PlannedRun]) -> str:
-    lines = ["| run | status | env steps | final test metric | wall-clock | note |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| run | status | env steps | final test metric | wall-clock | note |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in runs:
         metric = _metric_text(r.result) if r.result else "-"
         seconds = r.result.get("wall_time_s") or r.wall_s  # the run's own training time, all sessions

@@ -15,8 +15,12 @@ import numpy as np
 from ..errors import ConfigError
 from .results import Run, aligned, group, pick_metric, reward_scales
 
-PRETTY = {"test_battle_won_mean": "test win rate", "test_return_mean": "test return",
-          "td_ind_std_norm": "normalised std of individual |TD|", "return_mean": "train return"}
+PRETTY = {
+    "test_battle_won_mean": "test win rate",
+    "test_return_mean": "test return",
+    "td_ind_std_norm": "normalised std of individual |TD|",
+    "return_mean": "train return",
+}
 RATES = {"test_battle_won_mean", "battle_won_mean"}  # in [0, 1]: the axis never goes negative
 
 
@@ -44,8 +48,7 @@ def _panels(n: int, width: float = 5.0, height: float = 3.6, max_cols: int = 3):
     cols = min(n, max_cols)
     rows = (n + cols - 1) // cols
     # constrained layout keeps a panel title clear of the x label of the panel above it
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -55,13 +58,15 @@ def _steps_axis(ax):
     ax.set_xlabel("environment steps")
     from matplotlib.ticker import FuncFormatter
 
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:g}M" if abs(x) >= 1e6
-                                               else f"{x / 1e3:g}k" if x else "0"))
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(lambda x, _: f"{x / 1e6:g}M" if abs(x) >= 1e6 else f"{x / 1e3:g}k" if x else "0")
+    )
     ax.grid(alpha=0.3)
 
 
-def plot_curves(runs: list[Run], metric: str | None, out: str | Path, title: str | None = None,
-                relabel=None) -> list[str]:
+def plot_curves(
+    runs: list[Run], metric: str | None, out: str | Path, title: str | None = None, relabel=None
+) -> list[str]:
     """One panel per scenario, one line per label: the mean over seeds, a min-max band. Without
     a metric each panel shows its env's own: the test win rate where there are battles, else
     the test return."""
@@ -84,8 +89,11 @@ def plot_curves(runs: list[Run], metric: str | None, out: str | Path, title: str
         mixed = None if shown in RATES else reward_scales([r for rs in by_label.values() for r in rs])
         ax.set_title(scenario + (f" (reward scales {mixed})" if mixed else ""))
         if mixed:
-            print(f"note: {scenario} mixes reward scales ({mixed}): its returns are not comparable across "
-                  f"env.reward_scale", file=sys.stderr)
+            print(
+                f"note: {scenario} mixes reward scales ({mixed}): its returns are not comparable across "
+                f"env.reward_scale",
+                file=sys.stderr,
+            )
         ax.set_ylabel(PRETTY.get(shown, shown))
         if shown in RATES:  # a flat 0 line would otherwise get a symmetric, negative axis
             ax.set_ylim(bottom=-0.01, top=max(ax.get_ylim()[1], 0.05))
@@ -115,18 +123,25 @@ def plot_sample_share(runs: list[Run], out: str | Path) -> list[str]:
     panels, single = [], set()
     for scenario, by_label in group(runs).items():
         for label, rs in by_label.items():
-            types = sorted({m.split("/", 1)[1] for r in rs for m in r.metrics()
-                            if m.startswith("sample_share/") and not m.startswith("sample_share/agent_")})
+            types = sorted(
+                {
+                    m.split("/", 1)[1]
+                    for r in rs
+                    for m in r.metrics()
+                    if m.startswith("sample_share/") and not m.startswith("sample_share/agent_")
+                }
+            )
             if len(types) == 1:  # a homogeneous team: the share is 1 by definition
                 single.add(scenario)
             elif types:
                 panels.append((scenario, label, rs, types))
     if single:
-        print(f"note: leaving out {', '.join(sorted(single))}: one unit type, whose share is always 1",
-              file=sys.stderr)
+        print(f"note: leaving out {', '.join(sorted(single))}: one unit type, whose share is always 1", file=sys.stderr)
     if not panels:
-        raise ConfigError("no run with two or more unit types logged sample_share/<unit type> "
-                         "(only DIFFER runs with algo.differ.selection=per do, on heterogeneous scenarios)")
+        raise ConfigError(
+            "no run with two or more unit types logged sample_share/<unit type> "
+            "(only DIFFER runs with algo.differ.selection=per do, on heterogeneous scenarios)"
+        )
     fig, axes = _panels(len(panels))
     for ax, (scenario, label, rs, types) in zip(axes, panels):
         for k, ut in enumerate(types):
@@ -158,7 +173,7 @@ def plot_fair_health(runs: list[Run], out: str | Path) -> list[str]:
     colour = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
     fig, axes = _panels(2 * len(panels), max_cols=2)  # one row per scenario
     for k, (scenario, by_label) in enumerate(panels.items()):
-        for ax, metric in zip(axes[2 * k: 2 * k + 2], ("fair_top10_share", "td_ind_over_eps")):
+        for ax, metric in zip(axes[2 * k : 2 * k + 2], ("fair_top10_share", "td_ind_over_eps")):
             for label, rs in by_label.items():
                 grid, values = aligned(rs, metric)
                 if not len(grid):
@@ -203,8 +218,16 @@ def plot_individual_rewards(csv_path: str | Path, out: str | Path, episode: int 
     for i in sorted(per_agent):
         t, r, _ = zip(*per_agent[i])
         k = types.index(unit[i])
-        ax.plot(t, r, color=f"C{k}", lw=1.0, alpha=0.8, marker=".", ms=3,
-                label=unit[i] if i == min(j for j in unit if unit[j] == unit[i]) else None)
+        ax.plot(
+            t,
+            r,
+            color=f"C{k}",
+            lw=1.0,
+            alpha=0.8,
+            marker=".",
+            ms=3,
+            label=unit[i] if i == min(j for j in unit if unit[j] == unit[i]) else None,
+        )
     ts = sorted(team)
     ax.plot(ts, [team[t] for t in ts], color="black", lw=1.6, label="team reward R")
     ax.set_xlabel("time step of the episode")
@@ -215,8 +238,9 @@ def plot_individual_rewards(csv_path: str | Path, out: str | Path, episode: int 
     # per unit type: the sum of r_i over the episode, one dot per agent
     for i in sorted(per_agent):
         k = types.index(unit[i])
-        ax_sum.scatter(k + np.random.default_rng(i).uniform(-0.15, 0.15), sum(x[1] for x in per_agent[i]),
-                       color=f"C{k}", s=20)
+        ax_sum.scatter(
+            k + np.random.default_rng(i).uniform(-0.15, 0.15), sum(x[1] for x in per_agent[i]), color=f"C{k}", s=20
+        )
     ax_sum.set_xticks(range(len(types)), types)
     ax_sum.set_ylabel(r"$\Sigma_t\, r_i$ over the episode")
     ax_sum.set_title("per agent, by unit type")

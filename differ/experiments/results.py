@@ -32,9 +32,21 @@ from ..metrics import read_jsonl
 DEFAULT_METRIC = "test_battle_won_mean"
 FINAL_FRACTION = 0.1  # `final` averages the evaluations in the last 10% of a run
 # keys that never distinguish two runs' algorithms: bookkeeping, seeds and budgets
-NOT_A_VARIANT = {"seed", "run_dir", "t_max", "torch_threads", "progress", "tensorboard", "wandb", "wandb_project",
-                 "wandb_entity", "wandb_mode",
-                 "checkpoint_interval", "log_interval", "device"}
+NOT_A_VARIANT = {
+    "seed",
+    "run_dir",
+    "t_max",
+    "torch_threads",
+    "progress",
+    "tensorboard",
+    "wandb",
+    "wandb_project",
+    "wandb_entity",
+    "wandb_mode",
+    "checkpoint_interval",
+    "log_interval",
+    "device",
+}
 
 
 @dataclass
@@ -199,8 +211,9 @@ def _interval(data, func, reps: int, seed: int) -> tuple[float, float, float]:
     try:
         with warnings.catch_warnings():  # arch (under rliable) calls its own `random_state` deprecated
             warnings.simplefilter("ignore", FutureWarning)
-            point, ci = library.get_interval_estimates({"k": data}, func, reps=reps,
-                                                       random_state=np.random.RandomState(seed))
+            point, ci = library.get_interval_estimates(
+                {"k": data}, func, reps=reps, random_state=np.random.RandomState(seed)
+            )
     finally:
         np.random.set_state(global_state)
     return float(point["k"][0]), float(ci["k"][0, 0]), float(ci["k"][1, 0])
@@ -268,7 +281,7 @@ def u_null_cdf(n: int, m: int) -> np.ndarray:
                 continue
             out = np.zeros(i * j + 1)
             a, b = c[i - 1][j], c[i][j - 1]
-            out[j: j + len(a)] += a
+            out[j : j + len(a)] += a
             out[: len(b)] += b
             c[i][j] = out
     counts = c[n][m]
@@ -358,8 +371,7 @@ def compare(row: Row, base: Row, reps: int) -> list[Comparison]:
     return out
 
 
-def summarise(runs: list[Run], metric: str, reps: int = 2000,
-              pairs: list[tuple[str, str]] = ()) -> list[Row]:
+def summarise(runs: list[Run], metric: str, reps: int = 2000, pairs: list[tuple[str, str]] = ()) -> list[Row]:
     """Per label and scenario: scores over seeds, and the comparison of every DIFFER variant with
     its base method plus of each (a, b) in `pairs` (labels, e.g. ("maser", "qmix")): the
     Hodges-Lehmann shift with its exact CI, P(improvement) with its bootstrap CI, the exact Mann-Whitney p, and that p
@@ -373,8 +385,15 @@ def summarise(runs: list[Run], metric: str, reps: int = 2000,
             if not keep:
                 continue
             final = [final_score(*s) for _, s in keep]
-            here[label] = Row(scenario, label, keep[0][0].algo, [r.seed for r, _ in keep], final,
-                              [auc_score(*s) for _, s in keep], iqm_ci(np.array(final), reps))
+            here[label] = Row(
+                scenario,
+                label,
+                keep[0][0].algo,
+                [r.seed for r, _ in keep],
+                final,
+                [auc_score(*s) for _, s in keep],
+                iqm_ci(np.array(final), reps),
+            )
         for row in here.values():
             done = set()
             for base in [here.get(base_of(row.algo))] + [here.get(b) for a, b in pairs if a == row.label]:
@@ -396,20 +415,29 @@ def sd(values) -> float:
 
 def fmt_row(row: Row) -> dict[str, str]:
     m, lo, hi = row.iqm
-    return {"scenario": row.scenario, "algorithm": row.label, "seeds": str(len(row.seeds)),
-            "final (mean ± sd)": f"{np.mean(row.final):.3f} ± {sd(row.final):.3f}",
-            "AUC (mean ± sd)": f"{np.mean(row.auc):.3f} ± {sd(row.auc):.3f}",
-            "IQM final [95% CI]": f"{m:.3f} [{lo:.3f}, {hi:.3f}]"}
+    return {
+        "scenario": row.scenario,
+        "algorithm": row.label,
+        "seeds": str(len(row.seeds)),
+        "final (mean ± sd)": f"{np.mean(row.final):.3f} ± {sd(row.final):.3f}",
+        "AUC (mean ± sd)": f"{np.mean(row.auc):.3f} ± {sd(row.auc):.3f}",
+        "IQM final [95% CI]": f"{m:.3f} [{lo:.3f}, {hi:.3f}]",
+    }
 
 
 def fmt_comparison(c: Comparison, scenario: str) -> dict[str, str]:
     (d, dlo, dhi, cover), (p, plo, phi) = c.shift, c.poi
     level = "" if cover >= 0.95 else f" ({ci_level(cover)})"
-    return {"scenario": scenario, "comparison": f"{c.label} vs {c.base}", "score": c.score,
-            "difference [95% CI]": f"{d:+.3f} [{dlo:+.3f}, {dhi:+.3f}]{level}",
-            "prob. of improvement [95% CI]": f"P({c.label} > {c.base}) = {p:.2f} [{plo:.2f}, {phi:.2f}]",
-            "p (Mann-Whitney)": f"{c.p:.3g}" + ("" if c.p_method == "exact" else f" ({c.p_method})"),
-            "p_holm": f"{c.p_holm:.3g}", "verdict": c.verdict()}
+    return {
+        "scenario": scenario,
+        "comparison": f"{c.label} vs {c.base}",
+        "score": c.score,
+        "difference [95% CI]": f"{d:+.3f} [{dlo:+.3f}, {dhi:+.3f}]{level}",
+        "prob. of improvement [95% CI]": f"P({c.label} > {c.base}) = {p:.2f} [{plo:.2f}, {phi:.2f}]",
+        "p (Mann-Whitney)": f"{c.p:.3g}" + ("" if c.p_method == "exact" else f" ({c.p_method})"),
+        "p_holm": f"{c.p_holm:.3g}",
+        "verdict": c.verdict(),
+    }
 
 
 def reward_scales(runs: list[Run]) -> str | None:
@@ -424,32 +452,46 @@ def scale_notes(runs: list[Run]) -> list[str]:
     notes = []
     for scenario, by_label in group(runs).items():
         if scales := reward_scales([r for rs in by_label.values() for r in rs]):
-            notes.append(f"{scenario} mixes reward scales ({scales}): its returns "
-                         f"are on different scales (env.reward_scale), its win rates are not")
+            notes.append(
+                f"{scenario} mixes reward scales ({scales}): its returns "
+                f"are on different scales (env.reward_scale), its win rates are not"
+            )
     return notes
 
 
 def _table(rows: list[dict]) -> list[str]:
     head = list(rows[0])
-    return ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |",
-            *("| " + " | ".join(r[h].replace("|", "\\|") for h in head) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+        *("| " + " | ".join(r[h].replace("|", "\\|") for h in head) + " |" for r in rows),
+    ]
 
 
 def markdown(rows: list[Row], metric: str, notes: list[str] = ()) -> str:
     table = [fmt_row(r) for r in rows]
     if not table:
         return f"(no run logged {metric})\n"
-    lines = [f"metric: `{metric}`; final = mean over the last {FINAL_FRACTION:.0%} of env steps; "
-             f"AUC = time-averaged metric; sd = sample sd over seeds; IQM with its 95% stratified "
-             f"bootstrap CI (rliable)", "", *_table(table)]
+    lines = [
+        f"metric: `{metric}`; final = mean over the last {FINAL_FRACTION:.0%} of env steps; "
+        f"AUC = time-averaged metric; sd = sample sd over seeds; IQM with its 95% stratified "
+        f"bootstrap CI (rliable)",
+        "",
+        *_table(table),
+    ]
     comparisons = [fmt_comparison(c, r.scenario) for r in rows for c in r.comparisons]
     if comparisons:
-        lines += ["", f"{len(comparisons)} comparisons: difference = Hodges-Lehmann shift (the median of the "
-                  f"seed-pair differences) with its exact Mann-Whitney CI (95%, or the most that few seeds allow, "
-                  f"shown in brackets); P(improvement) with its 95% stratified bootstrap CI; p: exact two-sided "
-                  f"Mann-Whitney on the per-seed scores; p_holm: "
-                  f"Holm-adjusted over the {len(comparisons)} comparisons of this table; a difference is called "
-                  f"only where p_holm < {ALPHA}", "", *_table(comparisons)]
+        lines += [
+            "",
+            f"{len(comparisons)} comparisons: difference = Hodges-Lehmann shift (the median of the "
+            f"seed-pair differences) with its exact Mann-Whitney CI (95%, or the most that few seeds allow, "
+            f"shown in brackets); P(improvement) with its 95% stratified bootstrap CI; p: exact two-sided "
+            f"Mann-Whitney on the per-seed scores; p_holm: "
+            f"Holm-adjusted over the {len(comparisons)} comparisons of this table; a difference is called "
+            f"only where p_holm < {ALPHA}",
+            "",
+            *_table(comparisons),
+        ]
     lines += [f"\nnote: {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
@@ -464,18 +506,64 @@ def write_csv(rows: list[Row], metric: str, path: Path) -> None:
 
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["scenario", "algorithm", "metric", "seeds", "final_mean", "final_sd", "auc_mean", "auc_sd",
-                    "iqm_final", "iqm_ci_low", "iqm_ci_high", "poi_base",
-                    "diff", "diff_ci_low", "diff_ci_high", "diff_ci_level", "poi", "poi_ci_low", "poi_ci_high", "p",
-                    "p_holm", "diff_auc", "diff_auc_ci_low", "diff_auc_ci_high", "diff_auc_ci_level", "poi_auc", "poi_auc_ci_low",
-                    "poi_auc_ci_high", "p_auc", "p_auc_holm", "p_method", "final_per_seed", "auc_per_seed"])
+        w.writerow(
+            [
+                "scenario",
+                "algorithm",
+                "metric",
+                "seeds",
+                "final_mean",
+                "final_sd",
+                "auc_mean",
+                "auc_sd",
+                "iqm_final",
+                "iqm_ci_low",
+                "iqm_ci_high",
+                "poi_base",
+                "diff",
+                "diff_ci_low",
+                "diff_ci_high",
+                "diff_ci_level",
+                "poi",
+                "poi_ci_low",
+                "poi_ci_high",
+                "p",
+                "p_holm",
+                "diff_auc",
+                "diff_auc_ci_low",
+                "diff_auc_ci_high",
+                "diff_auc_ci_level",
+                "poi_auc",
+                "poi_auc_ci_low",
+                "poi_auc_ci_high",
+                "p_auc",
+                "p_auc_holm",
+                "p_method",
+                "final_per_seed",
+                "auc_per_seed",
+            ]
+        )
         for r in rows:
             cells = []
             first = r.comparisons[0].base if r.comparisons else None
             for score in ("final", "auc"):
                 c = next((c for c in r.against(score) if c.base == first), None)
                 cells += [num(x) for x in (*c.shift, *c.poi, c.p, c.p_holm)] if c else [""] * 9
-            w.writerow([r.scenario, r.label, metric, " ".join(map(str, r.seeds)), num(np.mean(r.final)),
-                        num(sd(r.final)), num(np.mean(r.auc)), num(sd(r.auc)), *(num(x) for x in r.iqm),
-                        first or "", *cells, r.comparisons[0].p_method if r.comparisons else "",
-                        " ".join(f"{x:.6g}" for x in r.final), " ".join(f"{x:.6g}" for x in r.auc)])
+            w.writerow(
+                [
+                    r.scenario,
+                    r.label,
+                    metric,
+                    " ".join(map(str, r.seeds)),
+                    num(np.mean(r.final)),
+                    num(sd(r.final)),
+                    num(np.mean(r.auc)),
+                    num(sd(r.auc)),
+                    *(num(x) for x in r.iqm),
+                    first or "",
+                    *cells,
+                    r.comparisons[0].p_method if r.comparisons else "",
+                    " ".join(f"{x:.6g}" for x in r.final),
+                    " ".join(f"{x:.6g}" for x in r.auc),
+                ]
+            )

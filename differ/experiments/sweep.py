@@ -59,13 +59,18 @@ def _sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
     workers = int_option(opts, "workers", None, minimum=1)
     keep_replay = flag_option(opts, "keep_replay")
     n = {a: sum(r.action == a for r in runs) for a in ("new", "resume", "skip")}
-    print(f"sweep {out}: {len(runs)} runs ({n['new']} new, {n['resume']} to resume, {n['skip']} finished "
-          f"already), backend {backend}", file=sys.stderr)
+    print(
+        f"sweep {out}: {len(runs)} runs ({n['new']} new, {n['resume']} to resume, {n['skip']} finished "
+        f"already), backend {backend}",
+        file=sys.stderr,
+    )
     if not keep_replay:  # runs finished by an earlier sweep, too
         freed = sum(drop_replay(r) for r in runs)
         if freed:
-            print(f"deleted {freed / 2**30:.1f} GiB of replay chunks of finished runs (keep_replay=false)",
-                  file=sys.stderr)
+            print(
+                f"deleted {freed / 2**30:.1f} GiB of replay chunks of finished runs (keep_replay=false)",
+                file=sys.stderr,
+            )
     progress = Progress(runs, out, on_finish=None if keep_replay else drop_replay)
 
     def _terminate(signum, frame):  # SIGTERM (a scheduler, `kill`) stops the sweep like Ctrl-C

@@ -37,10 +37,18 @@ def agent_done(alive: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
     return torch.maximum(died.to(terminated.dtype), terminated.unsqueeze(-1).expand_as(died))
 
 
-def decompose(mixer, mixer_in: MixerInput, reward: torch.Tensor,
-              terminated: torch.Tensor, mask: torch.Tensor, alive: torch.Tensor,
-              target_q: torch.Tensor, target_tot: torch.Tensor, gamma: float,
-              g_clamp: float | None = None) -> Decomposition:
+def decompose(
+    mixer,
+    mixer_in: MixerInput,
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    mask: torch.Tensor,
+    alive: torch.Tensor,
+    target_q: torch.Tensor,
+    target_tot: torch.Tensor,
+    gamma: float,
+    g_clamp: float | None = None,
+) -> Decomposition:
     """mixer_in: the mixer's input at steps 0..T-1 (its qs [B, T, N] are the chosen Q_i; their
     gradient is not used here); reward / terminated / mask [B, T], alive [B, T+1, N], target_q
     [B, T, N] and target_tot [B, T] evaluated at t+1 (no gradient)."""

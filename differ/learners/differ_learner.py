@@ -46,21 +46,33 @@ class DifferLearner(QLearner):
             w = valid.to(delta_i.dtype)
             return w, w, 1.0, None
         eta, beta = eta_at(t_env, self.t_max, self.differ), beta_at(t_env, self.t_max, self.differ)
-        weights, counts = fair_weights(delta_i.detach().abs(), valid, eta, beta, self.differ.per_alpha,
-                                       self.differ.per_eps, self.generator)
+        weights, counts = fair_weights(
+            delta_i.detach().abs(), valid, eta, beta, self.differ.per_alpha, self.differ.per_eps, self.generator
+        )
         return weights, counts, eta, beta
 
     def train(self, batch: Batch, t_env: int = 0) -> dict[str, float]:
         fwd = self.forward(batch)
-        dec = decompose(self.mixer, fwd.mixer_in, fwd.reward, batch.terminated,
-                        batch.mask, batch.alive, fwd.target_q, fwd.target_tot, self.cfg.gamma, self.differ.g_clamp)
+        dec = decompose(
+            self.mixer,
+            fwd.mixer_in,
+            fwd.reward,
+            batch.terminated,
+            batch.mask,
+            batch.alive,
+            fwd.target_q,
+            fwd.target_tot,
+            self.cfg.gamma,
+            self.differ.g_clamp,
+        )
         # the mixer: team TD on detached agent Q values
         delta = (dec.q_tot - dec.y_tot) * batch.mask
-        loss_mixer = (delta ** 2).sum() / batch.mask.sum()
+        loss_mixer = (delta**2).sum() / batch.mask.sum()
         stats = self.team_stats(loss_mixer, delta, dec.q_tot, dec.y_tot, batch.mask)
         if self.mixer_optimiser is not None:
-            stats["grad_norm_mixer"] = self.step(self.mixer_optimiser, loss_mixer, self.mixer_params,
-                                                 self.cfg.grad_clip)
+            stats["grad_norm_mixer"] = self.step(
+                self.mixer_optimiser, loss_mixer, self.mixer_params, self.cfg.grad_clip
+            )
         # the agents: individual TD on the selected experiences
         delta_i = fwd.chosen - dec.y_i
         valid = dec.mask_i > 0
@@ -69,11 +81,16 @@ class DifferLearner(QLearner):
             raise TrainingDiverged("the individual TD errors became non-finite")
         n_valid = valid.sum().clamp(min=1)
         weights, counts, eta, beta = self.selection_weights(delta_i, valid, t_env)
-        loss_agents = (weights * delta_i ** 2).sum() / n_valid
-        stats["grad_norm_agents"] = self.step(self.optimiser, loss_agents + self.l1_penalty(),
-                                              self.agent_params, self.cfg.grad_clip)
-        stats.update(loss_mixer=loss_mixer.item(), loss_agents=loss_agents.item(),
-                     grad_norm=stats["grad_norm_agents"], selected_ratio=eta)
+        loss_agents = (weights * delta_i**2).sum() / n_valid
+        stats["grad_norm_agents"] = self.step(
+            self.optimiser, loss_agents + self.l1_penalty(), self.agent_params, self.cfg.grad_clip
+        )
+        stats.update(
+            loss_mixer=loss_mixer.item(),
+            loss_agents=loss_agents.item(),
+            grad_norm=stats["grad_norm_agents"],
+            selected_ratio=eta,
+        )
         if beta is not None:
             stats["beta"] = beta
         stats.update(self.diagnostics(dec, delta_i.detach(), valid, counts))
@@ -84,8 +101,11 @@ class DifferLearner(QLearner):
         """The paper's analyses: Fig. 9 (td_ind_std_norm) and Fig. 12 (sample_share/<unit type>);
         fair replay's health (fair_top10_share, td_ind_over_eps; `differ analyze fair`)."""
         td = delta_i.abs()[valid]
-        out = {"reward_i_mean": dec.reward_i[valid].mean().item(), "td_error_ind_abs": td.mean().item(),
-               "td_ind_std_norm": (td.std() / td.mean()).item() if td.numel() > 1 else 0.0}
+        out = {
+            "reward_i_mean": dec.reward_i[valid].mean().item(),
+            "td_error_ind_abs": td.mean().item(),
+            "td_ind_std_norm": (td.std() / td.mean()).item() if td.numel() > 1 else 0.0,
+        }
         health = fair_health(delta_i.abs(), valid, counts, self.differ.per_eps)
         if self.differ.selection != "per":  # -divide draws nothing: every valid experience, once
             health.pop("fair_top10_share", None)

@@ -58,8 +58,9 @@ class MaserLearner(QLearner):
         super().__init__(agent, mixer, cfg, spec=spec, seed=seed, device=device)
         self.maser = m = section(cfg, "maser")
         # created after the main optimiser: not part of it (as in the published code)
-        self.phi = nn.Sequential(nn.Linear(agent.fc_obs.in_features, m.phi_hidden), nn.ReLU(),
-                                 nn.Linear(m.phi_hidden, agent.n_actions)).to(self.device)
+        self.phi = nn.Sequential(
+            nn.Linear(agent.fc_obs.in_features, m.phi_hidden), nn.ReLU(), nn.Linear(m.phi_hidden, agent.n_actions)
+        ).to(self.device)
         self.phi_optimiser = self.make_optimiser(list(self.phi.parameters())) if m.train_phi else None
         self.phi.requires_grad_(m.train_phi)
 
@@ -92,10 +93,13 @@ class MaserLearner(QLearner):
     def individual_loss(self, fwd: Forward, batch: Batch) -> torch.Tensor:
         gamma, lam = self.cfg.gamma, self.maser.intrinsic_weight
         share = F.softmax(fwd.target_q, dim=-1)  # over agents
-        y_i = (share * fwd.reward.unsqueeze(-1) + lam * fwd.extras["intrinsic"]
-               + gamma * (1 - batch.terminated).unsqueeze(-1) * fwd.target_q)
+        y_i = (
+            share * fwd.reward.unsqueeze(-1)
+            + lam * fwd.extras["intrinsic"]
+            + gamma * (1 - batch.terminated).unsqueeze(-1) * fwd.target_q
+        )
         delta_i = (fwd.chosen - y_i.detach()) * batch.mask.unsqueeze(-1)
-        return (delta_i ** 2).sum() / batch.mask.sum()
+        return (delta_i**2).sum() / batch.mask.sum()
 
     def phi_loss(self, fwd: Forward, batch: Batch) -> torch.Tensor:
         """MASER's distance loss: ‖φ(o_t) − φ(g)‖ against 1 − cos of the target Q vectors."""
@@ -108,17 +112,22 @@ class MaserLearner(QLearner):
     def train(self, batch: Batch, t_env: int = 0) -> dict[str, float]:
         fwd = self.forward(batch)
         q_tot, y, delta = self.team_td(fwd, batch, fwd.chosen)
-        loss = (delta ** 2).sum() / batch.mask.sum()
+        loss = (delta**2).sum() / batch.mask.sum()
         loss_ind = self.individual_loss(fwd, batch)
         total = loss + self.maser.individual_weight * loss_ind
         grad_norm = self.step(self.optimiser, total + self.l1_penalty(), self.params, self.cfg.grad_clip)
-        stats = {**self.team_stats(loss, delta, q_tot, y, batch.mask), "grad_norm": grad_norm,
-                 "loss_ind": loss_ind.item(),
-                 "intrinsic_reward_mean": ((fwd.extras["intrinsic"] * batch.mask.unsqueeze(-1)).sum()
-                                           / (batch.mask.sum() * self.agent.n_agents)).item()}
+        stats = {
+            **self.team_stats(loss, delta, q_tot, y, batch.mask),
+            "grad_norm": grad_norm,
+            "loss_ind": loss_ind.item(),
+            "intrinsic_reward_mean": (
+                (fwd.extras["intrinsic"] * batch.mask.unsqueeze(-1)).sum() / (batch.mask.sum() * self.agent.n_agents)
+            ).item(),
+        }
         if self.phi_optimiser is not None:
             loss_phi = self.phi_loss(fwd, batch)
             stats["loss_phi"] = loss_phi.item()
-            stats["grad_norm_phi"] = self.step(self.phi_optimiser, loss_phi, list(self.phi.parameters()),
-                                               self.cfg.grad_clip)
+            stats["grad_norm_phi"] = self.step(
+                self.phi_optimiser, loss_phi, list(self.phi.parameters()), self.cfg.grad_clip
+            )
         return stats

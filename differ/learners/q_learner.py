@@ -52,8 +52,9 @@ def greedy_actions(q: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
     return q.detach().masked_fill(~avail, -torch.inf).argmax(-1)
 
 
-def mixer_input(mixer, qs: torch.Tensor, state: torch.Tensor, actions: torch.Tensor, q_all: torch.Tensor,
-                avail: torch.Tensor) -> MixerInput:
+def mixer_input(
+    mixer, qs: torch.Tensor, state: torch.Tensor, actions: torch.Tensor, q_all: torch.Tensor, avail: torch.Tensor
+) -> MixerInput:
     """The input `mixer` reads: qs and the state, plus the one-hot of `actions` and the max of
     `q_all` over `avail` (detached) only where the mixer asks for them."""
     x = MixerInput(qs, state)
@@ -75,8 +76,16 @@ class QLearner:
     # argmax over the available actions) and continuous (CEM, with COMIX's agent)
     action_kinds = frozenset({"discrete", "continuous"})
 
-    def __init__(self, agent: RNNAgent | CEMAgent, mixer: nn.Module, cfg, spec=None, seed: int = 0,
-                 device: torch.device | str = "cpu", **_):
+    def __init__(
+        self,
+        agent: RNNAgent | CEMAgent,
+        mixer: nn.Module,
+        cfg,
+        spec=None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        **_,
+    ):
         self.cfg = cfg
         self.device = torch.device(device)
         self.agent, self.mixer = agent.to(self.device), mixer.to(self.device)
@@ -118,8 +127,9 @@ class QLearner:
         """What acts with this learner's agent network (or `agent`, a copy of it) in the runner."""
         agent = self.agent if agent is None else agent
         if self.continuous:
-            return CEMController(agent, self.low.cpu().numpy(), self.high.cpu().numpy(), self.cem,
-                                 self.cem.action_noise)
+            return CEMController(
+                agent, self.low.cpu().numpy(), self.high.cpu().numpy(), self.cem, self.cem.action_noise
+            )
         return Controller(agent)
 
     # ---- the shared forward pass -------------------------------------------------------
@@ -161,8 +171,7 @@ class QLearner:
         lengths = batch.mask.sum(1).long() + 1 if self.skip_padding else None
         q = self.unroll(self.agent, obs, la, lengths)
         chosen = q[:, :-1].gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
-        mixer_in = mixer_input(self.mixer, chosen, batch.state[:, :-1], batch.actions, q[:, :-1],
-                               batch.avail[:, :-1])
+        mixer_in = mixer_input(self.mixer, chosen, batch.state[:, :-1], batch.actions, q[:, :-1], batch.avail[:, :-1])
         with torch.no_grad():
             tq_all = self.unroll(self.target_agent, obs, la, lengths)
             tq = tq_all[:, 1:]
@@ -211,10 +220,19 @@ class QLearner:
         high = self.high.to(th.dtype).expand(B, T, N, A).reshape(-1, A)[rows]
         c, out = self.cem, []
         for s in range(0, z.shape[0], self.CEM_CHUNK):
-            zc = z[s: s + self.CEM_CHUNK]
-            out.append(cem_argmax(lambda cand: self.target_agent.q_projected(zc, cand), (zc.shape[0],),
-                                  low[s: s + self.CEM_CHUNK], high[s: s + self.CEM_CHUNK], self.cem_generator,
-                                  c.samples, c.elites, c.iterations))
+            zc = z[s : s + self.CEM_CHUNK]
+            out.append(
+                cem_argmax(
+                    lambda cand, zc=zc: self.target_agent.q_projected(zc, cand),
+                    (zc.shape[0],),
+                    low[s : s + self.CEM_CHUNK],
+                    high[s : s + self.CEM_CHUNK],
+                    self.cem_generator,
+                    c.samples,
+                    c.elites,
+                    c.iterations,
+                )
+            )
         a = torch.zeros(B * T * N, A, dtype=th.dtype, device=th.device)
         if out:
             a[rows] = torch.cat(out)
@@ -252,14 +270,18 @@ class QLearner:
     @torch.no_grad()
     def team_stats(loss, delta, q_tot, y, mask) -> dict[str, float]:
         n = mask.sum()
-        return {"loss_td": loss.item(), "td_error_abs": (delta.abs().sum() / n).item(),
-                "q_taken_mean": ((q_tot * mask).sum() / n).item(), "target_mean": ((y * mask).sum() / n).item()}
+        return {
+            "loss_td": loss.item(),
+            "td_error_abs": (delta.abs().sum() / n).item(),
+            "q_taken_mean": ((q_tot * mask).sum() / n).item(),
+            "target_mean": ((y * mask).sum() / n).item(),
+        }
 
     # ---- one training step --------------------------------------------------------------
     def train(self, batch: Batch, t_env: int = 0) -> dict[str, float]:
         fwd = self.forward(batch)
         q_tot, y, delta = self.team_td(fwd, batch, fwd.chosen)
-        loss = (delta ** 2).sum() / batch.mask.sum()
+        loss = (delta**2).sum() / batch.mask.sum()
         grad_norm = self.step(self.optimiser, loss + self.l1_penalty(), self.params, self.cfg.grad_clip)
         return {**self.team_stats(loss, delta, q_tot, y, batch.mask), "grad_norm": grad_norm}
 
@@ -277,8 +299,12 @@ class QLearner:
     # ---- checkpointing: networks and optimisers by name, one generic path -------------------
     def networks(self) -> dict[str, nn.Module]:
         """Every module whose weights a checkpoint keeps, by name (the checkpoint's keys)."""
-        return {"agent": self.agent, "mixer": self.mixer, "target_agent": self.target_agent,
-                "target_mixer": self.target_mixer}
+        return {
+            "agent": self.agent,
+            "mixer": self.mixer,
+            "target_agent": self.target_agent,
+            "target_mixer": self.target_mixer,
+        }
 
     def named_optimisers(self) -> dict[str, torch.optim.Optimizer]:
         return {"optimiser": self.optimiser}
@@ -295,9 +321,11 @@ class QLearner:
             self.cem_generator.set_state(sd["cem_generator"])
 
     def state_dict(self) -> dict:
-        return {**{k: m.state_dict() for k, m in self.networks().items()},
-                **{k: o.state_dict() for k, o in self.named_optimisers().items()},
-                **self.extra_state()}
+        return {
+            **{k: m.state_dict() for k, m in self.networks().items()},
+            **{k: o.state_dict() for k, o in self.named_optimisers().items()},
+            **self.extra_state(),
+        }
 
     def load_state_dict(self, sd: dict) -> None:
         for k, m in self.networks().items():

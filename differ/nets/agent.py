@@ -39,6 +39,7 @@ def packing(lengths: torch.Tensor, T: int, N: int) -> tuple[torch.Tensor, torch.
 
 class RNNAgent(nn.Module):
     action_kind = "discrete"  # one Q output per action
+
     def __init__(self, obs_dim: int, n_actions: int, n_agents: int, hidden: int = 64):
         super().__init__()
         self.n_actions, self.n_agents, self.hidden = n_actions, n_agents, hidden
@@ -77,8 +78,13 @@ class RNNAgent(nn.Module):
         ids = torch.arange(self.n_agents, device=obs.device)
         return F.relu(self.project_obs(obs) + self.last_action(last_action) + self.agent_id(ids))
 
-    def forward(self, obs: torch.Tensor, last_action: torch.Tensor, h: torch.Tensor | None = None,
-                lengths: torch.Tensor | None = None):
+    def forward(
+        self,
+        obs: torch.Tensor,
+        last_action: torch.Tensor,
+        h: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+    ):
         """Unroll over time. obs [B, T, N, O], last_action [B, T, N] -> Q [B, T, N, A], h_T.
 
         h: [1, B*N, H] or None (zeros, the start of an episode). lengths [B] (time steps of each

@@ -9,7 +9,7 @@ iteration is returned. Padded action dimensions have low = high = 0, so they sta
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -19,9 +19,16 @@ def squash(u: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tens
 
 
 @torch.no_grad()
-def cem_argmax(q: Callable[[torch.Tensor], torch.Tensor], lead: tuple[int, ...], low: torch.Tensor,
-               high: torch.Tensor, generator: torch.Generator, samples: int = 64, elites: int = 6,
-               iterations: int = 2) -> torch.Tensor:
+def cem_argmax(
+    q: Callable[[torch.Tensor], torch.Tensor],
+    lead: tuple[int, ...],
+    low: torch.Tensor,
+    high: torch.Tensor,
+    generator: torch.Generator,
+    samples: int = 64,
+    elites: int = 6,
+    iterations: int = 2,
+) -> torch.Tensor:
     """q: candidate actions [K, *lead, A] -> values [K, *lead]; low/high broadcast to [*lead, A].
     Returns the best action found, [*lead, A]."""
     shape = (*lead, low.shape[-1])

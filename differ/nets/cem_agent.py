@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 class CEMAgent(nn.Module):
     action_kind = "continuous"  # the action is an input; CEM finds the argmax
+
     def __init__(self, obs_dim: int, action_dim: int, n_agents: int, hidden: int = 64, head_hidden: int = 64):
         super().__init__()
         self.action_dim, self.n_agents, self.hidden = action_dim, n_agents, hidden
@@ -48,7 +49,7 @@ class CEMAgent(nn.Module):
     def q_projected(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q from `project(h)` [..., head_hidden] and actions [..., A] (leading dims broadcast)."""
         first = self.head[0]
-        x = F.linear(action, first.weight[:, self.hidden:])
+        x = F.linear(action, first.weight[:, self.hidden :])
         if torch.is_grad_enabled() or x.shape != torch.broadcast_shapes(x.shape, z.shape):
             x = F.relu(z + x)
         else:  # CEM's [samples, rows, head] tensors: in place, no two more of them to allocate (2x faster)
@@ -58,4 +59,3 @@ class CEMAgent(nn.Module):
     def q(self, h: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """h [..., H], action [..., A] (leading dims broadcast) -> Q [...]."""
         return self.q_projected(self.project(h), action)
-

@@ -62,8 +62,9 @@ def cache_dir() -> Path:
 def build_dir() -> Path:
     """Where this source, compiled with these flags for this torch, Python and CPU, lives."""
     cflags, ldflags = _flags()
-    digest = hashlib.sha256("\n".join([SOURCE.read_text(), *cflags, *ldflags, torch.__version__,
-                                       sys.version, _cpu_id()]).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(
+        "\n".join([SOURCE.read_text(), *cflags, *ldflags, torch.__version__, sys.version, _cpu_id()]).encode()
+    ).hexdigest()[:12]
     return cache_dir() / f"differ_fused_gru_{digest}"
 
 
@@ -106,19 +107,29 @@ def kernel():
         try:
             cpp_extension.verify_ninja_availability()
         except RuntimeError:
-            raise ConfigError(f"{KEY} compiles a kernel with ninja, which is not installed: "
-                              f"`pip install ninja` (or leave algo.fused_gru out)") from None
+            raise ConfigError(
+                f"{KEY} compiles a kernel with ninja, which is not installed: "
+                f"`pip install ninja` (or leave algo.fused_gru out)"
+            ) from None
         build.mkdir(parents=True, exist_ok=True)
         _clear_stale_lock(build / "lock")
-        return cpp_extension.load(name=build.name, sources=[str(SOURCE)], extra_cflags=cflags,
-                                  extra_ldflags=ldflags, build_directory=str(build), verbose=False)
+        return cpp_extension.load(
+            name=build.name,
+            sources=[str(SOURCE)],
+            extra_cflags=cflags,
+            extra_ldflags=ldflags,
+            build_directory=str(build),
+            verbose=False,
+        )
     except ConfigError:
         raise
     except Exception as e:  # compiler missing or failing, unwritable cache, ...: one line, not a traceback
         first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        raise ConfigError(f"{KEY}: the fused GRU kernel did not compile ({first[:200]}); it needs a C++ "
-                          f"compiler (g++) and Python's headers; the build is in {build}; or leave "
-                          f"algo.fused_gru out") from None
+        raise ConfigError(
+            f"{KEY}: the fused GRU kernel did not compile ({first[:200]}); it needs a C++ "
+            f"compiler (g++) and Python's headers; the build is in {build}; or leave "
+            f"algo.fused_gru out"
+        ) from None
 
 
 class _FusedGRU(torch.autograd.Function):

@@ -14,7 +14,6 @@ settings, a dataclass of its keyword arguments in differ/config.py's `SECTIONS`,
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
 
 import torch
 from torch import nn
@@ -27,10 +26,10 @@ class MixerInput:
 
     qs: torch.Tensor  # [..., N] Q_i of the chosen (for targets: the greedy) actions
     state: torch.Tensor  # [..., S]
-    actions: Optional[torch.Tensor] = None  # [..., N, A] one-hot of those actions
-    max_qs: Optional[torch.Tensor] = None  # [..., N] max_a Q_i over the available actions, no gradient
+    actions: torch.Tensor | None = None  # [..., N, A] one-hot of those actions
+    max_qs: torch.Tensor | None = None  # [..., N] max_a Q_i over the available actions, no gradient
 
-    def with_qs(self, qs: torch.Tensor) -> "MixerInput":
+    def with_qs(self, qs: torch.Tensor) -> MixerInput:
         return replace(self, qs=qs)
 
 
@@ -70,11 +69,13 @@ class QMixer(Mixer):
     def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_hidden: int = 64, **_):
         super().__init__()
         self.n_agents, self.embed_dim = n_agents, embed_dim
-        self.hyper_w1 = nn.Sequential(nn.Linear(state_dim, hypernet_hidden), nn.ReLU(),
-                                      nn.Linear(hypernet_hidden, n_agents * embed_dim))
+        self.hyper_w1 = nn.Sequential(
+            nn.Linear(state_dim, hypernet_hidden), nn.ReLU(), nn.Linear(hypernet_hidden, n_agents * embed_dim)
+        )
         self.hyper_b1 = nn.Linear(state_dim, embed_dim)
-        self.hyper_w2 = nn.Sequential(nn.Linear(state_dim, hypernet_hidden), nn.ReLU(),
-                                      nn.Linear(hypernet_hidden, embed_dim))
+        self.hyper_w2 = nn.Sequential(
+            nn.Linear(state_dim, hypernet_hidden), nn.ReLU(), nn.Linear(hypernet_hidden, embed_dim)
+        )
         self.value = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
 
     def mix(self, x: MixerInput) -> torch.Tensor:
@@ -99,13 +100,13 @@ class QPLEXMixer(Mixer):
     reads = frozenset({"actions", "max_qs"})
     action_kinds = frozenset({"discrete"})
 
-    def __init__(self, n_agents: int, state_dim: int, n_actions: int, hypernet_hidden: int = 64,
-                 kernels: int = 4, **_):
+    def __init__(self, n_agents: int, state_dim: int, n_actions: int, hypernet_hidden: int = 64, kernels: int = 4, **_):
         super().__init__()
         self.n_agents = n_agents
 
         def head():
             return nn.Sequential(nn.Linear(state_dim, hypernet_hidden), nn.ReLU(), nn.Linear(hypernet_hidden, n_agents))
+
         self.weight, self.value = head(), head()
         self.keys = nn.ModuleList(nn.Linear(state_dim, 1) for _ in range(kernels))
         self.agents = nn.ModuleList(nn.Linear(state_dim, n_agents) for _ in range(kernels))
@@ -114,8 +115,10 @@ class QPLEXMixer(Mixer):
     def lam(self, state: torch.Tensor, actions_onehot: torch.Tensor) -> torch.Tensor:
         """λ_i(s, a) [..., N], summed over the kernels."""
         sa = torch.cat([state, actions_onehot.flatten(-2)], dim=-1)
-        return sum((key(state).abs() + 1e-10) * torch.sigmoid(ag(state)) * torch.sigmoid(act(sa))
-                   for key, ag, act in zip(self.keys, self.agents, self.actions))
+        return sum(
+            (key(state).abs() + 1e-10) * torch.sigmoid(ag(state)) * torch.sigmoid(act(sa))
+            for key, ag, act in zip(self.keys, self.agents, self.actions)
+        )
 
     def mix(self, x: MixerInput) -> torch.Tensor:
         w = self.weight(x.state).abs() + 1e-10

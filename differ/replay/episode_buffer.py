@@ -25,6 +25,7 @@ from ..envs.base import EnvSpec
 from ..errors import CorruptCheckpoint
 from .schema import EpisodeSchema
 
+
 def bytes_per_step(spec: EnvSpec, obs_dtype: str) -> int:
     return EpisodeSchema(spec, obs_dtype).bytes_per_step()
 
@@ -45,8 +46,9 @@ def available_memory() -> int:
     return 1 << 62
 
 
-def check_fits(spec: EnvSpec, obs_dtype: str, capacity: int, total_steps: int | None = None,
-               fraction: float = 0.8) -> None:
+def check_fits(
+    spec: EnvSpec, obs_dtype: str, capacity: int, total_steps: int | None = None, fraction: float = 0.8
+) -> None:
     """Fail at start, never mid-run: the buffer full of episodes at the limit must fit. A run that
     collects at most `total_steps` env steps never stores more than 2 x total_steps rows (each
     episode stores its length + 1 and lasts at least one step), whatever the capacity."""
@@ -57,7 +59,8 @@ def check_fits(spec: EnvSpec, obs_dtype: str, capacity: int, total_steps: int | 
         raise MemoryError(
             f"a full replay buffer of {capacity} episodes needs up to {need / 2**30:.1f} GiB "
             f"({spec.episode_limit} steps each), but only {have / 2**30:.1f} GiB is available; "
-            f"lower algo.buffer_size or keep algo.obs_dtype=float16")
+            f"lower algo.buffer_size or keep algo.obs_dtype=float16"
+        )
 
 
 @dataclass
@@ -75,7 +78,7 @@ class Batch:
     def max_t(self) -> int:
         return self.actions.shape[1]
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         """The batch on `device` (itself where it is there already)."""
         if self.obs.device == torch.device(device):
             return self
@@ -99,8 +102,9 @@ class EpisodeBuffer:
 
     def add(self, obs, state, avail, alive, actions, reward, terminated: bool) -> None:
         """One episode of length L: obs/state/avail/alive have L + 1 rows, actions/reward L."""
-        ep = self.schema.stored({"obs": obs, "state": state, "avail": avail, "alive": alive,
-                                 "actions": actions, "reward": reward})
+        ep = self.schema.stored(
+            {"obs": obs, "state": state, "avail": avail, "alive": alive, "actions": actions, "reward": reward}
+        )
         ep["terminated"] = bool(terminated)
         self.episodes.append(ep)
         self.total_added += 1
@@ -143,9 +147,11 @@ class EpisodeBuffer:
         start = max(self._persisted_upto, first_live)
         if start >= self.total_added:
             return
-        eps = list(self.episodes)[start - first_live:]
-        arrays = {"lengths": np.array([len(ep["reward"]) for ep in eps], np.int64),
-                  "terminated": np.array([ep["terminated"] for ep in eps], bool)}
+        eps = list(self.episodes)[start - first_live :]
+        arrays = {
+            "lengths": np.array([len(ep["reward"]) for ep in eps], np.int64),
+            "terminated": np.array([ep["terminated"] for ep in eps], bool),
+        }
         for k in self.schema.step_keys + self.schema.transition_keys:
             arrays[k] = np.concatenate([ep[k] for ep in eps])
         path = directory / f"chunk_{start:09d}_{self.total_added:09d}.npz"
@@ -176,8 +182,10 @@ class EpisodeBuffer:
             for start, end, p in self._chunks(directory):
                 if end > first:
                     if start < first:  # cannot happen with our naming; refuse to guess
-                        raise CorruptCheckpoint(f"replay chunk {p} straddles episode {first}, where the "
-                                                f"checkpoint ends; the replay files are inconsistent")
+                        raise CorruptCheckpoint(
+                            f"replay chunk {p} straddles episode {first}, where the "
+                            f"checkpoint ends; the replay files are inconsistent"
+                        )
                     p.unlink()
 
     def restore(self, directory: Path, live_from: int, total_added: int) -> None:
@@ -197,7 +205,8 @@ class EpisodeBuffer:
         if expected != total_added:
             raise CorruptCheckpoint(
                 f"replay chunks in {directory} cover episodes up to {expected}, the checkpoint "
-                f"needs up to {total_added}: the replay files are incomplete")
+                f"needs up to {total_added}: the replay files are incomplete"
+            )
         self.total_added = self._persisted_upto = total_added
 
     def _read_chunk(self, path: Path) -> list[dict]:
@@ -214,8 +223,8 @@ class EpisodeBuffer:
             raise CorruptCheckpoint(f"replay chunk {path} cannot be read ({type(e).__name__}: {first})") from None
         eps, s_off, t_off = [], 0, 0
         for j, L in enumerate(lengths):
-            ep = {k: data[k][s_off:s_off + L + 1] for k in step_keys}
-            ep.update({k: data[k][t_off:t_off + L] for k in transition_keys})
+            ep = {k: data[k][s_off : s_off + L + 1] for k in step_keys}
+            ep.update({k: data[k][t_off : t_off + L] for k in transition_keys})
             ep["terminated"] = bool(term[j])
             eps.append(ep)
             s_off += L + 1

@@ -37,8 +37,15 @@ def beta_at(t_env: int, t_max: int, cfg) -> float:
     return cfg.beta_start + (cfg.beta_end - cfg.beta_start) * frac
 
 
-def fair_weights(td_abs: torch.Tensor, valid: torch.Tensor, eta: float, beta: float, alpha: float,
-                 eps: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def fair_weights(
+    td_abs: torch.Tensor,
+    valid: torch.Tensor,
+    eta: float,
+    beta: float,
+    alpha: float,
+    eps: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-element loss weights (draw count × IS weight) and draw counts, both shaped like td_abs.
 
     td_abs: |δ_i| (no gradient); valid: bool mask of the elements of E.

@@ -34,11 +34,15 @@ def action_dtype(n_actions: int):
 def action_fields(space, n_agents: int) -> tuple[Field, Field]:
     """The fields an action space adds: what the agents may do at each step, and what they did."""
     if isinstance(space, DiscreteActions):
-        return (Field("avail", "step", (n_agents, space.n), np.dtype(bool), np.dtype(bool)),
-                Field("actions", "transition", (n_agents,), np.dtype(action_dtype(space.n)), np.dtype(np.int64)))
+        return (
+            Field("avail", "step", (n_agents, space.n), np.dtype(bool), np.dtype(bool)),
+            Field("actions", "transition", (n_agents,), np.dtype(action_dtype(space.n)), np.dtype(np.int64)),
+        )
     if isinstance(space, ContinuousActions):  # avail: the dimensions each agent controls
-        return (Field("avail", "step", (n_agents, space.width), np.dtype(bool), np.dtype(bool)),
-                Field("actions", "transition", (n_agents, space.width), np.dtype(np.float32), np.dtype(np.float32)))
+        return (
+            Field("avail", "step", (n_agents, space.width), np.dtype(bool), np.dtype(bool)),
+            Field("actions", "transition", (n_agents, space.width), np.dtype(np.float32), np.dtype(np.float32)),
+        )
     raise TypeError(f"no episode fields for {type(space).__name__} action spaces")
 
 
@@ -65,8 +69,10 @@ class EpisodeSchema:
     def padded(self, B: int, T: int, stored: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         """Zeroed arrays for B episodes of up to T steps, in the learner's dtypes (the fields named
         in `stored` in their storage dtype, for a cast done later by torch)."""
-        return {fl.name: np.zeros((B, self.rows(fl, T), *fl.shape), fl.store if fl.name in stored else fl.batch)
-                for fl in self.fields}
+        return {
+            fl.name: np.zeros((B, self.rows(fl, T), *fl.shape), fl.store if fl.name in stored else fl.batch)
+            for fl in self.fields
+        }
 
     def stored(self, arrays: dict) -> dict[str, np.ndarray]:
         """One episode's arrays in the buffer's storage dtypes."""
