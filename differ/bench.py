@@ -130,11 +130,11 @@ def train_steps_per_s(overrides: dict, warmup: int, measure: int) -> float:
         trainer.start_new()
         trainer.save_checkpoint = lambda: None  # the benchmark measures training, not disk
         trainer.train()
-        start = trainer.c["t_env"]
+        start = trainer.c.t_env
         cfg.t_max = start + measure
         t0 = time.perf_counter()
         trainer.train()
-        return (trainer.c["t_env"] - start) / (time.perf_counter() - t0)
+        return (trainer.c.t_env - start) / (time.perf_counter() - t0)
 
 
 def buffer_gb(scenario: str, episodes: int = 16) -> dict:
@@ -340,11 +340,11 @@ def profile_run(overrides: dict, warmup: int, measure: int) -> dict:
         trainer = Trainer(cfg, Path(d))
         trainer.start_new()
         trainer.train()
-        before, t_start = dict(trainer.clock.seconds), trainer.c["t_env"]
+        before, t_start = dict(trainer.clock.seconds), trainer.c.t_env
         cfg.t_max = t_start + measure
         t0 = time.perf_counter()
         trainer.train()
-        wall, steps = time.perf_counter() - t0, trainer.c["t_env"] - t_start
+        wall, steps = time.perf_counter() - t0, trainer.c.t_env - t_start
         split = PhaseClock({k: v - before.get(k, 0.0) for k, v in trainer.clock.seconds.items()}).split(steps, wall)
     return {
         "steps_per_s": round(steps / wall, 1),

@@ -147,11 +147,22 @@ class RunConfig:
     wandb_mode: str = "offline"  # offline: files under RUN_DIR/wandb (`wandb sync` uploads) | online | disabled
 
 
-# Keys a resumed run may change: they steer how long it runs, what it reports and how the
-# optimiser steps, not the shapes or meaning of anything in the checkpoint. Anything else would
-# silently mismatch the checkpoint (or fail to load it), so it is refused on resume.
-RESUME_KEYS = ("t_max", "checkpoint_interval", "test_interval", "log_interval", "progress", "tensorboard",
-               "torch_threads", "device", "wandb", "wandb_project", "wandb_entity", "wandb_mode", "algo.lr", "algo.optim_alpha", "algo.optim_eps", "algo.grad_clip")
+# What a key does to a run, for the keys that may change while it lasts: every other key is part
+# of what the run is (changing it would silently mismatch the checkpoint, or fail to load it).
+# The one table that the resume check, a sweep's re-run check and the plots' variant labels read:
+#   budget     where the run stops
+#   report     how it reports, checkpoints and computes (threads, device), not what it computes
+#   optimiser  how the optimiser steps: it may change on resume, but makes a different experiment
+KEY_ROLES = {
+    "t_max": "budget",
+    **dict.fromkeys(("checkpoint_interval", "test_interval", "log_interval", "progress", "tensorboard",
+                     "torch_threads", "device", "wandb", "wandb_project", "wandb_entity", "wandb_mode"), "report"),
+    **dict.fromkeys(("algo.lr", "algo.optim_alpha", "algo.optim_eps", "algo.grad_clip"), "optimiser"),
+}
+RESUME_KEYS = tuple(KEY_ROLES)  # a resume may change these
+# two runs that differ only in these (and run_dir) are the same experiment: a sweep re-run may
+# change them (the resumed runs take the new values), and plots do not split variants on them
+SAME_EXPERIMENT_KEYS = frozenset({"run_dir"} | {k for k, role in KEY_ROLES.items() if role != "optimiser"})
 
 
 # Keys of the flat layout (differ 0.1) and where they live now. "@mixer" is the run's own mixer.

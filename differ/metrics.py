@@ -8,6 +8,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from .rundir import RunDir
+
 
 class Accumulator:
     """Running sums of scalar statistics between two log events (checkpointable)."""
@@ -37,8 +39,7 @@ class Accumulator:
 
 class MetricsLogger:
     def __init__(self, run_dir: Path, tensorboard: bool = True, resume_t_env: int | None = None, sink=None):
-        self.path = Path(run_dir) / "metrics.jsonl"
-        self.eval_path = Path(run_dir) / "eval.jsonl"
+        self.path, self.eval_path = RunDir(run_dir).metrics, RunDir(run_dir).evals
         if resume_t_env is not None:
             for path in (self.path, self.eval_path):
                 self._truncate_after(path, resume_t_env)

@@ -37,8 +37,8 @@ class Progress:
             )
 
     def update(self, c, last_test, recent_return):
-        self.bar.update(c["t_env"] - self.t)
-        self.t = c["t_env"]
+        self.bar.update(c.t_env - self.t)
+        self.t = c.t_env
         post = {"return": f"{recent_return:.2f}"}
         if "test_return_mean" in last_test:
             post["test_ret"] = f"{last_test['test_return_mean']:.2f}"

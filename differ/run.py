@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from . import checkpoint as ckpt
 from .config import build_config
 from .errors import CheckpointError, ConfigError, storage_error
-from .rundir import default_run_dir, machine_info, resume_config, run_lock
+from .rundir import RunDir, default_run_dir, machine_info, resume_config, run_lock
 from .trainer import Trainer
 
 
@@ -47,13 +47,13 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
             else:
                 cfg.run_dir = str(run_dir)
                 trainer.start_new()
-            OmegaConf.save(cfg, run_dir / "config.yaml")  # only now: e.g. a raised t_max on resume
+            OmegaConf.save(cfg, RunDir(run_dir).config)  # only now: e.g. a raised t_max on resume
             result = trainer.train()
             result["run_dir"] = str(run_dir)
             result["machine"] = machine_info()  # of the session that finished the run
             # the file names the directory relative to where the command ran, not by a path of this machine's
             saved = {**result, "run_dir": os.path.relpath(run_dir)}
-            ckpt.write_atomic(run_dir / "result.json", (json.dumps(saved, indent=2) + "\n").encode())
+            ckpt.write_atomic(RunDir(run_dir).result_file, (json.dumps(saved, indent=2) + "\n").encode())
     except OSError as e:
         raise storage_error(e, run_dir) from None
     return result

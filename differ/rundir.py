@@ -3,6 +3,7 @@ numbers belong to."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -11,6 +12,42 @@ from omegaconf import DictConfig
 from .config import build_config, load_run_config
 from .errors import CheckpointError
 from .lock import claimed_dir
+
+
+class RunDir:
+    """The files of a run directory, each named here once.
+
+    config.yaml the run's config; metrics.jsonl and eval.jsonl its logs (eval: every test
+    episode); result.json what the last session ended with; checkpoints/ (and checkpoints/replay/)
+    its state; tb/ and wandb/ the loggers' files, wandb_id the W&B run to continue; train.log and
+    worker.pid a sweep worker's log and process; .lock held while a process trains in it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    evals = property(lambda self: self.path / "eval.jsonl")
+    result_file = property(lambda self: self.path / "result.json")
+    wandb_id = property(lambda self: self.path / "wandb_id")
+    tensorboard = property(lambda self: self.path / "tb")
+    wandb = property(lambda self: self.path / "wandb")
+    train_log = property(lambda self: self.path / "train.log")
+    worker_pid = property(lambda self: self.path / "worker.pid")
+    LOCK = ".lock"
+
+    def result(self) -> dict:
+        """result.json, or {} where there is none (or it cannot be read)."""
+        try:
+            out = json.loads(self.result_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return out if isinstance(out, dict) else {}
+
+    def finished(self, t_max: int) -> bool:
+        """Did the run reach t_max (not stopped early by a signal)?"""
+        result = self.result()
+        return bool(result) and not result.get("stopped_early") and result.get("t_env", 0) >= t_max
 
 
 def default_run_dir(cfg: DictConfig) -> str:
@@ -23,17 +60,17 @@ def run_lock(run_dir: Path, option: str = "run_dir"):
     second `differ train` (or a second sweep over the same out=) on the same directory stops at
     once instead of interleaving checkpoints and metrics. A command refused before it wrote
     anything leaves no directory behind."""
-    return claimed_dir(run_dir, ".lock", option, str(run_dir))
+    return claimed_dir(run_dir, RunDir.LOCK, option, str(run_dir))
 
 
 def resume_config(run_dir: Path, overrides: dict[str, str]) -> DictConfig:
-    if not (run_dir / "config.yaml").exists():
+    if not RunDir(run_dir).config.exists():
         raise CheckpointError(
             f"{run_dir} holds no run to resume (no config.yaml: it was stopped before "
             f"writing anything, or is not a run directory); re-run the original "
             f"`differ train ... run_dir={run_dir}` command to start it afresh"
         )
-    return build_config(overrides, base=load_run_config(run_dir / "config.yaml"))
+    return build_config(overrides, base=load_run_config(RunDir(run_dir).config))
 
 
 def machine_info() -> dict[str, str]:

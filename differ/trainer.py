@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
 from .build import build_learner, check_action_space, make_envs
+from .counters import Counters
 from .errors import CheckpointError, CorruptCheckpoint, TrainingDiverged
 from .metrics import Accumulator, MetricsLogger
 from .policy import policy_record
 from .progress import Progress
 from .replay.episode_buffer import EpisodeBuffer, check_fits
+from .rundir import RunDir
 from .runner import Runner
 from .schedules import TEST, TRAIN, episode_seeds, linear
 from .threads import ThreadGovernor
@@ -91,20 +94,7 @@ class Trainer:
             self.acting = self.learner.controller(copy.deepcopy(self.learner.agent).requires_grad_(False))
             self.acting_runner = Runner(self.env, self.acting)
             self.acting_rng = np.random.default_rng([cfg.seed, 1])
-        self.c = {
-            "t_env": 0,
-            "episode": 0,
-            "train_steps": 0,
-            "train_credit": 0.0,
-            "test_round": 0,
-            "last_test_t": -cfg.test_interval,
-            "last_log_t": 0,
-            "last_ckpt_t": 0,
-            "last_target_update_episode": 0,
-            "wall_time": 0.0,
-            "fair_uniform_logs": 0,
-            "fair_warning": "",
-        }  # fair replay's health check
+        self.c = Counters(last_test_t=-cfg.test_interval)
         self.acc_env, self.acc_train = Accumulator(), Accumulator()
         self.last_test: dict[str, float] = {}
         self.logger: MetricsLogger | None = None
@@ -119,9 +109,10 @@ class Trainer:
         first checkpoint left there (metrics, TensorBoard events, replay chunks) goes."""
         import shutil
 
-        for name in ("metrics.jsonl", "eval.jsonl", "result.json", "wandb_id"):
-            (self.run_dir / name).unlink(missing_ok=True)
-        for d in (ckpt.replay_dir(self.run_dir), self.run_dir / "tb", self.run_dir / "wandb"):
+        files = RunDir(self.run_dir)
+        for path in (files.metrics, files.evals, files.result_file, files.wandb_id):
+            path.unlink(missing_ok=True)
+        for d in (ckpt.replay_dir(self.run_dir), files.tensorboard, files.wandb):
             shutil.rmtree(d, ignore_errors=True)
         ckpt.remove_stale_tmp(self.run_dir)
         self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard, sink=self._wandb(resumed=False))
@@ -158,7 +149,7 @@ class Trainer:
             ckpt.remove_stale_tmp(self.run_dir)
             self.buffer.drop_from(ckpt.replay_dir(self.run_dir), self.buffer.total_added)
             self.logger = MetricsLogger(
-                self.run_dir, self.cfg.tensorboard, resume_t_env=self.c["t_env"], sink=self._wandb(resumed=True)
+                self.run_dir, self.cfg.tensorboard, resume_t_env=self.c.t_env, sink=self._wandb(resumed=True)
             )
             return path
         raise CheckpointError(
@@ -171,7 +162,7 @@ class Trainer:
         return {
             "format": 1,
             "config": OmegaConf.to_container(self.cfg),
-            "counters": dict(self.c),
+            "counters": asdict(self.c),
             "learner": self.learner.state_dict(),
             "rng": {
                 "numpy": self.rng.bit_generator.state,
@@ -199,8 +190,8 @@ class Trainer:
         replay_dir = ckpt.replay_dir(self.run_dir)
         self.buffer.persist(replay_dir)  # chunks first: the checkpoint must only name files on disk
         if periodic:
-            self.c["last_ckpt_t"] = self.c["t_env"]
-        path = ckpt.save(self.run_dir, self.c["t_env"], self.payload())
+            self.c.last_ckpt_t = self.c.t_env
+        path = ckpt.save(self.run_dir, self.c.t_env, self.payload())
         live_from = self.buffer.total_added - len(self.buffer)
         if path != self.last_checkpoint:  # (the final save may rewrite the periodic one of its batch)
             self._prev_live_from = self._last_live_from
@@ -230,7 +221,7 @@ class Trainer:
             )
         self.buffer.restore(replay, b["live_from"], b["total_added"])
         self._last_live_from = self._prev_live_from = b["live_from"]
-        self.c.update(p["counters"])
+        self.c = self.c.restored(p["counters"])
         try:
             self.learner.load_state_dict(p["learner"])
         except (RuntimeError, KeyError, ValueError) as e:
@@ -261,22 +252,22 @@ class Trainer:
         # (differ.train inside a thread, e.g. a tuner's trial, stops only with its process)
         main = threading.current_thread() is threading.main_thread()
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
-        progress = self.progress = Progress(cfg, c["t_env"], self.run_dir, resumed=c["t_env"] > 0)
+        progress = self.progress = Progress(cfg, c.t_env, self.run_dir, resumed=c.t_env > 0)
         worst = a.batch_size * self.spec.episode_limit  # steps until the first batch, at the longest episodes
-        if c["train_steps"] == 0 and worst > cfg.t_max:
+        if c.train_steps == 0 and worst > cfg.t_max:
             ckpt.warn(
                 f"this run may never train: its first training step needs algo.batch_size={a.batch_size} "
                 f"episodes in the buffer, up to {worst:,} env steps at {self.spec.episode_limit} steps an "
                 f"episode, more than t_max={cfg.t_max:,}"
             )
         t_start = time.time()
-        wall_before = c["wall_time"]
+        wall_before = c.wall_time
         completed = False
         collector = ThreadPoolExecutor(1, thread_name_prefix="differ-collect") if cfg.overlap else None
         try:
-            while c["t_env"] < cfg.t_max and not self._stop:
-                epsilon = linear(a.epsilon_start, a.epsilon_finish, a.epsilon_anneal_steps, c["t_env"])
-                seeds = episode_seeds(cfg.seed, TRAIN, c["episode"], E)
+            while c.t_env < cfg.t_max and not self._stop:
+                epsilon = linear(a.epsilon_start, a.epsilon_finish, a.epsilon_anneal_steps, c.t_env)
+                seeds = episode_seeds(cfg.seed, TRAIN, c.episode, E)
                 if collector is None:
                     episodes = self.runner.run(seeds, epsilon, self.rng, clock=self.clock)
                     self._store(episodes, epsilon)
@@ -291,12 +282,12 @@ class Trainer:
                     self._learn()
                     episodes = pending.result()
                     self._store(episodes, epsilon)
-                c["wall_time"] = wall_before + time.time() - t_start
+                c.wall_time = wall_before + time.time() - t_start
                 if self.threads is not None:
                     self.threads.update()
                 self._periodic(final=False)
                 progress.update(c, self.last_test, sum(ep.ret for ep in episodes) / E)
-            if c["t_env"] >= cfg.t_max:
+            if c.t_env >= cfg.t_max:
                 self._periodic(final=True)
             else:
                 # stopped by a signal between two batches: checkpoint the state as it is, with no
@@ -311,16 +302,16 @@ class Trainer:
             progress.close()
             self.logger.close(quiet=not completed)  # an error on the way out is the one to report
         result = {
-            "t_env": c["t_env"],
-            "stopped_early": c["t_env"] < cfg.t_max,
-            "wall_time_s": round(c["wall_time"], 1),
-            "train_steps": c["train_steps"],
+            "t_env": c.t_env,
+            "stopped_early": c.t_env < cfg.t_max,
+            "wall_time_s": round(c.wall_time, 1),
+            "train_steps": c.train_steps,
             **self.last_test,
         }
-        result["time_s"] = self.clock.split(c["t_env"], c["wall_time"])
-        if c["fair_warning"]:
-            result["fair_replay_warning"] = c["fair_warning"]
-        if c["train_steps"] == 0 and c["t_env"] >= cfg.t_max:
+        result["time_s"] = self.clock.split(c.t_env, c.wall_time)
+        if c.fair_warning:
+            result["fair_replay_warning"] = c.fair_warning
+        if c.train_steps == 0 and c.t_env >= cfg.t_max:
             result["warning"] = (
                 f"no training step was taken: the buffer never held algo.batch_size="
                 f"{a.batch_size} episodes before t_max; raise t_max or lower algo.batch_size"
@@ -336,26 +327,26 @@ class Trainer:
                 self.buffer.add_episode(ep)
         for ep in episodes:
             self.acc_env.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
-        c["t_env"] += sum(ep.length for ep in episodes)
-        c["episode"] += len(episodes)
+        c.t_env += sum(ep.length for ep in episodes)
+        c.episode += len(episodes)
         self.acc_env.add({"epsilon": epsilon})
         if len(self.buffer) >= a.batch_size:
-            c["train_credit"] += len(episodes) * a.train_steps_per_episode
+            c.train_credit += len(episodes) * a.train_steps_per_episode
 
     def _learn(self) -> None:
         """The training steps earned so far, and the target networks' update when it is due."""
         c, a = self.c, self.cfg.algo
-        while c["train_credit"] >= 1:
-            c["train_credit"] -= 1
+        while c.train_credit >= 1:
+            c.train_credit -= 1
             self.acc_train.add(self._train_step())
-            c["train_steps"] += 1
+            c.train_steps += 1
             if a.target_tau is not None:
                 with self.clock.phase("targets"):
                     self.learner.soft_update_targets(a.target_tau)
-        if a.target_tau is None and c["episode"] - c["last_target_update_episode"] >= a.target_update_episodes:
+        if a.target_tau is None and c.episode - c.last_target_update_episode >= a.target_update_episodes:
             with self.clock.phase("targets"):
                 self.learner.update_targets()
-            c["last_target_update_episode"] = c["episode"]
+            c.last_target_update_episode = c.episode
 
     def _train_step(self) -> dict[str, float]:
         c = self.c
@@ -365,7 +356,7 @@ class Trainer:
                     self.learner.device
                 )
             with self.clock.phase("learn"):
-                stats = self.learner.train(batch, c["t_env"])
+                stats = self.learner.train(batch, c.t_env)
             bad = [k for k, v in stats.items() if k.startswith("loss") and not np.isfinite(v)]
             if bad:
                 raise TrainingDiverged(f"{bad[0]} became {stats[bad[0]]}")
@@ -386,8 +377,8 @@ class Trainer:
                 f"rate, e.g. `differ train resume={self.run_dir} algo.lr={self.cfg.algo.lr / 10:g}`"
             )
         return TrainingDiverged(
-            f"training diverged: {what} at t_env={c['t_env']} (training step "
-            f"{c['train_steps']}); {then} (or a lower algo.grad_clip), or check the "
+            f"training diverged: {what} at t_env={c.t_env} (training step "
+            f"{c.train_steps}); {then} (or a lower algo.grad_clip), or check the "
             f"environment's rewards"
         )
 
@@ -395,36 +386,36 @@ class Trainer:
         """Once ε has annealed, warn (once per run) when fair replay has drawn near uniformly for
         UNIFORM_LOGS log intervals in a row: it then tests random subsampling, not priorities."""
         c, share = self.c, record.get("fair_top10_share")
-        if share is None or c["fair_warning"] or c["t_env"] < self.cfg.algo.epsilon_anneal_steps:
+        if share is None or c.fair_warning or c.t_env < self.cfg.algo.epsilon_anneal_steps:
             return
-        c["fair_uniform_logs"] = c["fair_uniform_logs"] + 1 if share < NEAR_UNIFORM else 0
-        if c["fair_uniform_logs"] >= UNIFORM_LOGS:
-            c["fair_warning"] = (
-                f"fair replay is drawing almost uniformly (t_env={c['t_env']:,}): the 10% of individual "
+        c.fair_uniform_logs = c.fair_uniform_logs + 1 if share < NEAR_UNIFORM else 0
+        if c.fair_uniform_logs >= UNIFORM_LOGS:
+            c.fair_warning = (
+                f"fair replay is drawing almost uniformly (t_env={c.t_env:,}): the 10% of individual "
                 f"experiences with the largest |δ_i| got less than {NEAR_UNIFORM} of the draws (uniform: 0.10) "
                 f"in each of the last {UNIFORM_LOGS} log intervals (last: {share:.3f}), and mean |δ_i| is "
                 f"{record.get('td_ind_over_eps', 0):.3g} x algo.differ.per_eps; to prioritise, raise "
                 f"env.reward_scale or lower algo.differ.per_eps"
             )
-            ckpt.warn(c["fair_warning"])
+            ckpt.warn(c.fair_warning)
 
     def _periodic(self, final: bool) -> None:
         """Test, log and checkpoint on their schedules; at t_max (final) all three, once."""
         cfg, c = self.cfg, self.c
-        if final or c["t_env"] - c["last_test_t"] >= cfg.test_interval:
-            if not final or c["last_test_t"] != c["t_env"]:
-                first = c["test_round"] * cfg.test_episodes
+        if final or c.due(c.last_test_t, cfg.test_interval):
+            if not final or c.last_test_t != c.t_env:
+                first = c.test_round * cfg.test_episodes
                 episodes: dict[str, list] = {}
                 with self.clock.phase("test"):
                     self.last_test = evaluate_episodes(
                         self.test_runner, cfg.seed, first, cfg.test_episodes, per_episode=episodes
                     )
-                c["test_round"] += 1
-                c["last_test_t"] = c["t_env"]
+                c.test_round += 1
+                c.last_test_t = c.t_env
                 with self.clock.phase("log"):
-                    self.logger.log(c["t_env"], self.last_test)
-                    self.logger.log_episodes(c["t_env"], episodes)
-        if final or c["t_env"] - c["last_log_t"] >= cfg.log_interval:
+                    self.logger.log(c.t_env, self.last_test)
+                    self.logger.log_episodes(c.t_env, episodes)
+        if final or c.due(c.last_log_t, cfg.log_interval):
             if self.acc_env.counts or self.acc_train.counts:
                 record = {
                     **self.acc_env.means(raw=("epsilon",)),
@@ -433,18 +424,18 @@ class Trainer:
                     ),
                 }
                 record.update(
-                    episode=c["episode"],
-                    train_steps=c["train_steps"],
-                    steps_per_s=c["t_env"] / max(c["wall_time"], 1e-9),
+                    episode=c.episode,
+                    train_steps=c.train_steps,
+                    steps_per_s=c.t_env / max(c.wall_time, 1e-9),
                 )
                 with self.clock.phase("log"):
-                    self.logger.log(c["t_env"], record)
+                    self.logger.log(c.t_env, record)
                 self._watch_fair_replay(record)
                 if self.progress is not None:
-                    self.progress.line(c["t_env"], record, self.last_test)
+                    self.progress.line(c.t_env, record, self.last_test)
                 self.acc_env.clear()
                 self.acc_train.clear()
-            c["last_log_t"] = c["t_env"]
-        if final or (cfg.checkpoint_interval and c["t_env"] - c["last_ckpt_t"] >= cfg.checkpoint_interval):
+            c.last_log_t = c.t_env
+        if final or c.due(c.last_ckpt_t, cfg.checkpoint_interval):
             with self.clock.phase("checkpoint"):
                 self.save_checkpoint()

@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .errors import ConfigError, DifferError
+from .rundir import RunDir
 
 
 def _new_id() -> str:
@@ -32,7 +33,7 @@ class WandbSink:
             import wandb
         except ImportError:
             raise ConfigError("wandb=true needs Weights & Biases: pip install 'differ-marl[wandb]'") from None
-        id_file = run_dir / "wandb_id"
+        id_file = RunDir(run_dir).wandb_id
         run_id = id_file.read_text().strip() if resumed and id_file.exists() else _new_id()
         try:
             self.run = wandb.init(

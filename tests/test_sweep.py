@@ -198,3 +198,35 @@ def test_a_run_saved_in_the_flat_layout_is_the_same_run(tmp_path, algo):
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml({**saved, "algo": flat}))
         with pytest.raises(ConfigError, match="different config"):
             plan({**args, "out": str(tmp_path)})
+
+
+def test_a_sweep_re_run_may_change_what_a_resume_may_change_and_nothing_else(tmp_path):
+    """One table (config.KEY_ROLES) says which keys a run may change while it lasts: `differ train
+    resume=` takes them, so a sweep re-run takes them too (passing them on to the resumed run),
+    while an optimiser setting is another experiment and is refused."""
+    from omegaconf import OmegaConf
+
+    from differ.config import build_config
+
+    args = {"algo": "qmix", "env": "lbf", "seed": "1", "t_max": "1000"}
+    ((name, overrides),) = expand_grid(args)
+    run_dir = tmp_path / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "ckpt_000000000500.pt").write_bytes(b"")
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.to_container(build_config(overrides))))
+    changed = {"torch_threads": "2", "device": "auto", "test_interval": "250", "log_interval": "50"}
+    _, runs = plan({**args, **changed, "out": str(tmp_path)})
+    assert runs[0].action == "resume"
+    command = runs[0].command()
+    assert command[:2] == ["train", f"resume={run_dir}"] and command[-1] == "t_max=1000"
+    assert {f"{k}={v}" for k, v in changed.items()} <= set(command)
+    build_config(dict(a.split("=", 1) for a in command[2:]), base=OmegaConf.load(run_dir / "config.yaml"))
+    with pytest.raises(ConfigError, match=r"different config \(algo.lr"):
+        plan({**args, "algo.lr": "0.001", "out": str(tmp_path)})
+
+
+def test_runs_that_differ_only_in_how_they_report_are_one_variant():
+    from differ.experiments.results import NOT_A_VARIANT
+
+    assert {"test_interval", "log_interval", "device", "torch_threads", "t_max", "seed"} <= NOT_A_VARIANT
+    assert "algo.lr" not in NOT_A_VARIANT and "test_episodes" not in NOT_A_VARIANT

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .. import checkpoint as ckpt
 from ..errors import ConfigError
-from .grid import PlannedRun, _read_json
+from ..rundir import RunDir
+from .grid import PlannedRun
 from .monitor import Progress, _error_line
 
 
@@ -24,7 +25,7 @@ def default_workers() -> int:
 def _start(r: PlannedRun, backend: str) -> Path:
     """Mark a run running and head its log (train.log, appended over resumes) with the command."""
     r.run_dir.mkdir(parents=True, exist_ok=True)
-    log = r.run_dir / "train.log"
+    log = RunDir(r.run_dir).train_log
     with open(log, "a") as f:
         f.write(f"\n# differ {' '.join(r.command())} ({backend}, {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
     r.status = "running"
@@ -32,7 +33,7 @@ def _start(r: PlannedRun, backend: str) -> Path:
 
 
 def _finish(run: PlannedRun, rc: int, log: Path) -> None:
-    result = _read_json(run.run_dir / "result.json")
+    result = RunDir(run.run_dir).result()
     if rc == 0 and result:
         run.result, run.t_env = result, result.get("t_env", run.t_env)
         run.status = "interrupted" if result.get("stopped_early") else "finished"
@@ -64,7 +65,7 @@ class LocalBackend:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        (run.run_dir / "worker.pid").write_text(str(proc.pid))
+        RunDir(run.run_dir).worker_pid.write_text(str(proc.pid))
         return proc
 
     def ended(self, handles: list, timeout: float) -> list[tuple[object, int, str]]:

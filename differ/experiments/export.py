@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..metrics import read_jsonl
+from ..rundir import RunDir
 from .results import Run
 
 NAMES = {"return": "episode_return", "battle_won": "win_rate", "ep_length": "episode_length"}
@@ -34,7 +35,7 @@ def marl_eval(runs: list[Run]) -> dict:
     for (env, task, label), rs in by_group.items():
         algo = data.setdefault(env, {}).setdefault(task, {}).setdefault(label, {})
         for r in sorted(rs, key=lambda r: r.seed):
-            tests = read_jsonl(r.path / "eval.jsonl")
+            tests = read_jsonl(RunDir(r.path).evals)
             if not tests:
                 missing.append(str(r.path))
                 continue

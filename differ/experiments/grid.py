@@ -4,7 +4,6 @@ front and marked new, resume (it has checkpoints) or skip (it reached its t_max)
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .. import checkpoint as ckpt
-from ..config import ConfigError, build_config, load_run_config
+from ..config import SAME_EXPERIMENT_KEYS, ConfigError, build_config, load_run_config
+from ..rundir import RunDir
 
 SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset", "keep_replay")
 RUN_DEFAULTS = {"torch_threads": "1"}  # one core per run (a worker's train.log gets plain progress lines)
@@ -35,8 +35,9 @@ class PlannedRun:
 
     def command(self) -> list[str]:
         """`differ train` arguments for this run (without the interpreter)."""
-        if self.action == "resume":
-            return ["train", f"resume={self.run_dir}", f"t_max={self.t_max}"]
+        if self.action == "resume":  # with this sweep's values of the keys a resume may take
+            kept = [f"{k}={v}" for k, v in self.overrides.items() if k in SAME_EXPERIMENT_KEYS - {"run_dir", "t_max"}]
+            return ["train", f"resume={self.run_dir}", *kept, f"t_max={self.t_max}"]
         return ["train", *(f"{k}={v}" for k, v in self.overrides.items()), f"run_dir={self.run_dir}"]
 
 
@@ -114,33 +115,23 @@ def plan(args: dict[str, str]) -> tuple[dict, list[PlannedRun]]:
 
 
 def _decide(run: PlannedRun, cfg) -> None:
-    saved = run.run_dir / "config.yaml"
+    saved = RunDir(run.run_dir).config
     if not ckpt.list_checkpoints(run.run_dir):
         return  # new (a start that died before its first checkpoint starts over)
     # the saved config on top of today's schema: keys added since it was written take their
     # defaults, so a newer differ still recognises the run as the same one
     old = OmegaConf.to_container(build_config({}, base=load_run_config(saved))) if saved.exists() else {}
     now = OmegaConf.to_container(cfg)
-    for d in (old, now):  # keys that change neither what a run computes nor where it stops
-        for k in (
-            "run_dir",
-            "t_max",
-            "checkpoint_interval",
-            "progress",
-            "tensorboard",
-            "wandb",
-            "wandb_project",
-            "wandb_entity",
-            "wandb_mode",
-        ):
+    for d in (old, now):  # keys that change what a run reports or where it stops, not what it computes
+        for k in SAME_EXPERIMENT_KEYS:
             d.pop(k, None)
     if old != now:
         diff = _first_difference(old, now)
         raise ConfigError(
             f"{run.run_dir} holds a run with a different config ({diff}); choose another out= or remove that directory"
         )
-    result = _read_json(run.run_dir / "result.json")
-    if result and not result.get("stopped_early") and result.get("t_env", 0) >= run.t_max:
+    if RunDir(run.run_dir).finished(run.t_max):
+        result = RunDir(run.run_dir).result()
         run.action, run.status, run.result, run.t_env = "skip", "skipped", result, result["t_env"]
     else:
         run.action = "resume"
@@ -156,10 +147,3 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
         elif a.get(k) != b.get(k):
             return f"{prefix}{k}: {a.get(k)!r} there, {b.get(k)!r} now"
     return ""
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}

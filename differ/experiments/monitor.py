@@ -9,13 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from ..rundir import RunDir
 from .grid import PlannedRun
 
 
 def _last_t_env(run_dir: Path) -> int:
     """The newest t_env in a running run's metrics.jsonl (reads only the file's tail)."""
     try:
-        with open(run_dir / "metrics.jsonl", "rb") as f:
+        with open(RunDir(run_dir).metrics, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 4096))
             lines = f.read().decode(errors="replace").splitlines()

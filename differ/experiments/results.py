@@ -26,27 +26,15 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from ..config import SAME_EXPERIMENT_KEYS
 from ..errors import ConfigError
 from ..metrics import read_jsonl
+from ..rundir import RunDir
 
 DEFAULT_METRIC = "test_battle_won_mean"
 FINAL_FRACTION = 0.1  # `final` averages the evaluations in the last 10% of a run
-# keys that never distinguish two runs' algorithms: bookkeeping, seeds and budgets
-NOT_A_VARIANT = {
-    "seed",
-    "run_dir",
-    "t_max",
-    "torch_threads",
-    "progress",
-    "tensorboard",
-    "wandb",
-    "wandb_project",
-    "wandb_entity",
-    "wandb_mode",
-    "checkpoint_interval",
-    "log_interval",
-    "device",
-}
+# keys that never distinguish two runs' algorithms: the seed, budgets and bookkeeping
+NOT_A_VARIANT = SAME_EXPERIMENT_KEYS | {"seed"}
 
 
 @dataclass
@@ -126,12 +114,12 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
     for p in map(Path, paths):
         if not p.exists():
             raise ConfigError(f"{p} does not exist (expected a run or sweep directory)")
-        found = [p] if (p / "config.yaml").exists() else sorted(c.parent for c in p.rglob("config.yaml"))
-        dirs += [d for d in found if (d / "metrics.jsonl").exists()]
+        found = [p] if RunDir(p).config.exists() else sorted(c.parent for c in p.rglob(RunDir(p).config.name))
+        dirs += [d for d in found if RunDir(d).metrics.exists()]
     runs = []
     for d in dict.fromkeys(dirs):
-        cfg = _flatten(_with_defaults(OmegaConf.load(d / "config.yaml")))
-        runs.append(Run(d, cfg, read_jsonl(d / "metrics.jsonl")))
+        cfg = _flatten(_with_defaults(OmegaConf.load(RunDir(d).config)))
+        runs.append(Run(d, cfg, read_jsonl(RunDir(d).metrics)))
     if not runs:
         raise ConfigError(f"no run directories (config.yaml + metrics.jsonl) under {', '.join(map(str, paths))}")
     label_runs(runs)
