@@ -24,6 +24,14 @@ def check_action_space(cfg: DictConfig, spec) -> None:
         )
 
 
+def trained_learner(cfg: DictConfig, spec, payload: dict):
+    """A saved run's learner with its checkpoint's weights (`evaluate`, videos): built as
+    training built it, then loaded."""
+    learner = build_learner(cfg, spec)
+    learner.load_state_dict(payload["learner"])
+    return learner
+
+
 def build_learner(cfg: DictConfig, spec):
     """The agent network, the mixer and the learner of `cfg.algo`, seeded by `cfg.seed`."""
     check_action_space(cfg, spec)

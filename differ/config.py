@@ -136,7 +136,7 @@ class RunConfig:
     test_episodes: int = 32  # greedy episodes per evaluation
     log_interval: int = 10_000  # env steps between metric records
     checkpoint_interval: int = 100_000  # env steps between full checkpoints (0: only the final one)
-    torch_threads: int = 0  # 0: one per core the rest of the machine leaves idle, re-read every 2 s (differ/threads.py)
+    torch_threads: int = 1  # torch's threads for this run; 0: one per core the rest of the machine leaves idle when the run starts, then fixed and saved in config.yaml (differ/threads.py)
     overlap: bool = False  # collect the next batch while training (two threads; acting lags the learner by one batch; not bit-equal to false)
     device: str = "cpu"  # where the networks and mini-batches live: cpu | cuda | cuda:N | auto (a GPU where torch sees one)
     progress: Optional[bool] = None  # true: a bar | false: silent | null: a bar on a terminal, plain lines elsewhere
@@ -151,12 +151,15 @@ class RunConfig:
 # of what the run is (changing it would silently mismatch the checkpoint, or fail to load it).
 # The one table that the resume check, a sweep's re-run check and the plots' variant labels read:
 #   budget     where the run stops
-#   report     how it reports, checkpoints and computes (threads, device), not what it computes
+#   report     how it reports and checkpoints, not what it computes
+#   compute    where it computes (threads, device): the same algorithm, but the floats round
+#              differently, so a change makes the numbers differ from then on
 #   optimiser  how the optimiser steps: it may change on resume, but makes a different experiment
 KEY_ROLES = {
     "t_max": "budget",
     **dict.fromkeys(("checkpoint_interval", "test_interval", "log_interval", "progress", "tensorboard",
-                     "torch_threads", "device", "wandb", "wandb_project", "wandb_entity", "wandb_mode"), "report"),
+                     "wandb", "wandb_project", "wandb_entity", "wandb_mode"), "report"),
+    **dict.fromkeys(("torch_threads", "device"), "compute"),
     **dict.fromkeys(("algo.lr", "algo.optim_alpha", "algo.optim_eps", "algo.grad_clip"), "optimiser"),
 }
 RESUME_KEYS = tuple(KEY_ROLES)  # a resume may change these
@@ -429,7 +432,7 @@ def validate(cfg: DictConfig) -> None:
         if present(key):
             need(OmegaConf.select(cfg, key) >= lo, key, f"an integer >= {lo}")
     need(cfg.seed < 2**32, "seed", "below 2**32")
-    need(cfg.torch_threads <= 1024, "torch_threads", "at most 1024 (0: one per core)")
+    need(cfg.torch_threads <= 1024, "torch_threads", "at most 1024 (0: one per idle core)")
     resolve_device(cfg.device)  # one line if it is malformed or absent here
     for key in ("env.time_limit", "env.test_num_envs"):
         v = OmegaConf.select(cfg, key)

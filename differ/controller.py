@@ -3,6 +3,8 @@ epsilon-greedy action selection restricted to available actions."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -55,6 +57,7 @@ class CEMController:
         self.low, self.high = torch.from_numpy(low).to(device), torch.from_numpy(high).to(device)
         self.hidden: torch.Tensor | None = None
         self.last_action: np.ndarray | None = None
+        self.cem_seconds = 0.0  # time spent in CEM (`differ bench only=comix` reports its share)
 
     def start(self, num_envs: int) -> None:
         self.hidden = self.agent.init_hidden(num_envs * self.agent.n_agents)
@@ -73,6 +76,7 @@ class CEMController:
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         c = self.cem
         z = self.agent.project(h)
+        t0 = time.perf_counter()
         a = (
             cem_argmax(
                 lambda cand: self.agent.q_projected(z, cand),
@@ -87,8 +91,18 @@ class CEMController:
             .cpu()
             .numpy()
         )
+        self.cem_seconds += time.perf_counter() - t0
         if not greedy and self.noise > 0:
             a = np.clip(a + self.noise * rng.standard_normal(a.shape), self.low_np, self.high_np)
         a = a.astype(np.float32)
         self.last_action = a
         return a
+
+
+def make_controller(agent, low=None, high=None, cem=None, noise: float = 0.0):
+    """What acts with `agent`, chosen by the kind of action it outputs: epsilon-greedy over
+    discrete Q values, or CEM inside the boxes [low, high] (numpy [N, A]) for continuous actions
+    (`cem`: the algo.cem settings; `noise`: the training noise, 0 for a greedy policy)."""
+    if agent.action_kind == "continuous":
+        return CEMController(agent, low, high, cem, noise)
+    return Controller(agent)

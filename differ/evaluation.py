@@ -10,11 +10,12 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
-from .build import build_learner, make_envs
+from .build import make_envs, trained_learner
 from .config import build_config, section
 from .learners.decomposer import decompose
 from .replay.episode_buffer import EpisodeBuffer
 from .runner import Runner
+from .schedules import EVALUATION_FIRST_EPISODE
 from .trainer import evaluate_episodes
 
 DUMP_COLUMNS = ("episode", "t", "agent", "unit_type", "alive", "reward_team", "reward_i", "td_i", "g_i", "q_i")
@@ -103,13 +104,14 @@ def evaluate(
 ) -> dict:
     ckpt_path, payload, cfg = load_run(path)
     env, test_env = make_envs(cfg)
-    learner = build_learner(cfg, env.spec)
-    learner.load_state_dict(payload["learner"])
+    learner = trained_learner(cfg, env.spec, payload)
     runner = Runner(test_env, learner.controller())
     # evaluation episodes use their own seed range, apart from the ones seen in training tests
     kept = [] if dump_individual_rewards_to else None
     per_episode: dict[str, list] = {}
-    stats = evaluate_episodes(runner, cfg.seed if seed is None else seed, 10**9, episodes, kept, per_episode)
+    stats = evaluate_episodes(
+        runner, cfg.seed if seed is None else seed, EVALUATION_FIRST_EPISODE, episodes, kept, per_episode
+    )
     for e in {id(env): env, id(test_env): test_env}.values():
         e.close()
     out = {

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint as ckpt
-from .controller import CEMController, Controller
+from .controller import make_controller
 from .envs.base import ObsTransform
 from .nets import AGENTS
 from .nets.agent import RNNAgent
@@ -64,15 +64,14 @@ class Policy:
         self.agent_actions: tuple[int, ...] = tuple(record["agent_actions"])
         self.continuous = record.get("agent", "rnn") == "cem"
         if self.continuous:
-            self._controller = CEMController(
+            self._controller = make_controller(
                 self.agent,
                 np.asarray(record["low"], np.float32),
                 np.asarray(record["high"], np.float32),
                 SimpleNamespace(**record["cem"]),
-                0.0,
             )
         else:
-            self._controller = Controller(self.agent)
+            self._controller = make_controller(self.agent)
         self._rng = np.random.default_rng(0)
         self.num_envs = 0
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 TRAIN, TEST = 0, 1  # seed streams: training and test episodes never share a seed
+# `differ evaluate` and videos draw their test-stream episodes from here on, apart
+# from the ones a run's own evaluations use (test_episodes per evaluation, counted from 0)
+EVALUATION_FIRST_EPISODE = 10**9
 
 
 def episode_seeds(seed: int, stream: int, first: int, count: int) -> list[int]:

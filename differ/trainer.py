@@ -31,7 +31,7 @@ from .replay.episode_buffer import EpisodeBuffer, check_fits
 from .rundir import RunDir
 from .runner import Runner
 from .schedules import TEST, TRAIN, episode_seeds, linear
-from .threads import ThreadGovernor
+from .threads import idle_threads, usable_cores
 from .timing import PhaseClock
 
 NEAR_UNIFORM = 0.13  # fair_top10_share below this counts as near uniform (uniform: 0.10)
@@ -66,13 +66,18 @@ def evaluate_episodes(
 class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
-        # overlap runs two busy threads: with torch_threads=0 each gets one torch thread; otherwise
-        # torch_threads=0 follows the cores the rest of the machine leaves idle (differ/threads.py)
-        self.threads = None
-        if cfg.torch_threads or cfg.overlap:
-            torch.set_num_threads(cfg.torch_threads or 1)
-        else:
-            self.threads = ThreadGovernor()
+        # torch_threads=0: one thread per core the rest of the machine leaves idle now, fixed for
+        # the run and saved in its config (differ/threads.py); overlap runs two busy threads of
+        # its own, so there it means one torch thread
+        if not cfg.torch_threads:
+            cfg.torch_threads = 1 if cfg.overlap else idle_threads()
+        elif cfg.torch_threads > usable_cores():  # e.g. a run resumed on a smaller machine
+            ckpt.warn(
+                f"torch_threads={cfg.torch_threads} is more than this machine's {usable_cores()} cores, which "
+                f"slows the run down; resume with torch_threads={usable_cores()} (its numbers then differ in the "
+                f"last digits)"
+            )
+        torch.set_num_threads(cfg.torch_threads)
         self.env, self.test_env = make_envs(cfg)
         spec = self.spec = self.env.spec
         check_action_space(cfg, spec)
@@ -283,8 +288,6 @@ class Trainer:
                     episodes = pending.result()
                     self._store(episodes, epsilon)
                 c.wall_time = wall_before + time.time() - t_start
-                if self.threads is not None:
-                    self.threads.update()
                 self._periodic(final=False)
                 progress.update(c, self.last_test, sum(ep.ret for ep in episodes) / E)
             if c.t_env >= cfg.t_max:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .build import check_action_space
 from .config import AlgoConfig, build_config
-from .controller import CEMController, Controller
+from .controller import make_controller
 from .envs.base import EnvSpec
 from .envs.registry import make_env
 from .learners.decomposer import decompose
@@ -62,11 +62,11 @@ def random_batch(
     if spec.actions.kind == "continuous":
         cem = OmegaConf.merge(OmegaConf.structured(AlgoConfig), algo or {}).cem
         low, high = spec.actions.bounds()
-        controller = CEMController(
+        controller = make_controller(
             CEMAgent(spec.obs_dim, spec.n_actions, spec.n_agents), low, high, cem, cem.action_noise
         )
     else:
-        controller = Controller(RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents))
+        controller = make_controller(RNNAgent(spec.obs_dim, spec.n_actions, spec.n_agents))
     with torch.no_grad():
         eps = Runner(env, controller).run(list(range(seed, seed + episodes)), 1.0, np.random.default_rng(seed))
     env.close()

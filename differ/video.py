@@ -73,10 +73,10 @@ def record(
     fps: float = 10.0,
 ) -> dict:
     """Render the first `episodes` greedy test episodes of a run (or checkpoint) into `out_dir`."""
-    from .build import build_learner
+    from .build import trained_learner
     from .envs.registry import make_env
     from .evaluation import load_run
-    from .schedules import TEST, episode_seeds
+    from .schedules import EVALUATION_FIRST_EPISODE, TEST, episode_seeds
 
     if video_format not in FORMATS:
         raise ConfigError(f"video_format must be one of {', '.join(FORMATS)}, got '{video_format}'")
@@ -93,9 +93,7 @@ def record(
         if "render_mode" in str(err):
             raise ConfigError(f"{what} cannot render: its constructor takes no render_mode") from None
         raise
-    learner = build_learner(cfg, env.spec)
-    learner.load_state_dict(payload["learner"])
-    controller = learner.controller()
+    controller = trained_learner(cfg, env.spec, payload).controller()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = cfg.seed if seed is None else seed
@@ -103,7 +101,7 @@ def record(
     rng = np.random.default_rng(0)  # as evaluate's: CEM (COMIX) samples from it even when greedy
     try:
         for k in range(episodes):
-            episode_seed = episode_seeds(seed, TEST, 10**9 + k, 1)[0]
+            episode_seed = episode_seeds(seed, TEST, EVALUATION_FIRST_EPISODE + k, 1)[0]
             o = env.reset([episode_seed])
             frames = _render(env, what)
             controller.start(1)

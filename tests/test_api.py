@@ -1,5 +1,5 @@
-"""The Python API: the examples of docs/api.md, docs/environments.md and the README run as written,
-and errors are the CLI's."""
+"""The Python API: the examples of docs/api.md, docs/environments.md, docs/architecture.md (a new
+mixer, a new learner) and the README run as written, and errors are the CLI's."""
 
 import re
 import subprocess
@@ -13,7 +13,7 @@ import differ
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("doc", ["docs/api.md", "docs/environments.md", "README.md"])
+@pytest.mark.parametrize("doc", ["docs/api.md", "docs/environments.md", "README.md", "docs/architecture.md"])
 def test_the_documented_example_runs(tmp_path, doc):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / doc).read_text(), re.S)
     assert blocks

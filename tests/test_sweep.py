@@ -221,6 +221,11 @@ def test_a_sweep_re_run_may_change_what_a_resume_may_change_and_nothing_else(tmp
     assert command[:2] == ["train", f"resume={run_dir}"] and command[-1] == "t_max=1000"
     assert {f"{k}={v}" for k, v in changed.items()} <= set(command)
     build_config(dict(a.split("=", 1) for a in command[2:]), base=OmegaConf.load(run_dir / "config.yaml"))
+    # a key the first sweep set and the re-run leaves out goes back to its value in the new grid
+    first = build_config({**overrides, "test_interval": "250", "wandb_entity": "me"})
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.to_container(first)))
+    _, runs = plan({**args, "out": str(tmp_path)})
+    assert {"test_interval=10000", "wandb_entity=null"} <= set(runs[0].command())
     with pytest.raises(ConfigError, match=r"different config \(algo.lr"):
         plan({**args, "algo.lr": "0.001", "out": str(tmp_path)})
 

@@ -32,12 +32,13 @@ class PlannedRun:
     result: dict = field(default_factory=dict)
     error: str = ""
     wall_s: float = 0.0
+    resume_changes: dict[str, str] = field(default_factory=dict)  # same-experiment keys this sweep changes
 
     def command(self) -> list[str]:
         """`differ train` arguments for this run (without the interpreter)."""
         if self.action == "resume":  # with this sweep's values of the keys a resume may take
-            kept = [f"{k}={v}" for k, v in self.overrides.items() if k in SAME_EXPERIMENT_KEYS - {"run_dir", "t_max"}]
-            return ["train", f"resume={self.run_dir}", *kept, f"t_max={self.t_max}"]
+            changes = [f"{k}={v}" for k, v in self.resume_changes.items()]
+            return ["train", f"resume={self.run_dir}", *changes, f"t_max={self.t_max}"]
         return ["train", *(f"{k}={v}" for k, v in self.overrides.items()), f"run_dir={self.run_dir}"]
 
 
@@ -122,7 +123,13 @@ def _decide(run: PlannedRun, cfg) -> None:
     # defaults, so a newer differ still recognises the run as the same one
     old = OmegaConf.to_container(build_config({}, base=load_run_config(saved))) if saved.exists() else {}
     now = OmegaConf.to_container(cfg)
-    for d in (old, now):  # keys that change what a run reports or where it stops, not what it computes
+    # keys that change what a run reports, where it computes or where it stops, not what it is:
+    # the resumed run takes this sweep's values (t_max goes on the command anyway; torch_threads=0
+    # is resolved once, when the run started, and stays so)
+    for k in sorted(SAME_EXPERIMENT_KEYS - {"run_dir", "t_max"}):
+        if k in old and k in now and old[k] != now[k] and not (k == "torch_threads" and now[k] == 0):
+            run.resume_changes[k] = _cli_value(now[k])
+    for d in (old, now):
         for k in SAME_EXPERIMENT_KEYS:
             d.pop(k, None)
     if old != now:
@@ -136,6 +143,11 @@ def _decide(run: PlannedRun, cfg) -> None:
     else:
         run.action = "resume"
         run.t_env = ckpt.t_env_of(ckpt.latest(run.run_dir))
+
+
+def _cli_value(v) -> str:
+    """A config value as `key=value` writes it."""
+    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def _first_difference(a: dict, b: dict, prefix: str = "") -> str:

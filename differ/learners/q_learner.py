@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import section
-from ..controller import CEMController, Controller
+from ..controller import make_controller
 from ..errors import TrainingDiverged
 from ..nets.agent import RNNAgent
 from ..nets.cem import cem_argmax
@@ -127,10 +127,10 @@ class QLearner:
         """What acts with this learner's agent network (or `agent`, a copy of it) in the runner."""
         agent = self.agent if agent is None else agent
         if self.continuous:
-            return CEMController(
+            return make_controller(
                 agent, self.low.cpu().numpy(), self.high.cpu().numpy(), self.cem, self.cem.action_noise
             )
-        return Controller(agent)
+        return make_controller(agent)
 
     # ---- the shared forward pass -------------------------------------------------------
     def agent_precision(self):
