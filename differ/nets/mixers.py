@@ -7,7 +7,7 @@ work with any mixer unchanged:
 declares in `reads` which of the optional inputs it needs, and the learner fills in only those.
 `mixer(qs, state)` is shorthand for a mixer that reads the state alone.
 Adding a mixer means one class here, one entry in `MIXERS`, and a preset (and, if it has
-settings, a dataclass of its keyword arguments in differ/config.py's `SECTIONS`, set by users as
+settings, a dataclass of its keyword arguments in differ/config/schema.py's `SECTIONS`, set by users as
 `algo.<mixer>.<key>`); `differ verify` then says whether DIFFER's decomposition is exact for it.
 """
 

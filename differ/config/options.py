@@ -1,0 +1,36 @@
+"""`key=value` arguments and the options of commands that are not config keys."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    out = {}
+    for a in args:
+        if "=" not in a or a.startswith("="):
+            raise ConfigError(f"expected key=value, got '{a}'")
+        k, v = a.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def flag_option(opts: dict[str, str], key: str, default: bool = False) -> bool:
+    """A command option (not a config key) that is `true` or `false`, e.g. `unfinished=true`."""
+    value = str(opts.get(key, str(default))).lower()
+    if value not in ("true", "false"):
+        raise ConfigError(f"{key} must be true or false, got '{opts[key]}'")
+    return value == "true"
+
+
+def int_option(opts: dict[str, str], key: str, default: int | None = None, minimum: int = 1) -> int | None:
+    """A command option (not a config key) that is an integer >= minimum, e.g. `episodes=32`."""
+    if key not in opts:
+        return default
+    try:
+        value = int(opts[key])
+    except ValueError:
+        raise ConfigError(f"{key} must be an integer, got '{opts[key]}'") from None
+    if value < minimum:
+        raise ConfigError(f"{key} must be at least {minimum}, got {value}")
+    return value
