@@ -35,20 +35,19 @@ def trained_learner(cfg: DictConfig, spec, payload: dict):
 def build_learner(cfg: DictConfig, spec):
     """The agent network, the mixer and the learner of `cfg.algo`, seeded by `cfg.seed`."""
     check_action_space(cfg, spec)
-    learner = LEARNERS[cfg.algo.learner]
-    torch.manual_seed(cfg.seed)
-    agent = AGENTS[cfg.algo.agent](spec.obs_dim, spec.n_actions, spec.n_agents, cfg.algo.agent_hidden)
-    if cfg.algo.skip_empty_obs:  # (the config allows it for the rnn agent only)
-        agent.skip_empty_obs = True
+    learner, a = LEARNERS[cfg.algo.learner], cfg.algo
     device = resolve_device(cfg.device)
-    if cfg.algo.fused_gru:
+    if a.fused_gru:
         if device.type != "cpu":
             raise ConfigError(
                 f"algo.fused_gru=true is a CPU kernel and this run trains on {device} "
                 f"(the GPU's own GRU is already one fused call): leave algo.fused_gru out"
             )
         fused_gru.kernel()  # compiled (or loaded) now: a machine that cannot build it says so before the run starts
-        agent.fused_gru = True
+    # the rnn agent's speed options (the config allows them for it only)
+    options = {"skip_empty_obs": a.skip_empty_obs, "fused_gru": a.fused_gru} if a.agent == "rnn" else {}
+    torch.manual_seed(cfg.seed)
+    agent = AGENTS[a.agent](spec.obs_dim, spec.n_actions, spec.n_agents, a.agent_hidden, **options)
     mixer = build_mixer(cfg.algo.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg.algo)
     return learner(agent, mixer, cfg.algo, spec=spec, t_max=cfg.t_max, seed=cfg.seed, device=device)
 

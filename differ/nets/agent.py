@@ -40,9 +40,21 @@ def packing(lengths: torch.Tensor, T: int, N: int) -> tuple[torch.Tensor, torch.
 class RNNAgent(nn.Module):
     action_kind = "discrete"  # one Q output per action
 
-    def __init__(self, obs_dim: int, n_actions: int, n_agents: int, hidden: int = 64):
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        n_agents: int,
+        hidden: int = 64,
+        *,
+        skip_empty_obs: bool = False,
+        fused_gru: bool = False,
+    ):
+        """skip_empty_obs: the input layer multiplies only non-zero observations (algo.skip_empty_obs);
+        fused_gru: whole-episode unrolls go through differ/nets/fused_gru.py (algo.fused_gru)."""
         super().__init__()
         self.n_actions, self.n_agents, self.hidden = n_actions, n_agents, hidden
+        self.skip_empty_obs, self.fused_gru = skip_empty_obs, fused_gru
         self.fc_obs = nn.Linear(obs_dim, hidden)
         self.last_action = nn.Embedding(n_actions + 1, hidden, padding_idx=n_actions)
         self.agent_id = nn.Embedding(n_agents, hidden)
@@ -57,9 +69,6 @@ class RNNAgent(nn.Module):
 
     def init_hidden(self, batch: int) -> torch.Tensor:
         return torch.zeros(1, batch, self.hidden, device=self.fc_obs.weight.device)
-
-    skip_empty_obs = False  # set by build_learner (algo.skip_empty_obs)
-    fused_gru = False  # set by build_learner (algo.fused_gru): unroll through differ/nets/fused_gru.py
 
     def project_obs(self, obs: torch.Tensor) -> torch.Tensor:
         """fc_obs(obs). With skip_empty_obs, the matmul runs only on the rows whose observation is
