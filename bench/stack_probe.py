@@ -10,26 +10,11 @@ import time
 import numpy as np
 import torch
 
-from differ.bench import SHAPES
+from differ.bench import synthetic_batches
 from differ.build import build_learner
 from differ.config import build_config
-from differ.envs.base import DiscreteActions, EnvSpec
-from differ.replay.episode_buffer import EpisodeBuffer
 
-n, obs, state, A, T = SHAPES["3s5z_vs_3s6z"]
-spec = EnvSpec(n, DiscreteActions(A), obs, state, T, (0,) * n, ("unit",) * n)
-buf = EpisodeBuffer(spec, 128, "float16")
-rng = np.random.default_rng(0)
-for _ in range(64):
-    buf.add(
-        rng.random((T + 1, n, obs)),
-        rng.random((T + 1, state)),
-        rng.random((T + 1, n, A)) > 0.2,
-        np.ones((T + 1, n), bool),
-        rng.integers(0, A, (T, n)),
-        rng.random(T),
-        True,
-    )
+spec, buf = synthetic_batches("3s5z_vs_3s6z", 128, 64)
 over = {"algo": "qmix_differ", "algo.fused_gru": sys.argv[1], "algo.agent_precision": sys.argv[2]}
 res = {}
 for threads in (1, 2):

@@ -60,24 +60,13 @@ SHAPES = {  # scenario: (n_agents, obs, state, actions, T)
 }
 
 
-def learner_step_ms(scenario: str, variants=("qmix", "qmix_differ"), reps: int = 10) -> dict[str, float]:
-    """Median ms of one training step per variant; the variants' steps alternate, so that a slow
-    spell of the machine hits them alike and their ratios stay fair. A variant is an algorithm
-    preset, or NAME:KEY=VALUE,... for a preset with overrides (e.g. qmix:algo.agent_precision=bfloat16),
-    or plain_qmix, the yardstick (differ/bench_reference.py)."""
+def synthetic_batches(scenario: str, capacity: int, episodes: int) -> tuple[EnvSpec, EpisodeBuffer]:
+    """The spec of a SHAPES scenario and a buffer of `episodes` full-length random episodes (seed 0)."""
     n, obs, state, A, T = SHAPES[scenario]
     spec = EnvSpec(n, DiscreteActions(A), obs, state, T, (0,) * n, ("unit",) * n)
-    learners = {}
-    for v in variants:
-        if v == "plain_qmix":
-            learners[v] = PlainQMIXStep(n, obs, state, A)
-            continue
-        algo, _, extra = v.partition(":")
-        overrides = dict(kv.split("=", 1) for kv in extra.split(",") if kv)
-        learners[v] = build_learner(build_config({"algo": algo, **overrides}), spec)
-    buf = EpisodeBuffer(spec, 64, "float16")
+    buf = EpisodeBuffer(spec, capacity, "float16")
     rng = np.random.default_rng(0)
-    for _ in range(32):
+    for _ in range(episodes):
         buf.add(
             rng.random((T + 1, n, obs)),
             rng.random((T + 1, state)),
@@ -87,6 +76,23 @@ def learner_step_ms(scenario: str, variants=("qmix", "qmix_differ"), reps: int =
             rng.random(T),
             True,
         )
+    return spec, buf
+
+
+def learner_step_ms(scenario: str, variants=("qmix", "qmix_differ"), reps: int = 10) -> dict[str, float]:
+    """Median ms of one training step per variant; the variants' steps alternate, so that a slow
+    spell of the machine hits them alike and their ratios stay fair. A variant is an algorithm
+    preset, or NAME:KEY=VALUE,... for a preset with overrides (e.g. qmix:algo.agent_precision=bfloat16),
+    or plain_qmix, the yardstick (differ/bench_reference.py)."""
+    spec, buf = synthetic_batches(scenario, 64, 32)
+    learners = {}
+    for v in variants:
+        if v == "plain_qmix":
+            learners[v] = PlainQMIXStep(spec.n_agents, spec.obs_dim, spec.state_dim, spec.n_actions)
+            continue
+        algo, _, extra = v.partition(":")
+        overrides = dict(kv.split("=", 1) for kv in extra.split(",") if kv)
+        learners[v] = build_learner(build_config({"algo": algo, **overrides}), spec)
     times: dict[str, list[float]] = {v: [] for v in learners}
     for i in range(reps + 2):
         for v, learner in learners.items():
