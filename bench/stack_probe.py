@@ -10,8 +10,8 @@ import time
 import numpy as np
 import torch
 
+from differ.assemble import assemble
 from differ.bench import synthetic_batches
-from differ.build import build_learner
 from differ.config import build_config
 
 spec, buf = synthetic_batches("3s5z_vs_3s6z", 128, 64)
@@ -20,7 +20,7 @@ res = {}
 for threads in (1, 2):
     torch.set_num_threads(threads)
     for B in (32, 64):
-        learner = build_learner(build_config({**over, "algo.batch_size": str(B), "algo.buffer_size": "128"}), spec)
+        learner = assemble(build_config({**over, "algo.batch_size": str(B), "algo.buffer_size": "128"}), spec)
         ts = []
         for i in range(12):
             b = buf.sample(B, np.random.default_rng(i), learner.batch_obs_dtype)

@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .assemble import assemble, make_envs
 from .bench_reference import PlainQMIXStep
-from .build import build_learner, make_envs
 from .config import ConfigError, build_config
 from .envs.base import DiscreteActions, EnvSpec
 from .envs.registry import make_env
@@ -92,7 +92,7 @@ def learner_step_ms(scenario: str, variants=("qmix", "qmix_differ"), reps: int =
             continue
         algo, _, extra = v.partition(":")
         overrides = dict(kv.split("=", 1) for kv in extra.split(",") if kv)
-        learners[v] = build_learner(build_config({"algo": algo, **overrides}), spec)
+        learners[v] = assemble(build_config({"algo": algo, **overrides}), spec)
     times: dict[str, list[float]] = {v: [] for v in learners}
     for i in range(reps + 2):
         for v, learner in learners.items():
@@ -108,7 +108,7 @@ def rollout_steps_per_s(env_name: str, scenario: str, num_envs: int, batches: in
     env = make_env(env_name, scenario, num_envs)
     spec = env.spec
     cfg = build_config({"env": env_name})
-    runner = Runner(env, build_learner(cfg, spec).controller())
+    runner = Runner(env, assemble(cfg, spec).controller())
     rng = np.random.default_rng(0)
     runner.run(list(range(num_envs)), 1.0, rng)  # compile
     steps, t0 = 0, time.perf_counter()
@@ -154,7 +154,7 @@ def _train_steps_per_s(overrides: dict, warmup: int, measure: int) -> float:
 def buffer_gb(scenario: str, episodes: int = 16) -> dict:
     env = make_env("smax", scenario, episodes)
     cfg = build_config({})
-    runner = Runner(env, build_learner(cfg, env.spec).controller())
+    runner = Runner(env, assemble(cfg, env.spec).controller())
     eps = runner.run(list(range(episodes)), 1.0, np.random.default_rng(0))
     mean_len = float(np.mean([e.length for e in eps]))
     buf = EpisodeBuffer(env.spec, episodes, "float16")
@@ -210,7 +210,7 @@ def comix_acting(scenario: str, num_envs: int, workers: int | None, min_steps: i
     cfg = _comix_cfg("comix", scenario, num_envs, workers)
     env, _ = make_envs(cfg)
     low, high = env.spec.actions.bounds()
-    controller = build_learner(cfg, env.spec).controller()
+    controller = assemble(cfg, env.spec).controller()
     rng = np.random.default_rng(0)
     out = {}
     try:
@@ -246,7 +246,7 @@ def comix_learner_step_s(scenario: str, reps: int) -> dict:
     buf = EpisodeBuffer(env.spec, 32, cfg.algo.obs_dtype)
     for e in eps:
         buf.add_episode(e)
-    learners = {a: build_learner(_comix_cfg(a, scenario), env.spec) for a in ("comix", "comix_differ")}
+    learners = {a: assemble(_comix_cfg(a, scenario), env.spec) for a in ("comix", "comix_differ")}
     times: dict[str, list[float]] = {a: [] for a in learners}
     for i in range(reps + 1):
         for a, learner in learners.items():

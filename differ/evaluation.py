@@ -7,11 +7,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint as ckpt
-from .build import make_envs, trained_learner
-from .config import build_config, section
+from .assemble import load_team
+from .config import section
 from .learners.decomposer import decompose
 from .replay.episode_buffer import EpisodeBuffer
 from .runner import Runner
@@ -91,32 +89,22 @@ def spread(per_episode: dict[str, list]) -> dict:
     return out
 
 
-def load_run(path) -> tuple[Path, dict, DictConfig]:
-    """(checkpoint path, payload, config) of a run directory's newest readable checkpoint, or of
-    a checkpoint file."""
-    ckpt_path, payload = ckpt.load_run_or_file(path)
-    # acting alone: on the CPU, wherever the run trained (a GPU run evaluates on a laptop too)
-    return ckpt_path, payload, build_config({"device": "cpu"}, base=OmegaConf.create(payload["config"]))
-
-
 def evaluate(
     path: str, episodes: int = 32, seed: int | None = None, dump_individual_rewards_to: str | None = None
 ) -> dict:
-    ckpt_path, payload, cfg = load_run(path)
-    env, test_env = make_envs(cfg)
-    learner = trained_learner(cfg, env.spec, payload)
-    runner = Runner(test_env, learner.controller())
+    team = load_team(path)
+    cfg, learner, env = team.cfg, team.learner, team.env
+    runner = Runner(team.test_env, learner.controller())
     # evaluation episodes use their own seed range, apart from the ones seen in training tests
     kept = [] if dump_individual_rewards_to else None
     per_episode: dict[str, list] = {}
     stats = evaluate_episodes(
         runner, cfg.seed if seed is None else seed, EVALUATION_FIRST_EPISODE, episodes, kept, per_episode
     )
-    for e in {id(env): env, id(test_env): test_env}.values():
-        e.close()
+    team.close()
     out = {
-        "checkpoint": str(ckpt_path),
-        "t_env": payload["counters"]["t_env"],
+        "checkpoint": str(team.checkpoint),
+        "t_env": team.t_env,
         "episodes": episodes,
         **{k.removeprefix("test_"): v for k, v in stats.items()},
         **spread(per_episode),

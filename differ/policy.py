@@ -150,7 +150,7 @@ def _record_from_config(payload: dict) -> dict:
     """A checkpoint from before `policy` was recorded: rebuild the env once for its spec."""
     from omegaconf import OmegaConf
 
-    from .build import make_envs
+    from .assemble import make_envs
     from .config import build_config
 
     cfg = build_config({}, base=OmegaConf.create(payload["config"]))

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
-from .build import build_learner, check_action_space, make_envs
+from .assemble import assemble, check_action_space, make_envs
 from .counters import Counters
 from .errors import CheckpointError, CorruptCheckpoint, TrainingDiverged
 from .metrics import Accumulator, MetricsLogger
@@ -88,7 +88,7 @@ class Trainer:
             cfg.algo.buffer_size,
             total_steps=cfg.t_max + self.env.num_envs * spec.episode_limit,
         )
-        self.learner = build_learner(cfg, spec)
+        self.learner = assemble(cfg, spec)
         self.controller = self.learner.controller()
         self.clock = PhaseClock()  # where the time goes (result.json's time_s)
         self.runner = Runner(self.env, self.controller)

@@ -21,18 +21,15 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .build import check_action_space
+from .assemble import assemble, check_action_space
 from .config import AlgoConfig, build_config
 from .controller import make_controller
 from .envs.base import EnvSpec
 from .envs.registry import make_env
+from .learners import DifferLearner, Learner
 from .learners.decomposer import decompose
-from .learners.differ_learner import DifferLearner
-from .learners.q_learner import QLearner
-from .nets import AGENTS
 from .nets.agent import RNNAgent
 from .nets.cem_agent import CEMAgent
-from .nets.mixers import build_mixer
 from .replay.episode_buffer import Batch, EpisodeBuffer
 from .runner import Runner
 
@@ -80,20 +77,14 @@ def random_batch(
     return spec, batch
 
 
-def learner_for(spec: EnvSpec, algo: DictConfig, learner: str, selection: str = "all", seed: int = 0):
-    """A float64 learner with the algorithm's mixer, as `learner` (team | differ), no clipping."""
+def learner_for(cfg: DictConfig, spec: EnvSpec, learner: str, selection: str = "all"):
+    """A float64 learner with the algorithm's mixer, as `learner` (team | differ), no clipping,
+    assembled as training assembles it (without the speed options, which are float32 kernels)."""
+    over = {"learner": learner, "differ": {"selection": selection}, "grad_clip": 1e9}
+    speed = {"fused_gru": False, "skip_padding": False, "skip_empty_obs": False, "agent_precision": "float32"}
     # on the full schema: the run's own algo config may lack the differ section (a plain QMIX run)
-    cfg = OmegaConf.merge(
-        OmegaConf.structured(AlgoConfig),
-        algo,
-        {"learner": learner, "differ": {"selection": selection}, "grad_clip": 1e9},
-    )
-    torch.manual_seed(seed)
-    agent = AGENTS[cfg.agent](spec.obs_dim, spec.n_actions, spec.n_agents, cfg.agent_hidden).double()
-    mixer = build_mixer(cfg.mixer, spec.n_agents, spec.state_dim, spec.n_actions, cfg).double()
-    if learner == "differ":
-        return DifferLearner(agent, mixer, cfg, spec, t_max=1000, seed=seed)
-    return QLearner(agent, mixer, cfg, spec=spec, seed=seed)
+    algo = OmegaConf.merge(OmegaConf.structured(AlgoConfig), cfg.algo, over, speed)
+    return assemble(OmegaConf.merge(cfg, {"algo": algo, "t_max": 1000, "device": "cpu"}), spec, torch.float64)
 
 
 def _grads(loss: torch.Tensor, params: list) -> torch.Tensor:
@@ -104,7 +95,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp(min=1e-300)).item()
 
 
-def eq1_error(L: QLearner, b: Batch) -> float:
+def eq1_error(L: Learner, b: Batch) -> float:
     """Relative error between Σ_i ∂L_i/∂θ and ∂L_tot/∂θ on the agent parameters (team mask on
     both sides)."""
     params = list(L.agent.parameters())
@@ -119,12 +110,11 @@ def eq1_error(L: QLearner, b: Batch) -> float:
     return _rel(ind, team)
 
 
-def divide_error(base: QLearner, divide: DifferLearner, b: Batch) -> float:
+def divide_error(base: Learner, divide: DifferLearner, b: Batch) -> float:
     """Relative error between the -divide agent gradient (one real training step) and the base
     method's agent gradient times Σm / Σq_m (dead agents' Q_i without gradient in the base)."""
     params = list(base.agent.parameters())
-    if base.continuous:  # the same CEM draws for both targets
-        divide.cem_generator.set_state(base.cem_generator.get_state())
+    divide.values.load_state_dict(base.values.state_dict())  # the same CEM draws for both targets (COMIX)
     fwd = base.forward(b)
     alive = b.alive[:, :-1]
     q_in = torch.where(alive, fwd.chosen, fwd.chosen.detach())
@@ -151,8 +141,8 @@ def verify(overrides: dict[str, str], episodes: int = 8) -> dict:
         check=lambda spec: check_action_space(cfg, spec),
         algo=cfg.algo,
     )
-    base = learner_for(spec, cfg.algo, "team", seed=cfg.seed)
-    divide = learner_for(spec, cfg.algo, "differ", "all", seed=cfg.seed)
+    base = learner_for(cfg, spec, "team")
+    divide = learner_for(cfg, spec, "differ", "all")
     divide.agent.load_state_dict(base.agent.state_dict())
     divide.mixer.load_state_dict(base.mixer.state_dict())
     for L in (base, divide):

@@ -73,9 +73,7 @@ def record(
     fps: float = 10.0,
 ) -> dict:
     """Render the first `episodes` greedy test episodes of a run (or checkpoint) into `out_dir`."""
-    from .build import trained_learner
-    from .envs.registry import make_env
-    from .evaluation import load_run
+    from .assemble import load_run, team_of
     from .schedules import EVALUATION_FIRST_EPISODE, TEST, episode_seeds
 
     if video_format not in FORMATS:
@@ -83,17 +81,15 @@ def record(
     if not fps > 0:
         raise ConfigError(f"fps must be positive, got {fps}")
     ckpt_path, payload, cfg = load_run(path)
-    e = cfg.env
-    what = f"env={e.name} {e.scenario}"
+    what = f"env={cfg.env.name} {cfg.env.scenario}"
     try:
-        env = make_env(
-            e.name, e.scenario, 1, e.time_limit, {**e.options, "render_mode": "rgb_array"}, e.get("reward_scale", 1.0)
-        )
+        team = team_of(ckpt_path, payload, cfg, num_envs=1, render_mode="rgb_array")
     except ConfigError as err:
         if "render_mode" in str(err):
             raise ConfigError(f"{what} cannot render: its constructor takes no render_mode") from None
         raise
-    controller = trained_learner(cfg, env.spec, payload).controller()
+    env = team.env
+    controller = team.learner.controller()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = cfg.seed if seed is None else seed
@@ -119,8 +115,8 @@ def record(
     finally:
         env.close()
     return {
-        "checkpoint": str(ckpt_path),
-        "t_env": payload["counters"]["t_env"],
+        "checkpoint": str(team.checkpoint),
+        "t_env": team.t_env,
         "videos": videos,
         "returns": returns,
         "ep_lengths": lengths,

@@ -17,16 +17,16 @@ def test_the_plain_yardstick_computes_differs_qmix_loss():
     import numpy as np
     import torch
 
+    from differ.assemble import assemble
     from differ.bench import learner_step_ms
     from differ.bench_reference import PlainQMIXStep
-    from differ.build import build_learner
     from differ.config import build_config
     from differ.envs.base import DiscreteActions, EnvSpec
     from differ.replay.episode_buffer import EpisodeBuffer
 
     n, obs, state, A, T = 3, 6, 5, 4, 7
     spec = EnvSpec(n, DiscreteActions(A), obs, state, T, (0,) * n, ("unit",) * n)
-    ours = build_learner(build_config({"algo": "qmix", "env": "lbf"}), spec)
+    ours = assemble(build_config({"algo": "qmix", "env": "lbf"}), spec)
     plain = PlainQMIXStep(n, obs, state, A)
     with torch.no_grad():
         for p_agent, o_agent in ((plain.agent, ours.agent), (plain.target_agent, ours.target_agent)):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from differ.build import build_learner, make_envs
+from differ.assemble import assemble, make_envs
 from differ.config import build_config
 from differ.nets.cem import cem_argmax
 from differ.runner import Runner
@@ -53,7 +53,7 @@ def test_acting_and_training_unroll_agree(scenario):
     """The GRU state the controller acts from equals the training unroll's on the taken actions."""
     cfg = build_config({"algo": "comix", "env": "mamujoco", "env.scenario": scenario, "env.time_limit": "30"})
     env, _ = make_envs(cfg)
-    learner = build_learner(cfg, env.spec)
+    learner = assemble(cfg, env.spec)
     controller = learner.controller()
     hiddens, act = [], controller.act
 

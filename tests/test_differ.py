@@ -32,7 +32,8 @@ def smax_batch():
 
 def learner_for(spec, mixer_name, learner="team", selection="all", **algo):
     """A float64 learner with no gradient clipping, seeded like `differ verify`'s."""
-    return verify_learner(spec, OmegaConf.structured(AlgoConfig(mixer=mixer_name, **algo)), learner, selection)
+    cfg = OmegaConf.create({"seed": 0, "algo": OmegaConf.structured(AlgoConfig(mixer=mixer_name, **algo))})
+    return verify_learner(cfg, spec, learner, selection)
 
 
 def grads(loss, params):

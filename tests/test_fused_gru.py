@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from differ.build import build_learner
+from differ.assemble import assemble
 from differ.config import ConfigError, build_config
 from differ.nets import fused_gru
 
@@ -59,9 +59,9 @@ def _check_against_nn_gru(T, R, H, with_h0):
 
 @pytest.mark.parametrize("algo", ["qmix", "qmix_differ", "qplex_differ"])
 def test_fused_gru_learner_is_the_same_function_and_deterministic(algo):
-    plain = build_learner(build_config({"env": "lbf", "algo": algo}), SPEC)
-    fused = build_learner(build_config({"env": "lbf", "algo": algo, "algo.fused_gru": "true"}), SPEC)
-    again = build_learner(build_config({"env": "lbf", "algo": algo, "algo.fused_gru": "true"}), SPEC)
+    plain = assemble(build_config({"env": "lbf", "algo": algo}), SPEC)
+    fused = assemble(build_config({"env": "lbf", "algo": algo, "algo.fused_gru": "true"}), SPEC)
+    again = assemble(build_config({"env": "lbf", "algo": algo, "algo.fused_gru": "true"}), SPEC)
     assert fused.agent.fused_gru and fused.target_agent.fused_gru and not plain.agent.fused_gru
     batch = _buffer().sample(8, np.random.default_rng(3))
     fa, fb = plain.forward(batch), fused.forward(batch)
@@ -76,10 +76,10 @@ def test_fused_gru_learner_is_the_same_function_and_deterministic(algo):
 
 
 def test_bfloat16_with_the_fused_gru_keeps_the_recurrence_in_float32():
-    learner = build_learner(
+    learner = assemble(
         build_config({"env": "lbf", "algo": "qmix", "algo.fused_gru": "true", "algo.agent_precision": "bfloat16"}), SPEC
     )
-    full = build_learner(build_config({"env": "lbf", "algo": "qmix"}), SPEC)
+    full = assemble(build_config({"env": "lbf", "algo": "qmix"}), SPEC)
     batch = _buffer().sample(8, np.random.default_rng(2))
     fwd = learner.forward(batch)
     assert fwd.q_all.dtype == torch.float32

@@ -5,7 +5,7 @@ import torch
 from omegaconf import OmegaConf
 
 from differ.config import AlgoConfig
-from differ.learners.q_learner import QLearner
+from differ.learners import TeamLearner
 from differ.nets.agent import RNNAgent
 from differ.nets.mixers import QMixer, VDNMixer
 from differ.replay.episode_buffer import Batch
@@ -64,7 +64,7 @@ def test_td_target_terminal_padding_and_double_q():
         mask=mask,
     )
     cfg = OmegaConf.structured(AlgoConfig(mixer="vdn", gamma=gamma))
-    learner = QLearner(FixedQ(live), VDNMixer(N, 1), cfg)
+    learner = TeamLearner(FixedQ(live), VDNMixer(N, 1), cfg)
     learner.target_agent = FixedQ(target)
     fwd = learner.forward(batch)
     assert (fwd.target_q == 3.0).all(), "double Q over available actions: target Q at action 1"
@@ -98,7 +98,7 @@ def test_training_step_reduces_td_loss_on_a_fixed_batch():
         mask=torch.ones(B, T),
     )
     cfg = OmegaConf.structured(AlgoConfig(mixer="qmix"))
-    learner = QLearner(RNNAgent(O, A, N), QMixer(N, S), cfg)
+    learner = TeamLearner(RNNAgent(O, A, N), QMixer(N, S), cfg)
     first = learner.train(batch)["loss_td"]
     for _ in range(50):
         last = learner.train(batch)["loss_td"]
@@ -110,7 +110,7 @@ def test_a_learner_refuses_an_action_space_it_cannot_act_in():
     one line naming both, and the episode schema has no fields for a space it does not know."""
     from dataclasses import dataclass
 
-    from differ.build import build_learner
+    from differ.assemble import assemble
     from differ.config import ConfigError, build_config
     from differ.envs.base import EnvSpec
     from differ.replay.schema import EpisodeSchema
@@ -122,7 +122,7 @@ def test_a_learner_refuses_an_action_space_it_cannot_act_in():
 
     spec = EnvSpec(2, Box((3, 3)), 4, 5, 10, (0, 0), ("a", "a"))
     with pytest.raises(ConfigError, match="algo=qmix acts in discrete action spaces, and env=smax 3m has box actions"):
-        build_learner(build_config({"algo": "qmix"}), spec)
+        assemble(build_config({"algo": "qmix"}), spec)
     with pytest.raises(TypeError, match="Box action spaces"):
         EpisodeSchema(spec)
 

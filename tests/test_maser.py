@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from differ.build import build_learner
+from differ.assemble import assemble
 from differ.config import build_config
-from differ.learners.maser_learner import at_steps, intrinsic_rewards, subgoal_steps
+from differ.learners.maser import at_steps, intrinsic_rewards, subgoal_steps
 from differ.verify import random_batch
 
 from .conftest import TINY_LBF, run_cli
@@ -56,7 +56,7 @@ def smax_batch():
 
 def _learner(spec, **overrides):
     cfg = build_config({"env.scenario": "2s3z", "algo.grad_clip": "1e9", **overrides})
-    L = build_learner(cfg, spec)
+    L = assemble(cfg, spec)
     for m in [L.agent, L.mixer, L.target_agent, L.target_mixer] + ([L.phi] if hasattr(L, "phi") else []):
         m.double()
     return L

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 import differ
 from differ import checkpoint as ckpt
-from differ.build import build_learner, make_envs
+from differ.assemble import assemble, make_envs
 from differ.config import build_config
 from differ.runner import Runner
 from differ.schedules import TEST, episode_seeds
@@ -26,7 +26,7 @@ def evaluate_with_actions(run_dir, episodes=EPISODES):
     payload = ckpt.load_newest(run_dir)[1]
     cfg = build_config({}, base=OmegaConf.create(payload["config"]))
     env, test_env = make_envs(cfg)
-    learner = build_learner(cfg, env.spec)
+    learner = assemble(cfg, env.spec)
     learner.load_state_dict(payload["learner"])
     kept = []
     evaluate_episodes(Runner(test_env, learner.controller()), cfg.seed, 10**9, episodes, kept)

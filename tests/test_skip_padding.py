@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from differ.build import build_learner
+from differ.assemble import assemble
 from differ.config import ConfigError, build_config
 from differ.nets import fused_gru
 from differ.nets.agent import RNNAgent, packing
@@ -91,9 +91,9 @@ def test_the_packed_kernel_is_nn_grus_packed_sequence():
 )
 def test_a_learner_step_is_the_same_with_and_without_padding(algo, fused):
     over = {"env": "lbf", "algo": algo, "algo.fused_gru": fused}
-    plain = build_learner(build_config(over), SPEC)
-    packed = build_learner(build_config({**over, "algo.skip_padding": "true"}), SPEC)
-    again = build_learner(build_config({**over, "algo.skip_padding": "true"}), SPEC)
+    plain = assemble(build_config(over), SPEC)
+    packed = assemble(build_config({**over, "algo.skip_padding": "true"}), SPEC)
+    again = assemble(build_config({**over, "algo.skip_padding": "true"}), SPEC)
     batch = _buffer().sample(8, np.random.default_rng(3))
     lengths = batch.mask.sum(1)
     assert lengths.min() < lengths.max()  # the batch has padding to skip

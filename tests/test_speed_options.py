@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from differ import cli
-from differ.build import build_learner
+from differ.assemble import assemble
 from differ.config import ConfigError, build_config
 from differ.device import resolve_device
 from differ.envs.base import DiscreteActions, EnvSpec
@@ -36,7 +36,7 @@ def _buffer(seed=0):
 
 
 def _steps(overrides, steps=3):
-    learner = build_learner(build_config({"env": "lbf", **overrides}), SPEC)
+    learner = assemble(build_config({"env": "lbf", **overrides}), SPEC)
     buf, rng, out = _buffer(), np.random.default_rng(1), []
     for _ in range(steps):
         out.append(learner.train(buf.sample(8, rng).to(learner.device), 100))
@@ -155,8 +155,8 @@ def test_overlap_is_deterministic_resumes_exactly_and_lags_by_one_batch(tmp_path
 def test_skip_empty_obs_is_the_same_function(algo):
     """Padding and dead units (all-zero observations) map to the bias exactly, so Q values,
     losses and gradients agree with the full input layer up to the order of float sums."""
-    full = build_learner(build_config({"env": "lbf", "algo": algo}), SPEC)
-    skip = build_learner(build_config({"env": "lbf", "algo": algo, "algo.skip_empty_obs": "true"}), SPEC)
+    full = assemble(build_config({"env": "lbf", "algo": algo}), SPEC)
+    skip = assemble(build_config({"env": "lbf", "algo": algo, "algo.skip_empty_obs": "true"}), SPEC)
     batch = _buffer().sample(8, np.random.default_rng(3))
     batch.obs[:, :, 0][batch.alive[:, :, 0].logical_not()] = 0  # the dead agent sees zeros, as SMAX's do
     assert (batch.obs.abs().sum(-1) == 0).float().mean() > 0.1  # padding and deaths: rows to skip
@@ -180,7 +180,7 @@ def test_bfloat16_learners_sample_bfloat16_observations_with_the_same_numbers(al
     """With bfloat16 agent passes the buffer hands the observations over in bfloat16 (cast once,
     no float32 copy): the same values as float32 then bfloat16, so the same training step."""
     over = {"env": "lbf", "algo": algo, "algo.agent_precision": "bfloat16"}
-    a, b = build_learner(build_config(over), SPEC), build_learner(build_config(over), SPEC)
+    a, b = assemble(build_config(over), SPEC), assemble(build_config(over), SPEC)
     assert a.batch_obs_dtype == torch.bfloat16
     buf = _buffer()
     full = buf.sample(8, np.random.default_rng(4))
@@ -193,7 +193,7 @@ def test_bfloat16_learners_sample_bfloat16_observations_with_the_same_numbers(al
 
 
 def test_maser_and_float32_learners_sample_float32_observations():
-    assert build_learner(build_config({"env": "lbf", "algo": "qmix"}), SPEC).batch_obs_dtype == torch.float32
-    maser = build_learner(build_config({"env": "lbf", "algo": "maser", "algo.agent_precision": "bfloat16"}), SPEC)
+    assert assemble(build_config({"env": "lbf", "algo": "qmix"}), SPEC).batch_obs_dtype == torch.float32
+    maser = assemble(build_config({"env": "lbf", "algo": "maser", "algo.agent_precision": "bfloat16"}), SPEC)
     assert maser.batch_obs_dtype == torch.float32  # φ reads them in float32
     maser.train(_buffer().sample(8, np.random.default_rng(0), maser.batch_obs_dtype))

@@ -1,17 +1,20 @@
 """Learners by name (`algo.learner`): how the agent networks and the mixer are trained.
 
-  team    one team TD loss trains agents and mixer (VDN, QMIX, QPLEX)
-  differ  the mixer on team TD, the agents on DIFFER's individual TD (fair replay or -divide)
-  maser   team TD on a subgoal-shaped reward plus MASER's individual term (the paper's baseline)
+  team    one team TD loss trains agents and mixer (VDN, QMIX, QPLEX, COMIX)       team.py
+  differ  the mixer on team TD, the agents on DIFFER's individual TD (fair replay   differ.py
+          or -divide)
+  maser   team TD on a subgoal-shaped reward plus MASER's individual term          maser.py
 
-Every learner takes (agent, mixer, algo_cfg, spec=..., t_max=..., seed=..., device=...).
+What they share is in base.py (networks, optimisers, targets, state), values.py (the Q values
+and targets of a batch, discrete or continuous) and precision.py.
 """
 
 from ..nets.mixers import MIXERS
-from .differ_learner import DifferLearner
-from .maser_learner import MaserLearner
-from .q_learner import QLearner
+from .base import Learner
+from .differ import DifferLearner
+from .maser import MaserLearner
+from .team import TeamLearner
 
-LEARNERS = {"team": QLearner, "differ": DifferLearner, "maser": MaserLearner}
+LEARNERS = {"team": TeamLearner, "differ": DifferLearner, "maser": MaserLearner}
 
-__all__ = ["LEARNERS", "MIXERS"]
+__all__ = ["LEARNERS", "MIXERS", "Learner", "TeamLearner", "DifferLearner", "MaserLearner"]

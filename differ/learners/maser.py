@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import section
 from ..replay.episode_buffer import Batch
-from .q_learner import Forward, QLearner, greedy_actions, mixer_input
+from .base import Learner
+from .values import Forward, greedy_actions, mixer_input
 
 
 def subgoal_steps(q_ind: torch.Tensor, q_tot: torch.Tensor, mask: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -51,12 +51,12 @@ def intrinsic_rewards(phi: nn.Module, obs: torch.Tensor, t_star: torch.Tensor) -
     return -(phi_obs - at_steps(phi_obs, t_star).unsqueeze(1)).norm(dim=-1)
 
 
-class MaserLearner(QLearner):
+class MaserLearner(Learner):
     action_kinds = frozenset({"discrete"})  # its subgoals and individual term read per-action Q values
 
-    def __init__(self, agent, mixer, cfg, spec=None, seed: int = 0, device="cpu", **_):
-        super().__init__(agent, mixer, cfg, spec=spec, seed=seed, device=device)
-        self.maser = m = section(cfg, "maser")
+    def __init__(self, agent, mixer, cfg, maser, spec=None, seed: int = 0, device="cpu", **sections):
+        super().__init__(agent, mixer, cfg, spec=spec, seed=seed, device=device, **sections)
+        self.maser = m = maser  # algo.maser
         # created after the main optimiser: not part of it (as in the published code)
         self.phi = nn.Sequential(
             nn.Linear(agent.fc_obs.in_features, m.phi_hidden), nn.ReLU(), nn.Linear(m.phi_hidden, agent.n_actions)

@@ -1,7 +1,7 @@
 """DIFFER (docs/method.md §3-5): the mixer learns from the team TD error, the agent networks from
 individual TD errors chosen by fair experience replay. Both updates come from one forward pass.
 
-  forward   live and target agent nets over the batch (QLearner.forward)
+  forward   live and target agent nets over the batch (Learner.forward)
   decompose g_i, r_i, y_i with the mixer before its update (decomposer.py)
   mixer     L_tot = Σ m δ² / Σ m with the Q_i detached            -> mixer optimiser
   agents    L_ind = Σ weight_j δ_j² / |E|, δ_j = Q_j − y_j          -> agent optimiser
@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import torch
 
-from ..config import section
 from ..envs.base import EnvSpec
 from ..errors import TrainingDiverged
 from ..replay.episode_buffer import Batch
 from ..replay.fair import beta_at, eta_at, fair_health, fair_weights
+from .base import Learner
 from .decomposer import decompose
-from .q_learner import QLearner
 
 
-class DifferLearner(QLearner):
-    def __init__(self, agent, mixer, cfg, spec: EnvSpec, t_max: int, seed: int = 0, device="cpu", **_):
-        super().__init__(agent, mixer, cfg, spec=spec, seed=seed, device=device)
-        self.differ = section(cfg, "differ")
+class DifferLearner(Learner):
+    def __init__(self, agent, mixer, cfg, spec: EnvSpec, t_max: int, differ, seed: int = 0, device="cpu", **sections):
+        super().__init__(agent, mixer, cfg, spec=spec, seed=seed, device=device, **sections)
+        self.differ = differ  # algo.differ
         self.t_max = t_max
         self.generator = torch.Generator().manual_seed(seed)  # fair replay's draws, checkpointed
         self.unit_types = list(spec.unit_type_names)
