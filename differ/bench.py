@@ -68,13 +68,13 @@ def synthetic_batches(scenario: str, capacity: int, episodes: int) -> tuple[EnvS
     rng = np.random.default_rng(0)
     for _ in range(episodes):
         buf.add(
-            rng.random((T + 1, n, obs)),
-            rng.random((T + 1, state)),
-            rng.random((T + 1, n, A)) > 0.2,
-            np.ones((T + 1, n), bool),
-            rng.integers(0, A, (T, n)),
-            rng.random(T),
-            True,
+            obs=rng.random((T + 1, n, obs)),
+            state=rng.random((T + 1, state)),
+            avail=rng.random((T + 1, n, A)) > 0.2,
+            alive=np.ones((T + 1, n), bool),
+            actions=rng.integers(0, A, (T, n)),
+            reward=rng.random(T),
+            terminated=True,
         )
     return spec, buf
 

@@ -80,12 +80,12 @@ def spread(per_episode: dict[str, list]) -> dict:
         out.update(return_std=sd, return_ci95=[float(r.mean()) - half, float(r.mean()) + half])
     elif len(r) == 1:
         out.update(return_std=None, return_ci95=None)
-    w = per_episode.get("battle_won")
-    if w:
-        n, p, z = len(w), float(np.mean(w)), 1.96
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        out["battle_won_ci95"] = [max(0.0, centre - half), min(1.0, centre + half)]
+    for name, w in per_episode.items():  # the yes/no outcomes (battle_won)
+        if w and all(isinstance(x, bool) for x in w):
+            n, p, z = len(w), float(np.mean(w)), 1.96
+            centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+            half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+            out[f"{name}_ci95"] = [max(0.0, centre - half), min(1.0, centre + half)]
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,14 +20,19 @@ from .replay.schema import EpisodeSchema
 
 @dataclass
 class Episode:
-    obs: np.ndarray  # [L+1, N, O]
-    state: np.ndarray  # [L+1, S]
-    avail: np.ndarray  # [L+1, N, A]
-    alive: np.ndarray  # [L+1, N]
-    actions: np.ndarray  # [L, N]
-    reward: np.ndarray  # [L]
+    """One played episode: the schema's fields (replay/schema.py; `ep.obs` [L+1, N, O],
+    `ep.actions` [L, N], `ep.reward` [L], ...), how it ended, and the outcomes the env reported
+    at its end (spec.episode_stats, e.g. {"battle_won": True})."""
+
+    data: dict[str, np.ndarray]
     terminated: bool
-    battle_won: bool | None
+    stats: dict[str, Any]
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.__dict__["data"][name]
+        except KeyError:
+            raise AttributeError(name) from None
 
     @property
     def length(self) -> int:
@@ -58,7 +64,7 @@ class Runner:
         lengths = np.zeros(E, np.int64)
         done = np.zeros(E, bool)
         terminated = np.zeros(E, bool)
-        won = np.zeros(E, bool)
+        outcome = {k: [None] * E for k in env.spec.episode_stats}
         t = 0
         while not done.all():
             t0 = time.perf_counter()
@@ -73,20 +79,18 @@ class Runner:
             ended = ~done & (res.terminated | res.truncated)
             lengths[ended] = t
             terminated[ended] = res.terminated[ended]
-            if res.battle_won is not None:
-                won[ended] = res.battle_won[ended]
+            for k, values in res.stats.items():
+                for e in np.flatnonzero(ended) if k in outcome else ():
+                    outcome[k][e] = values[e].item()
             done |= ended
         if clock is not None:
             clock.add("collect_act", act_s)
             clock.add("collect_env", env_s)
-        has_battles = env.spec.has_battles
         episodes = [
             Episode(
-                *(b[k][e, : lengths[e] + 1].copy() for k in ("obs", "state", "avail", "alive")),
-                b["actions"][e, : lengths[e]].copy(),
-                b["reward"][e, : lengths[e]].copy(),
+                {fl.name: b[fl.name][e, : self.schema.rows(fl, lengths[e])].copy() for fl in self.schema.fields},
                 bool(terminated[e]),
-                bool(won[e]) if has_battles else None,
+                {k: v[e] for k, v in outcome.items()},
             )
             for e in range(E)
         ]

@@ -43,7 +43,7 @@ def evaluate_episodes(
 ) -> dict[str, float]:
     """Greedy test episodes with seeds from the test stream; returns test_* means.
     With `keep`, the episodes themselves are appended to it; with `per_episode`, each one's
-    return, length and (where there are battles) win are appended to its lists."""
+    return, length and outcomes (spec.episode_stats: battle_won) are appended to its lists."""
     E = runner.env.num_envs
     acc = Accumulator()
     done = 0
@@ -51,7 +51,7 @@ def evaluate_episodes(
     while done < episodes:
         eps = runner.run(episode_seeds(seed, TEST, first + done, E), 0.0, rng, greedy=True)
         for ep in eps[: episodes - done]:
-            values = {"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won}
+            values = {"return": ep.ret, "ep_length": ep.length, **ep.stats}
             acc.add(values)
             if per_episode is not None:
                 for k, v in values.items():
@@ -329,7 +329,7 @@ class Trainer:
             for ep in episodes:
                 self.buffer.add_episode(ep)
         for ep in episodes:
-            self.acc_env.add({"return": ep.ret, "ep_length": ep.length, "battle_won": ep.battle_won})
+            self.acc_env.add({"return": ep.ret, "ep_length": ep.length, **ep.stats})
         c.t_env += sum(ep.length for ep in episodes)
         c.episode += len(episodes)
         self.acc_env.add({"epsilon": epsilon})

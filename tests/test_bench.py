@@ -44,13 +44,13 @@ def test_the_plain_yardstick_computes_differs_qmix_loss():
     rng = np.random.default_rng(0)
     for L in (7, 3, 5, 7):
         buf.add(
-            rng.random((L + 1, n, obs)),
-            rng.random((L + 1, state)),
-            rng.random((L + 1, n, A)) > 0.3,
-            np.ones((L + 1, n), bool),
-            rng.integers(0, A, (L, n)),
-            rng.random(L),
-            L < 7,
+            obs=rng.random((L + 1, n, obs)),
+            state=rng.random((L + 1, state)),
+            avail=rng.random((L + 1, n, A)) > 0.3,
+            alive=np.ones((L + 1, n), bool),
+            actions=rng.integers(0, A, (L, n)),
+            reward=rng.random(L),
+            terminated=L < 7,
         )
     batch = buf.sample(4, rng)
     assert plain.train(batch) == __import__("pytest").approx(ours.train(batch)["loss_td"], rel=1e-5)

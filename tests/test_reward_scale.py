@@ -61,7 +61,7 @@ def test_both_targets_and_the_individual_rewards_see_the_scaled_reward():
     for k in (1.0, 7.0):
         buf = EpisodeBuffer(env.spec, 4, "float32")
         for ep in episodes:
-            ep_k = type(ep)(**{**ep.__dict__, "reward": ep.reward * np.float32(k)})
+            ep_k = type(ep)({**ep.data, "reward": ep.reward * np.float32(k)}, ep.terminated, ep.stats)
             buf.add_episode(ep_k)
         batch = buf.collate(list(buf.episodes))
         with torch.no_grad():

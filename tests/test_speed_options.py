@@ -24,13 +24,13 @@ def _buffer(seed=0):
         alive = np.ones((L + 1, N), bool)
         alive[L // 2 :, 0] = False  # one agent dies half-way
         buf.add(
-            rng.random((L + 1, N, OBS)),
-            rng.random((L + 1, STATE)),
-            rng.random((L + 1, N, A)) > 0.3,
-            alive,
-            rng.integers(0, A, (L, N)),
-            rng.random(L),
-            bool(rng.integers(2)),
+            obs=rng.random((L + 1, N, OBS)),
+            state=rng.random((L + 1, STATE)),
+            avail=rng.random((L + 1, N, A)) > 0.3,
+            alive=alive,
+            actions=rng.integers(0, A, (L, N)),
+            reward=rng.random(L),
+            terminated=bool(rng.integers(2)),
         )
     return buf
 

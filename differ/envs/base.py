@@ -125,12 +125,19 @@ class EnvSpec:
     episode_limit: int  # the most steps an episode can last
     unit_type_ids: tuple[int, ...]  # one per agent (role / unit class); analyses group by it
     unit_type_names: tuple[str, ...]  # one per agent, human readable ("stalker", "agent", ...)
-    has_battles: bool = False  # the env reports battle_won
+    # the outcomes the env reports at each episode's end (e.g. ("battle_won",)): averaged into
+    # <name>_mean (training) and test_<name>_mean (tests) beside the return and the length
+    episode_stats: tuple[str, ...] = ()
     has_deaths: bool = False  # the env reports per-agent deaths through `alive`
     # raw observations -> `obs` rows (None: the adapter's observations are used as they come)
     obs_transform: ObsTransform | None = None
     # each agent's own number of actions where they differ (the rest of its row is never available)
     agent_actions: tuple[int, ...] | None = None
+
+    @property
+    def has_battles(self) -> bool:
+        """Whether episodes end won or lost (SMAX, GRF): the env reports battle_won."""
+        return "battle_won" in self.episode_stats
 
     @property
     def n_actions(self) -> int:
@@ -156,8 +163,14 @@ class StepResult:
     reward: np.ndarray  # float32 [E], the shared team reward
     terminated: np.ndarray  # bool [E], true end of the episode (no bootstrap)
     truncated: np.ndarray  # bool [E], time limit reached (bootstrap from `next`)
-    battle_won: np.ndarray | None = None  # bool [E] where spec.has_battles
+    # spec.episode_stats' values [E] of each episode so far (the runner keeps them at its end)
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+
+    @property
+    def battle_won(self) -> np.ndarray | None:
+        """bool [E] where the env has battles, else None."""
+        return self.stats.get("battle_won")
 
 
 class VecEnv(ABC):

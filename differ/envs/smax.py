@@ -116,7 +116,7 @@ class SMAXVecEnv(VecEnv):
             episode_limit=int(env.max_steps) + 1,
             unit_type_ids=tuple(int(t) for t in types),
             unit_type_names=tuple(env.unit_type_names[t] for t in types),
-            has_battles=True,
+            episode_stats=("battle_won",),
             has_deaths=True,
         )
         scale = np.concatenate([np.tile(_UNIT_FEATURE_SCALE, n_units), np.full(2 * n_units, _CODE_SCALE, np.float32)])
@@ -174,7 +174,7 @@ class SMAXVecEnv(VecEnv):
             reward=reward.astype(np.float32),
             terminated=term,
             truncated=trunc,
-            battle_won=won,
+            stats={"battle_won": won},
         )
 
     # ---- rendering (differ evaluate video=DIR) -----------------------------------------------

@@ -110,7 +110,7 @@ class TeamEnv(gym.Env):
             unit_type_ids=tuple(names.index(r) for r in core.roles),
             unit_type_names=tuple(core.roles),
             has_deaths=bool(core.may_die),
-            has_battles=self.has_battles,
+            episode_stats=("battle_won",) if self.has_battles else (),
             obs_transform=self.transform,
             agent_actions=tuple(int(k) for k in getattr(core, "action_sizes", None) or [actions.width] * n),
         )
@@ -157,10 +157,10 @@ class TeamEnv(gym.Env):
 
 class _TeamVecEnv(VecEnv):
     @staticmethod
-    def _won(out: dict):
-        """bool [E] where the core reports wins, else None."""
+    def _stats(out: dict) -> dict[str, np.ndarray]:
+        """{"battle_won": bool [E]} where the core reports wins, else {}."""
         won = out.get("won")
-        return None if won is None else np.asarray(won).reshape(-1).astype(bool)
+        return {} if won is None else {"battle_won": np.asarray(won).reshape(-1).astype(bool)}
 
     def _observation(self, out: dict) -> Observation:
         obs = out["obs"]
@@ -211,7 +211,7 @@ class InProcessVecEnv(_TeamVecEnv):
             reward=np.array([o[1] for o in outs], np.float32),
             terminated=np.array([o[2] for o in outs], bool),
             truncated=np.array([o[3] for o in outs], bool),
-            battle_won=self._won(out),
+            stats=self._stats(out),
         )
 
     def render(self, index: int = 0):
@@ -253,7 +253,7 @@ class WorkerVecEnv(_TeamVecEnv):
             reward=reward.astype(np.float32),
             terminated=terminated,
             truncated=truncated,
-            battle_won=self._won(out),
+            stats=self._stats(out),
         )
 
     def close(self) -> None:

@@ -65,11 +65,14 @@ def check_fits(
 
 @dataclass
 class Batch:
+    """B episodes padded to the longest, T steps: the schema's fields (replay/schema.py, in its
+    `batch` dtypes) plus where each episode ends. A field added to the schema is added here."""
+
     obs: torch.Tensor  # float32 [B, T+1, N, O] (bfloat16 where the learner asks: EpisodeBuffer.collate)
     state: torch.Tensor  # float32 [B, T+1, S]
-    avail: torch.Tensor  # bool [B, T+1, N, A]
+    avail: torch.Tensor  # bool [B, T+1, N, A] (continuous actions: the dimensions each agent controls)
     alive: torch.Tensor  # bool [B, T+1, N]
-    actions: torch.Tensor  # long [B, T, N]
+    actions: torch.Tensor  # long [B, T, N] (continuous actions: float32 [B, T, N, A])
     reward: torch.Tensor  # float32 [B, T]
     terminated: torch.Tensor  # float32 [B, T]: 1 at the last step of a terminated episode
     mask: torch.Tensor  # float32 [B, T]: 1 on steps inside the episode
@@ -97,14 +100,13 @@ class EpisodeBuffer:
         return len(self.episodes)
 
     def add_episode(self, e) -> None:
-        """Store a runner's Episode (its fields, in the order `add` takes them)."""
-        self.add(e.obs, e.state, e.avail, e.alive, e.actions, e.reward, e.terminated)
+        """Store a runner's Episode."""
+        self.add(e.terminated, **e.data)
 
-    def add(self, obs, state, avail, alive, actions, reward, terminated: bool) -> None:
-        """One episode of length L: obs/state/avail/alive have L + 1 rows, actions/reward L."""
-        ep = self.schema.stored(
-            {"obs": obs, "state": state, "avail": avail, "alive": alive, "actions": actions, "reward": reward}
-        )
+    def add(self, terminated: bool, **fields: np.ndarray) -> None:
+        """One episode of length L, its arrays by the schema's field names: the per-step fields
+        (obs, state, avail, alive) have L + 1 rows, the per-transition ones (actions, reward) L."""
+        ep = self.schema.stored(fields)
         ep["terminated"] = bool(terminated)
         self.episodes.append(ep)
         self.total_added += 1

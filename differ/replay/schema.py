@@ -76,6 +76,8 @@ class EpisodeSchema:
 
     def stored(self, arrays: dict) -> dict[str, np.ndarray]:
         """One episode's arrays in the buffer's storage dtypes."""
+        if set(arrays) != set(self.by_name):
+            raise ValueError(f"an episode has the fields {sorted(self.by_name)}, got {sorted(arrays)}")
         return {fl.name: np.asarray(arrays[fl.name], fl.store) for fl in self.fields}
 
     def bytes_per_step(self) -> int:
