@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from differ.bench import main
+from differ.commands.bench import main
 from differ.config import parse_overrides
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from differ.assemble import assemble
-from differ.bench import synthetic_batches
+from differ.commands.bench import synthetic_batches
 from differ.config import build_config
 
 spec, buf = synthetic_batches("3s5z_vs_3s6z", 128, 64)

@@ -58,7 +58,7 @@ def train(
     >>> r = differ.train(algo="qmix_differ", env="lbf", t_max=20_000, seed=1, run_dir="runs/demo")
     >>> r.run_dir, r.test_return
     """
-    from .run import train_from_overrides
+    from .commands.train import train_from_overrides
 
     if resume is not None:
         overrides = _overrides(None, None, config)
@@ -82,13 +82,13 @@ def evaluate(
     the return's sd and 95% CI, the win rate's 95% interval, as `differ evaluate` prints them.
     With `video=DIR`: the first `episodes` of those episodes rendered into DIR instead (MP4 or
     GIF), returning the files with each episode's return and length."""
+    from .commands.evaluate import evaluate as _evaluate
     from .errors import ConfigError
-    from .evaluation import evaluate as _evaluate
 
     if episodes < 1:
         raise ConfigError(f"episodes must be at least 1, got {episodes}")
     if video is not None:
-        from .video import record
+        from .commands.video import record
 
         if dump_individual_rewards is not None:
             raise ConfigError("video= and dump_individual_rewards= are separate evaluate runs; give one")

@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint as ckpt
 from .config import build_config, section, sections_in_use
 from .device import resolve_device
 from .envs.registry import make_env
@@ -20,6 +19,7 @@ from .errors import ConfigError
 from .learners import LEARNERS, MIXERS
 from .nets import AGENTS, fused_gru
 from .nets.mixers import build_mixer
+from .store import checkpoint as ckpt
 
 
 def check_action_space(cfg: DictConfig, spec) -> None:

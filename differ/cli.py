@@ -85,7 +85,7 @@ def _command(cmd: str, args: list[str]) -> int:
     from .config import int_option, parse_overrides
 
     if cmd == "train":
-        from .run import train_from_overrides
+        from .commands.train import train_from_overrides
 
         result = train_from_overrides(parse_overrides(args))
         print(json.dumps(result))
@@ -148,7 +148,7 @@ def _command(cmd: str, args: list[str]) -> int:
             shown = sc if args or len(sc) <= 30 else sc[:12] + [f"... (all {len(sc)}: differ envs {name})"]
             print(f"{name}: {desc}\n  {len(sc)} scenarios: {', '.join(shown)}")
     elif cmd == "verify":
-        from .verify import format_report, verify
+        from .commands.verify import format_report, verify
 
         opts = parse_overrides(args)
         episodes = int_option(opts, "episodes", 8, minimum=1)
@@ -163,7 +163,7 @@ def _command(cmd: str, args: list[str]) -> int:
                 1,
             )
     elif cmd == "bench":
-        from .bench import main as bench_main
+        from .commands.bench import main as bench_main
 
         opts = parse_overrides(args)
         out = opts.pop("out", None)

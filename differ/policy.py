@@ -17,33 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint as ckpt
-from .controller import make_controller
+from .acting.controller import make_controller
+from .acting.record import policy_record
 from .envs.base import ObsTransform
 from .nets import AGENTS
 from .nets.agent import RNNAgent
 from .nets.cem_agent import CEMAgent
-
-
-def policy_record(spec, algo) -> dict:
-    """What a checkpoint keeps so that `Policy.load` needs neither the env nor the config."""
-    transform = spec.obs_transform or ObsTransform((spec.obs_dim,) * spec.n_agents)
-    record = {
-        "n_agents": spec.n_agents,
-        "n_actions": spec.n_actions,
-        "obs_dim": spec.obs_dim,
-        "agent_hidden": int(algo.agent_hidden),
-        "obs_transform": transform.to_dict(),
-        "agent_actions": list(spec.agent_actions or [spec.n_actions] * spec.n_agents),
-        "unit_type_names": list(spec.unit_type_names),
-        "agent": algo.get("agent", "rnn"),
-    }
-    if record["agent"] == "cem":  # continuous: the boxes and the CEM settings act with the network
-        low, high = spec.actions.bounds()
-        record.update(
-            low=low.tolist(), high=high.tolist(), cem={k: algo.cem[k] for k in ("samples", "elites", "iterations")}
-        )
-    return record
+from .store import checkpoint as ckpt
 
 
 class Policy:

@@ -1,7 +1,7 @@
 """`differ bench`'s end-to-end measurement drives a real Trainer (it broke once when the trainer
 began to need start_new() before train(); nothing else exercised it)."""
 
-from differ.bench import train_steps_per_s
+from differ.commands.bench import train_steps_per_s
 
 
 def test_train_steps_per_s_runs_a_real_trainer():
@@ -18,8 +18,8 @@ def test_the_plain_yardstick_computes_differs_qmix_loss():
     import torch
 
     from differ.assemble import assemble
-    from differ.bench import learner_step_ms
-    from differ.bench_reference import PlainQMIXStep
+    from differ.commands.bench import learner_step_ms
+    from differ.commands.bench_reference import PlainQMIXStep
     from differ.config import build_config
     from differ.envs.base import DiscreteActions, EnvSpec
     from differ.replay.episode_buffer import EpisodeBuffer

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from differ.acting.runner import Runner
 from differ.assemble import assemble, make_envs
+from differ.commands.verify import verify
 from differ.config import build_config
 from differ.nets.cem import cem_argmax
-from differ.runner import Runner
-from differ.verify import verify
 
 from .conftest import read_jsonl, run_cli
 from .test_resume import metrics_pair, uninterrupted_and_resumed

@@ -7,12 +7,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from differ.commands.verify import learner_for as verify_learner
+from differ.commands.verify import random_batch
 from differ.config import AlgoConfig, build_config
 from differ.learners.decomposer import decompose
 from differ.nets.mixers import MixerInput
 from differ.replay.fair import beta_at, eta_at, fair_weights
-from differ.verify import learner_for as verify_learner
-from differ.verify import random_batch
 
 
 def real_batch(env_name, scenario, episodes=6, seed=0, time_limit=None):

@@ -259,7 +259,7 @@ def test_train_smoke(tmp_path, scenario, algo, num_envs):
 
 
 def test_verify_differ_is_exact_on_grf_and_counts_no_deaths():
-    from differ.verify import verify
+    from differ.commands.verify import verify
 
     r = verify({"algo": "qmix", "env": "grf"}, episodes=4)
     assert r["exact"] and r["valid_steps"] > 100

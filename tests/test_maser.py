@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from differ.assemble import assemble
+from differ.commands.verify import random_batch
 from differ.config import build_config
 from differ.learners.maser import at_steps, intrinsic_rewards, subgoal_steps
-from differ.verify import random_batch
 
 from .conftest import TINY_LBF, run_cli
 

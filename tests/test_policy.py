@@ -9,11 +9,11 @@ from omegaconf import OmegaConf
 
 import differ
 from differ import checkpoint as ckpt
+from differ.acting.runner import Runner
+from differ.acting.schedules import TEST, episode_seeds
 from differ.assemble import assemble, make_envs
 from differ.config import build_config
-from differ.runner import Runner
-from differ.schedules import TEST, episode_seeds
-from differ.trainer import evaluate_episodes
+from differ.run.trainer import evaluate_episodes
 
 from .conftest import TINY_LBF, run_cli
 from .pz_envs import Signals

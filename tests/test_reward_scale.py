@@ -47,10 +47,10 @@ def test_smax_defaults_to_smacs_scale_and_others_keep_theirs():
 def test_both_targets_and_the_individual_rewards_see_the_scaled_reward():
     """The same networks and episodes with the reward times k: the team target moves by (k − 1)·R
     and DIFFER's r_i by (k − 1)·R·g_i, exactly (Eq. 2 is linear in R)."""
+    from differ.acting.runner import Runner
     from differ.assemble import assemble
     from differ.learners.decomposer import decompose
     from differ.replay.episode_buffer import EpisodeBuffer
-    from differ.runner import Runner
 
     cfg = build_config({"algo": "qmix_differ", "env": "smax", "env.reward_scale": "1"})
     env = make_env("smax", "3m", 4, 40, dict(cfg.env.options))

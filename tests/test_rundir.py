@@ -1,9 +1,9 @@
-"""The run directory's files (differ/rundir.py RunDir) and the loop's counters (differ/counters.py)."""
+"""The run directory's files (differ/store/rundir.py RunDir) and the loop's counters (differ/run/counters.py)."""
 
 import json
 
-from differ.counters import Counters
-from differ.rundir import RunDir
+from differ.run.counters import Counters
+from differ.store.rundir import RunDir
 
 
 def test_finished_means_a_readable_result_that_reached_t_max_without_a_stop(tmp_path):

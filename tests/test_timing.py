@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from differ.timing import PHASES, PhaseClock
+from differ.run.timing import PHASES, PhaseClock
 
 from .conftest import TINY_LBF, run_cli
 from .test_resume import kill_after_first_checkpoint

@@ -166,7 +166,7 @@ def test_wandb_offline_writes_its_run_files_and_a_resume_continues_the_same_run(
 def test_spread_of_evaluation_episodes():
     from scipy.stats import t
 
-    from differ.evaluation import spread
+    from differ.commands.evaluate import spread
 
     s = spread({"return": [1.0, 2.0, 3.0], "battle_won": [True, True, True, False]})
     half = t.ppf(0.975, 2) * 1.0 / 3**0.5  # sd 1, n 3: Student t, not 1.96

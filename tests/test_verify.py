@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from differ import cli
+from differ.commands.verify import verify
 from differ.nets import mixers
-from differ.verify import verify
 
 
 @pytest.mark.parametrize("algo", ["vdn", "qmix", "qplex"])

@@ -212,7 +212,7 @@ class RunConfig:
     torch_threads: int = key(
         1,
         help="torch's threads for this run; 0: one per core the rest of the machine leaves idle when "
-        "the run starts, then fixed and saved in config.yaml (differ/threads.py)",
+        "the run starts, then fixed and saved in config.yaml (differ/run/threads.py)",
         at_least=0,
     )
     overlap: bool = key(

@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from .. import checkpoint as ckpt
 from ..errors import ConfigError
-from ..rundir import RunDir
+from ..store import checkpoint as ckpt
+from ..store.rundir import RunDir
 from .grid import PlannedRun
 from .monitor import Progress, _error_line
 

@@ -174,7 +174,7 @@ def fig10(path: str, opts: dict[str, str]) -> list[str]:
     if p.is_dir():
         csv_path = p / "individual_rewards.csv"
         if not csv_path.exists():
-            from ..evaluation import evaluate
+            from ..commands.evaluate import evaluate
 
             evaluate(str(p), int_option(opts, "episodes", 8), int_option(opts, "seed", None, minimum=0), str(csv_path))
     else:

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..metrics import read_jsonl
-from ..rundir import RunDir
+from ..store.metrics import read_jsonl
+from ..store.rundir import RunDir
 from .results import Run
 
 NAMES = {"return": "episode_return", "battle_won": "win_rate", "ep_length": "episode_length"}

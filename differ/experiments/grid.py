@@ -10,9 +10,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .. import checkpoint as ckpt
 from ..config import SAME_EXPERIMENT_KEYS, ConfigError, build_config, load_run_config
-from ..rundir import RunDir
+from ..store import checkpoint as ckpt
+from ..store.rundir import RunDir
 
 SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset", "keep_replay")
 RUN_DEFAULTS = {"torch_threads": "1"}  # one core per run (a worker's train.log gets plain progress lines)

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..rundir import RunDir
+from ..store.rundir import RunDir
 from .grid import PlannedRun
 
 

@@ -28,8 +28,8 @@ from omegaconf import OmegaConf
 
 from ..config import SAME_EXPERIMENT_KEYS
 from ..errors import ConfigError
-from ..metrics import read_jsonl
-from ..rundir import RunDir
+from ..store.metrics import read_jsonl
+from ..store.rundir import RunDir
 
 DEFAULT_METRIC = "test_battle_won_mean"
 FINAL_FRACTION = 0.1  # `final` averages the evaluations in the last 10% of a run

@@ -17,9 +17,9 @@ import signal
 import sys
 from pathlib import Path
 
-from .. import checkpoint as ckpt
 from ..config import ConfigError, flag_option, int_option
-from ..lock import claimed_dir
+from ..store import checkpoint as ckpt
+from ..store.lock import claimed_dir
 from .backends import LocalBackend, RayBackend, schedule
 from .grid import PlannedRun, expand_grid, load_preset, plan
 from .monitor import Progress, summary_table

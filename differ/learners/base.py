@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from ..controller import make_controller
+from ..acting.controller import make_controller
 from ..errors import TrainingDiverged
 from ..nets.agent import RNNAgent
 from ..nets.cem_agent import CEMAgent

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import write_atomic
 from ..envs.base import EnvSpec
 from ..errors import CorruptCheckpoint
+from ..store.checkpoint import write_atomic
 from .schema import EpisodeSchema
 
 

@@ -21,17 +21,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .assemble import assemble, check_action_space
-from .config import AlgoConfig, build_config
-from .controller import make_controller
-from .envs.base import EnvSpec
-from .envs.registry import make_env
-from .learners import DifferLearner, Learner
-from .learners.decomposer import decompose
-from .nets.agent import RNNAgent
-from .nets.cem_agent import CEMAgent
-from .replay.episode_buffer import Batch, EpisodeBuffer
-from .runner import Runner
+from ..acting.controller import make_controller
+from ..acting.runner import Runner
+from ..assemble import assemble, check_action_space
+from ..config import AlgoConfig, build_config
+from ..envs.base import EnvSpec
+from ..envs.registry import make_env
+from ..learners import DifferLearner, Learner
+from ..learners.decomposer import decompose
+from ..nets.agent import RNNAgent
+from ..nets.cem_agent import CEMAgent
+from ..replay.episode_buffer import Batch, EpisodeBuffer
 
 TOLERANCE = 1e-6
 

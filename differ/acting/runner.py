@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..envs.base import VecEnv
+from ..replay.schema import EpisodeSchema
 from .controller import Controller
-from .envs.base import VecEnv
-from .replay.schema import EpisodeSchema
 
 
 @dataclass

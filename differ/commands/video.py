@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 FORMATS = ("mp4", "gif")
 
@@ -73,8 +73,8 @@ def record(
     fps: float = 10.0,
 ) -> dict:
     """Render the first `episodes` greedy test episodes of a run (or checkpoint) into `out_dir`."""
-    from .assemble import load_run, team_of
-    from .schedules import EVALUATION_FIRST_EPISODE, TEST, episode_seeds
+    from ..acting.schedules import EVALUATION_FIRST_EPISODE, TEST, episode_seeds
+    from ..assemble import load_run, team_of
 
     if video_format not in FORMATS:
         raise ConfigError(f"video_format must be one of {', '.join(FORMATS)}, got '{video_format}'")

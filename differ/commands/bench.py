@@ -3,7 +3,7 @@
 - learner_step_ms: one training step of QMIX, QMIX with bfloat16 agent passes, with the fused GRU
   kernel, with both, QMIX-DIFFER, QPLEX and
   QPLEX-DIFFER (batch 32, whole episodes of T steps) at the shapes of 2s3z (T=40), 3s5z_vs_3s6z (T=60)
-  and 27m_vs_30m (T=80), beside a plain PyTorch QMIX step (differ/bench_reference.py) on the same
+  and 27m_vs_30m (T=80), beside a plain PyTorch QMIX step (differ/commands/bench_reference.py) on the same
   batches; median of repeated steps, sampling from the buffer included; and their ratios.
 - rollout_steps_per_s: env steps/s of ε-greedy collection alone (agent network included).
 - train_steps_per_s: end-to-end `differ train` env steps/s under the paper's protocol (one
@@ -23,7 +23,7 @@
   (one torch thread each) against one run with 2 threads: what several seeds at once can gain.
 - profile (only with `only=profile`): where a whole QMIX-DIFFER run's time goes on SMAX 2s3z and
   3s5z_vs_3s6z (2 torch threads), default settings and the speed options: env steps/s and, per
-  phase of the run loop (differ/timing.py), ms per env step and share, tests included.
+  phase of the run loop (differ/run/timing.py), ms per env step and share, tests included.
 - busy (only with `only=busy`): SMAX 3m QMIX end to end alone and beside one busy program (a
   Python loop), with the default (1 thread), 2 threads, and torch_threads=0 (the cores idle at
   the start): what a laptop with other work open, or a second run, costs.
@@ -43,15 +43,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .assemble import assemble, make_envs
+from ..acting.runner import Runner
+from ..assemble import assemble, make_envs
+from ..config import ConfigError, build_config
+from ..envs.base import DiscreteActions, EnvSpec
+from ..envs.registry import make_env
+from ..replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
+from ..run.timing import PhaseClock
+from ..run.trainer import Trainer
 from .bench_reference import PlainQMIXStep
-from .config import ConfigError, build_config
-from .envs.base import DiscreteActions, EnvSpec
-from .envs.registry import make_env
-from .replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
-from .runner import Runner
-from .timing import PhaseClock
-from .trainer import Trainer
 
 SHAPES = {  # scenario: (n_agents, obs, state, actions, T)
     "2s3z": (5, 127, 120, 10, 40),
@@ -83,7 +83,7 @@ def learner_step_ms(scenario: str, variants=("qmix", "qmix_differ"), reps: int =
     """Median ms of one training step per variant; the variants' steps alternate, so that a slow
     spell of the machine hits them alike and their ratios stay fair. A variant is an algorithm
     preset, or NAME:KEY=VALUE,... for a preset with overrides (e.g. qmix:algo.agent_precision=bfloat16),
-    or plain_qmix, the yardstick (differ/bench_reference.py)."""
+    or plain_qmix, the yardstick (differ/commands/bench_reference.py)."""
     spec, buf = synthetic_batches(scenario, 64, 32)
     learners = {}
     for v in variants:
@@ -347,7 +347,7 @@ def profile_run(overrides: dict, warmup: int, measure: int) -> dict:
 
 
 def _profile_run(overrides: dict, warmup: int, measure: int) -> dict:
-    """A whole `differ train` run's time split (differ/timing.py) over `measure` env steps after a
+    """A whole `differ train` run's time split (differ/run/timing.py) over `measure` env steps after a
     warm-up of `warmup` (the buffer filled, the env compiled), with the run's own test and log
     schedule (tests included): env steps/s and, per phase, ms per env step and share."""
     with tempfile.TemporaryDirectory() as d:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, CorruptCheckpoint
+from ..errors import CheckpointError, CorruptCheckpoint
 
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
 

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import torch
 
-from .nets.agent import RNNAgent
-from .nets.cem import cem_argmax
+from ..nets.agent import RNNAgent
+from ..nets.cem import cem_argmax
 
 
 class Controller:

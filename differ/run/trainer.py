@@ -20,17 +20,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint as ckpt
-from .assemble import assemble, check_action_space, make_envs
+from ..acting.record import policy_record
+from ..acting.runner import Runner
+from ..acting.schedules import TEST, TRAIN, episode_seeds, linear
+from ..assemble import assemble, check_action_space, make_envs
+from ..errors import CheckpointError, CorruptCheckpoint, TrainingDiverged
+from ..replay.episode_buffer import EpisodeBuffer, check_fits
+from ..store import checkpoint as ckpt
+from ..store.metrics import Accumulator, MetricsLogger
+from ..store.rundir import RunDir
 from .counters import Counters
-from .errors import CheckpointError, CorruptCheckpoint, TrainingDiverged
-from .metrics import Accumulator, MetricsLogger
-from .policy import policy_record
 from .progress import Progress
-from .replay.episode_buffer import EpisodeBuffer, check_fits
-from .rundir import RunDir
-from .runner import Runner
-from .schedules import TEST, TRAIN, episode_seeds, linear
 from .threads import idle_threads, usable_cores
 from .timing import PhaseClock
 
@@ -67,7 +67,7 @@ class Trainer:
     def __init__(self, cfg: DictConfig, run_dir: Path):
         self.cfg, self.run_dir = cfg, run_dir
         # torch_threads=0: one thread per core the rest of the machine leaves idle now, fixed for
-        # the run and saved in its config (differ/threads.py); overlap runs two busy threads of
+        # the run and saved in its config (differ/run/threads.py); overlap runs two busy threads of
         # its own, so there it means one torch thread
         if not cfg.torch_threads:
             cfg.torch_threads = 1 if cfg.overlap else idle_threads()

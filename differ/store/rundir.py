@@ -9,8 +9,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from .config import build_config, load_run_config
-from .errors import CheckpointError
 from .lock import claimed_dir
 
 
@@ -61,16 +59,6 @@ def run_lock(run_dir: Path, option: str = "run_dir"):
     once instead of interleaving checkpoints and metrics. A command refused before it wrote
     anything leaves no directory behind."""
     return claimed_dir(run_dir, RunDir.LOCK, option, str(run_dir))
-
-
-def resume_config(run_dir: Path, overrides: dict[str, str]) -> DictConfig:
-    if not RunDir(run_dir).config.exists():
-        raise CheckpointError(
-            f"{run_dir} holds no run to resume (no config.yaml: it was stopped before "
-            f"writing anything, or is not a run directory); re-run the original "
-            f"`differ train ... run_dir={run_dir}` command to start it afresh"
-        )
-    return build_config(overrides, base=load_run_config(RunDir(run_dir).config))
 
 
 def machine_info() -> dict[str, str]:

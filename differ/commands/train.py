@@ -6,13 +6,23 @@ import json
 import os
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint as ckpt
-from .config import build_config
-from .errors import CheckpointError, ConfigError, storage_error
-from .rundir import RunDir, default_run_dir, machine_info, resume_config, run_lock
-from .trainer import Trainer
+from ..config import build_config, load_run_config
+from ..errors import CheckpointError, ConfigError, storage_error
+from ..run.trainer import Trainer
+from ..store import checkpoint as ckpt
+from ..store.rundir import RunDir, default_run_dir, machine_info, run_lock
+
+
+def resume_config(run_dir: Path, overrides: dict[str, str]) -> DictConfig:
+    if not RunDir(run_dir).config.exists():
+        raise CheckpointError(
+            f"{run_dir} holds no run to resume (no config.yaml: it was stopped before "
+            f"writing anything, or is not a run directory); re-run the original "
+            f"`differ train ... run_dir={run_dir}` command to start it afresh"
+        )
+    return build_config(overrides, base=load_run_config(RunDir(run_dir).config))
 
 
 def train_from_overrides(overrides: dict[str, str]) -> dict:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .errors import ConfigError, DifferError
-from .rundir import RunDir
+from ..errors import ConfigError, DifferError
+from ..store.rundir import RunDir
 
 
 def _new_id() -> str:

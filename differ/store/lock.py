@@ -9,7 +9,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ConfigError, RunInUse
+from ..errors import ConfigError, RunInUse
 
 
 @contextmanager
