@@ -36,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     if args.check:
-        from differ.experiments.results import prob_improvement
+        from differ.experiments.stats import prob_improvement
 
         for _ in range(3):
             x, y = rng.normal(size=5), rng.normal(size=5)

@@ -21,7 +21,7 @@ LAYERS = [
     {"api", "cli", "policy", "__init__", "__main__"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
-MAX_LINES = 360
+MAX_LINES = 365
 
 
 def modules():

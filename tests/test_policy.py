@@ -9,11 +9,11 @@ from omegaconf import OmegaConf
 
 import differ
 from differ import checkpoint as ckpt
+from differ.acting.evaluation import evaluate_episodes
 from differ.acting.runner import Runner
-from differ.acting.schedules import TEST, episode_seeds
+from differ.acting.schedules import EVALUATION_FIRST_EPISODE, TEST, episode_seeds
 from differ.assemble import assemble, make_envs
 from differ.config import build_config
-from differ.run.trainer import evaluate_episodes
 
 from .conftest import TINY_LBF, run_cli
 from .pz_envs import Signals
@@ -29,7 +29,7 @@ def evaluate_with_actions(run_dir, episodes=EPISODES):
     learner = assemble(cfg, env.spec)
     learner.load_state_dict(payload["learner"])
     kept = []
-    evaluate_episodes(Runner(test_env, learner.controller()), cfg.seed, 10**9, episodes, kept)
+    evaluate_episodes(Runner(test_env, learner.controller()), cfg.seed, EVALUATION_FIRST_EPISODE, episodes, kept)
     env.close()
     seeds = [episode_seeds(cfg.seed, TEST, 10**9 + k, 1)[0] for k in range(episodes)]
     return cfg, kept, seeds

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from differ.experiments import results
+from differ.experiments import results, stats
 
 from .conftest import run_cli
 
@@ -41,33 +41,33 @@ def ramp(end, start=0.0):
 def test_final_and_auc_by_hand():
     t = np.array(T, float)
     v = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0.5, 1.0])
-    assert results.final_score(t, v) == pytest.approx(0.75)  # evaluations at t >= 900
+    assert stats.final_score(t, v) == pytest.approx(0.75)  # evaluations at t >= 900
     # trapezoids: 0 up to 800, then (0+0.5)/2*100 + (0.5+1)/2*100 = 25 + 75 = 100, over 1000 steps
-    assert results.auc_score(t, v) == pytest.approx(0.1)
+    assert stats.auc_score(t, v) == pytest.approx(0.1)
 
 
 def test_iqm_and_probability_of_improvement_by_hand():
-    m, lo, hi = results.iqm_ci(np.array([0.1, 0.4, 0.5, 0.9]), reps=500)
+    m, lo, hi = stats.iqm_ci(np.array([0.1, 0.4, 0.5, 0.9]), reps=500)
     assert m == pytest.approx(0.45)  # 25% trimmed on each side: mean of 0.4 and 0.5
     assert lo <= m <= hi and 0.1 <= lo and hi <= 0.9
     # pairs x > y: (1,0) (2,0) (3,0) (3,2) and the tie (2,2) counts half: 4.5 of 9
-    p, lo, hi = results.prob_improvement(np.array([1, 2, 3]), np.array([0, 2, 5]), reps=500)
+    p, lo, hi = stats.prob_improvement(np.array([1, 2, 3]), np.array([0, 2, 5]), reps=500)
     assert p == pytest.approx(0.5)
     assert 0 <= lo <= p <= hi <= 1
-    assert results.prob_improvement(np.array([3, 4]), np.array([1, 2]), reps=100)[0] == 1.0
+    assert stats.prob_improvement(np.array([3, 4]), np.array([1, 2]), reps=100)[0] == 1.0
 
 
 def test_confidence_intervals_are_reproducible():
     """Same scores, same interval, whatever the global numpy RNG has done in between (rliable's
     bootstraps draw from np.random, not from the random_state they are given)."""
     x, y = np.array([0.76, 0.74, 0.79, 0.90, 0.72]), np.array([0.99, 0.74, 0.77, 0.38, 1.13])
-    first = results.iqm_ci(x, reps=300), results.prob_improvement(x, y, reps=300)
+    first = stats.iqm_ci(x, reps=300), stats.prob_improvement(x, y, reps=300)
     for s in range(3):
         np.random.seed(100 + s)
         np.random.random(17)
-        assert (results.iqm_ci(x, reps=300), results.prob_improvement(x, y, reps=300)) == first
+        assert (stats.iqm_ci(x, reps=300), stats.prob_improvement(x, y, reps=300)) == first
     state = np.random.get_state()[1].copy()
-    results.iqm_ci(x, reps=50)
+    stats.iqm_ci(x, reps=50)
     assert (np.random.get_state()[1] == state).all()  # the caller's global RNG is left as it was
 
 
@@ -239,12 +239,12 @@ def test_mann_whitney_p_is_scipys_exact_test_and_holm_adjusts_the_table():
     from scipy.stats import PermutationMethod, mannwhitneyu
 
     x, y = [0.91, 0.55, 0.72, 0.80, 0.66], [0.31, 0.60, 0.42, 0.38, 0.50]
-    p, method = results.mann_whitney_p(x, y)
+    p, method = stats.mann_whitney_p(x, y)
     assert method == "exact"
     assert p == pytest.approx(mannwhitneyu(x, y, method="exact").pvalue) and p == pytest.approx(2 * 2 / 252)
     # ties (win rates at their floor): the exact permutation distribution, not the no-ties table
     xt, yt = [0, 0, 0, 0.1, 0.2], [0, 0, 0, 0, 0]
-    p, method = results.mann_whitney_p(xt, yt)
+    p, method = stats.mann_whitney_p(xt, yt)
     assert method == "exact (permutation)"
     assert p == pytest.approx(mannwhitneyu(xt, yt, method=PermutationMethod(n_resamples=np.inf)).pvalue)
     # by hand: U ≥ observed in 2·C(8,3)/C(10,5)... check against a direct enumeration
@@ -259,9 +259,9 @@ def test_mann_whitney_p_is_scipys_exact_test_and_holm_adjusts_the_table():
     us = np.array([u(c) for c in combinations(range(10), 5)])
     obs = u(range(5))
     assert p == pytest.approx(min(1, 2 * min((us >= obs).mean(), (us <= obs).mean())))
-    assert results.mann_whitney_p([0, 0], [0, 0]) == (1.0, "exact (permutation)")
+    assert stats.mann_whitney_p([0, 0], [0, 0]) == (1.0, "exact (permutation)")
     # Holm: sorted p times (m, m-1, ...), running maximum, capped at 1, in the input order
-    assert results.holm([0.01, 0.04, 0.03, float("nan"), 0.5]) == pytest.approx(
+    assert stats.holm([0.01, 0.04, 0.03, float("nan"), 0.5]) == pytest.approx(
         [0.04, 0.09, 0.09, float("nan"), 0.5], nan_ok=True
     )
 
@@ -307,18 +307,18 @@ def test_the_shift_ci_is_the_inverted_exact_test_with_its_stated_coverage():
     # 5 vs 5: the textbook interval [d_(3), d_(23)] of the 25 sorted differences, coverage 1 − 2·4/252
     x, y = np.array([1.0, 2.5, 3.1, 4.7, 6.0]), np.array([0.2, 0.9, 1.4, 2.2, 3.3])
     d = np.sort((x[:, None] - y[None]).ravel())
-    est, lo, hi, cover = results.shift_ci(x, y)
+    est, lo, hi, cover = stats.shift_ci(x, y)
     assert (est, lo, hi) == (np.median(d), d[2], d[22]) and cover == pytest.approx(1 - 8 / 252)
     # it agrees with the exact test: the CI excludes 0 exactly where p < 0.05
     rng = np.random.default_rng(1)
     for _ in range(200):
         a, b = rng.normal(size=5), rng.normal(0.8, 1, size=5)
-        _, lo, hi, _ = results.shift_ci(a, b)
+        _, lo, hi, _ = stats.shift_ci(a, b)
         assert (lo > 0 or hi < 0) == (mannwhitneyu(a, b, method="exact").pvalue < 0.05)
     # and covers a true shift as often as it says (normal data, shift 0.3, 6 vs 7 seeds)
     hits = [
         lo <= 0.3 <= hi
-        for lo, hi in (results.shift_ci(rng.normal(0.3, 1, 6), rng.normal(0, 1, 7))[1:3] for _ in range(1500))
+        for lo, hi in (stats.shift_ci(rng.normal(0.3, 1, 6), rng.normal(0, 1, 7))[1:3] for _ in range(1500))
     ]
-    cover = results.shift_ci(np.zeros(6) + np.arange(6), np.arange(7) + 0.5)[3]
+    cover = stats.shift_ci(np.zeros(6) + np.arange(6), np.arange(7) + 0.5)[3]
     assert cover >= 0.95 and np.mean(hits) == pytest.approx(cover, abs=0.02)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..acting.evaluation import evaluate_episodes
 from ..acting.runner import Runner
 from ..acting.schedules import EVALUATION_FIRST_EPISODE
 from ..assemble import load_team
 from ..config import section
 from ..learners.decomposer import decompose
 from ..replay.episode_buffer import EpisodeBuffer
-from ..run.trainer import evaluate_episodes
 
 DUMP_COLUMNS = ("episode", "t", "agent", "unit_type", "alive", "reward_team", "reward_i", "td_i", "g_i", "q_i")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..config import ConfigError, flag_option, int_option, parse_overrides
 from . import plots
-from .results import find_runs, group, markdown, pick_metric, scale_notes, summarise, write_csv
+from .results import find_runs, group, pick_metric, summarise
+from .tables import markdown, scale_notes, write_csv
 
 OPTIONS = {
     "plot": {"metric", "out", "title", "unfinished"},

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .results import Run, aligned, group, pick_metric, reward_scales
+from .results import Run, aligned, group, pick_metric
+from .tables import reward_scales
 
 PRETTY = {
     "test_battle_won_mean": "test win rate",
@@ -163,7 +164,7 @@ def plot_fair_health(runs: list[Run], out: str | Path) -> list[str]:
     """Fair replay's health over training, per scenario: the share of the draws on the 10% of
     individual experiences with the largest |δ_i| (0.10: uniform, dashed) and mean |δ_i| / ε (log
     scale; 1: the TD errors as large as the priority offset). Mean over seeds, min-max band."""
-    from ..run.trainer import NEAR_UNIFORM
+    from ..replay.fair import NEAR_UNIFORM
 
     runs = [r for r in runs if "fair_top10_share" in r.metrics()]
     if not runs:

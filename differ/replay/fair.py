@@ -83,3 +83,26 @@ def fair_health(td_abs: torch.Tensor, valid: torch.Tensor, counts: torch.Tensor,
         k = max(1, round(TOP_FRACTION * td.numel()))
         out["fair_top10_share"] = (drawn[td.topk(k).indices].sum() / drawn.sum()).item()
     return out
+
+
+NEAR_UNIFORM = 0.13  # fair_top10_share below this counts as near uniform (uniform: 0.10)
+UNIFORM_LOGS = 3  # log intervals in a row, after the ε anneal, before the health check warns
+
+
+def uniform_draws_warning(record: dict, uniform_logs: int, t_env: int) -> tuple[int, str | None]:
+    """Fair replay's health check on one log record: (log intervals in a row it drew near
+    uniformly, the warning once that reaches UNIFORM_LOGS or None). Near-uniform draws test
+    random subsampling, not priorities."""
+    share = record.get("fair_top10_share")
+    if share is None:
+        return uniform_logs, None
+    uniform_logs = uniform_logs + 1 if share < NEAR_UNIFORM else 0
+    if uniform_logs < UNIFORM_LOGS:
+        return uniform_logs, None
+    return uniform_logs, (
+        f"fair replay is drawing almost uniformly (t_env={t_env:,}): the 10% of individual "
+        f"experiences with the largest |δ_i| got less than {NEAR_UNIFORM} of the draws (uniform: 0.10) "
+        f"in each of the last {UNIFORM_LOGS} log intervals (last: {share:.3f}), and mean |δ_i| is "
+        f"{record.get('td_ind_over_eps', 0):.3g} x algo.differ.per_eps; to prioritise, raise "
+        f"env.reward_scale or lower algo.differ.per_eps"
+    )
