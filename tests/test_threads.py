@@ -10,7 +10,7 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from differ import threads
+from differ.run import threads
 
 from .conftest import TINY_LBF, run_cli
 

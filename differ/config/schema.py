@@ -106,7 +106,7 @@ class DifferConfig:  # algo.differ (learner=differ); docs/method.md §3-4
 
 
 @dataclass
-class MaserConfig:  # algo.maser (learner=maser), the paper's baseline; differ/learners/maser_learner.py
+class MaserConfig:  # algo.maser (learner=maser), the paper's baseline; differ/learners/maser.py
     alpha: float = key(0.5, help="subgoal score α·q̃_i + (1 − α)·Q̃_tot/N", within="[0, 1]")
     intrinsic_weight: float = key(0.03, help="λ, weight of the intrinsic reward", within="[0, inf)")
     individual_weight: float = key(0.0008, help="individual TD term (the published 0.001 × ind 0.8)", within="[0, inf)")
