@@ -49,7 +49,7 @@ def test_both_targets_and_the_individual_rewards_see_the_scaled_reward():
     and DIFFER's r_i by (k − 1)·R·g_i, exactly (Eq. 2 is linear in R)."""
     from differ.acting.runner import Runner
     from differ.assemble import assemble
-    from differ.learners.decomposer import decompose
+    from differ.learners.decomposer import decompose_step
     from differ.replay.episode_buffer import EpisodeBuffer
 
     cfg = build_config({"algo": "qmix_differ", "env": "smax", "env.reward_scale": "1"})
@@ -66,17 +66,7 @@ def test_both_targets_and_the_individual_rewards_see_the_scaled_reward():
         batch = buf.collate(list(buf.episodes))
         with torch.no_grad():
             fwd = learner.forward(batch)
-        dec = decompose(
-            learner.mixer,
-            fwd.mixer_in,
-            fwd.reward,
-            batch.terminated,
-            batch.mask,
-            batch.alive,
-            fwd.target_q,
-            fwd.target_tot,
-            cfg.algo.gamma,
-        )
+        dec = decompose_step(learner.mixer, fwd, batch, cfg.algo.gamma)
         out[k] = (batch.reward, dec)
     (r1, d1), (r7, d7) = out[1.0], out[7.0]
     assert r1.abs().sum() > 0

@@ -13,18 +13,9 @@ import pytest
 from differ.config import ConfigError
 from differ.experiments.sweep import expand_grid, load_preset, plan
 
-from .conftest import read_jsonl, run_cli
+from .conftest import TINY_LBF, read_jsonl, run_cli
 
-TINY = [
-    "env=lbf",
-    "env.time_limit=20",
-    "test_episodes=2",
-    "algo.batch_size=4",
-    "algo.buffer_size=50",
-    "test_interval=100",
-    "log_interval=100",
-    "checkpoint_interval=100",
-]
+TINY = [*TINY_LBF, "checkpoint_interval=100"]
 
 
 def test_grid_expansion_names_and_defaults():

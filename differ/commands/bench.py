@@ -49,6 +49,7 @@ from ..config import ConfigError, build_config
 from ..envs.base import DiscreteActions, EnvSpec
 from ..envs.registry import make_env
 from ..replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
+from ..run.threads import kept_thread_count
 from ..run.timing import PhaseClock
 from ..run.trainer import Trainer
 from .bench_reference import PlainQMIXStep
@@ -119,15 +120,8 @@ def rollout_steps_per_s(env_name: str, scenario: str, num_envs: int, batches: in
     return steps / (time.perf_counter() - t0)
 
 
+@kept_thread_count()
 def train_steps_per_s(overrides: dict, warmup: int, measure: int) -> float:
-    threads = torch.get_num_threads()  # a Trainer sets the process's count; the next section gets it back
-    try:
-        return _train_steps_per_s(overrides, warmup, measure)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train_steps_per_s(overrides: dict, warmup: int, measure: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         cfg = build_config(
             {
@@ -228,15 +222,8 @@ def parallel_section(quick: bool) -> dict:
     return out
 
 
+@kept_thread_count()
 def profile_run(overrides: dict, warmup: int, measure: int) -> dict:
-    threads = torch.get_num_threads()
-    try:
-        return _profile_run(overrides, warmup, measure)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _profile_run(overrides: dict, warmup: int, measure: int) -> dict:
     """A whole `differ train` run's time split (differ/run/timing.py) over `measure` env steps after a
     warm-up of `warmup` (the buffer filled, the env compiled), with the run's own test and log
     schedule (tests included): env steps/s and, per phase, ms per env step and share."""

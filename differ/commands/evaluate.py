@@ -13,7 +13,7 @@ from ..acting.runner import Runner
 from ..acting.schedules import EVALUATION_FIRST_EPISODE
 from ..assemble import load_team
 from ..config import section
-from ..learners.decomposer import decompose
+from ..learners.decomposer import decompose_step
 from ..replay.episode_buffer import EpisodeBuffer
 
 DUMP_COLUMNS = ("episode", "t", "agent", "unit_type", "alive", "reward_team", "reward_i", "td_i", "g_i", "q_i")
@@ -27,18 +27,7 @@ def dump_individual_rewards(learner, spec, episodes, path: Path) -> int:
         buf.add_episode(e)
     batch = buf.collate(list(buf.episodes))
     fwd = learner.forward(batch)
-    dec = decompose(
-        learner.mixer,
-        fwd.mixer_in,
-        fwd.reward,
-        batch.terminated,
-        batch.mask,
-        batch.alive,
-        fwd.target_q,
-        fwd.target_tot,
-        learner.cfg.gamma,
-        section(learner.cfg, "differ").g_clamp,
-    )
+    dec = decompose_step(learner.mixer, fwd, batch, learner.cfg.gamma, section(learner.cfg, "differ").g_clamp)
     td_i = (fwd.chosen - dec.y_i).detach()
     rows = 0
     path.parent.mkdir(parents=True, exist_ok=True)

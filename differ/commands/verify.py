@@ -28,7 +28,7 @@ from ..config import AlgoConfig, build_config
 from ..envs.base import EnvSpec
 from ..envs.registry import make_env
 from ..learners import DifferLearner, Learner
-from ..learners.decomposer import decompose
+from ..learners.decomposer import decompose_step
 from ..nets.agent import RNNAgent
 from ..nets.cem_agent import CEMAgent
 from ..replay.episode_buffer import Batch, EpisodeBuffer
@@ -100,9 +100,7 @@ def eq1_error(L: Learner, b: Batch) -> float:
     both sides)."""
     params = list(L.agent.parameters())
     fwd = L.forward(b)
-    dec = decompose(
-        L.mixer, fwd.mixer_in, fwd.reward, b.terminated, b.mask, b.alive, fwd.target_q, fwd.target_tot, L.cfg.gamma
-    )
+    dec = decompose_step(L.mixer, fwd, b, L.cfg.gamma)
     n = b.mask.sum()
     _, _, delta = L.team_td(fwd, b, fwd.chosen)
     team = _grads((delta**2).sum() / n, params)

@@ -6,6 +6,7 @@ from dataclasses import fields, is_dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
+from .options import cli_value
 from .schema import RunConfig
 
 
@@ -26,11 +27,7 @@ def describe(cfg: DictConfig) -> str:
             shown = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
             kind = str(f.type) if f is not None else type(value).__name__
             # as it is written on the command line: null, true/false, plain strings
-            shown = (
-                {None: "null", True: "true", False: "false"}.get(shown, shown)
-                if shown is None or isinstance(shown, bool)
-                else shown
-            )
+            shown = cli_value(shown) if shown is None or isinstance(shown, bool) else shown
             text = f"{prefix}{name}: {kind} = {shown}"
             lines.append(f"{text}  # {doc}" if doc else text)
 

@@ -34,3 +34,8 @@ def int_option(opts: dict[str, str], key: str, default: int | None = None, minim
     if value < minimum:
         raise ConfigError(f"{key} must be at least {minimum}, got {value}")
     return value
+
+
+def cli_value(v) -> str:
+    """A config value as `key=value` writes it: null, true / false, numbers and plain strings."""
+    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)

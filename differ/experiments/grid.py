@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ..config import SAME_EXPERIMENT_KEYS, ConfigError, build_config, load_run_config
+from ..config import SAME_EXPERIMENT_KEYS, ConfigError, build_config, cli_value, load_run_config
 from ..store import checkpoint as ckpt
 from ..store.rundir import RunDir
 
@@ -128,7 +128,7 @@ def _decide(run: PlannedRun, cfg) -> None:
     # is resolved once, when the run started, and stays so)
     for k in sorted(SAME_EXPERIMENT_KEYS - {"run_dir", "t_max"}):
         if k in old and k in now and old[k] != now[k] and not (k == "torch_threads" and now[k] == 0):
-            run.resume_changes[k] = _cli_value(now[k])
+            run.resume_changes[k] = cli_value(now[k])
     for d in (old, now):
         for k in SAME_EXPERIMENT_KEYS:
             d.pop(k, None)
@@ -143,11 +143,6 @@ def _decide(run: PlannedRun, cfg) -> None:
     else:
         run.action = "resume"
         run.t_env = ckpt.t_env_of(ckpt.latest(run.run_dir))
-
-
-def _cli_value(v) -> str:
-    """A config value as `key=value` writes it."""
-    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def _first_difference(a: dict, b: dict, prefix: str = "") -> str:

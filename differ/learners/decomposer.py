@@ -65,3 +65,20 @@ def decompose(
     y_i = reward_i + bootstrap_i
     mask_i = mask.unsqueeze(-1) * alive[:, :-1].to(mask.dtype)
     return Decomposition(q_tot, y_tot, g, reward_i, y_i, done_i, mask_i)
+
+
+def decompose_step(mixer, fwd, batch, gamma: float, g_clamp: float | None = None) -> Decomposition:
+    """`decompose` on one training step: a learner's forward pass (`Forward`, learners/values.py)
+    and the batch it came from."""
+    return decompose(
+        mixer,
+        fwd.mixer_in,
+        fwd.reward,
+        batch.terminated,
+        batch.mask,
+        batch.alive,
+        fwd.target_q,
+        fwd.target_tot,
+        gamma,
+        g_clamp,
+    )

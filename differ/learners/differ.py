@@ -21,7 +21,7 @@ from ..errors import TrainingDiverged
 from ..replay.episode_buffer import Batch
 from ..replay.fair import beta_at, eta_at, fair_health, fair_weights
 from .base import Learner
-from .decomposer import decompose
+from .decomposer import decompose_step
 
 
 class DifferLearner(Learner):
@@ -52,18 +52,7 @@ class DifferLearner(Learner):
 
     def train(self, batch: Batch, t_env: int = 0) -> dict[str, float]:
         fwd = self.forward(batch)
-        dec = decompose(
-            self.mixer,
-            fwd.mixer_in,
-            fwd.reward,
-            batch.terminated,
-            batch.mask,
-            batch.alive,
-            fwd.target_q,
-            fwd.target_tot,
-            self.cfg.gamma,
-            self.differ.g_clamp,
-        )
+        dec = decompose_step(self.mixer, fwd, batch, self.cfg.gamma, self.differ.g_clamp)
         # the mixer: team TD on detached agent Q values
         delta = (dec.q_tot - dec.y_tot) * batch.mask
         loss_mixer = (delta**2).sum() / batch.mask.sum()

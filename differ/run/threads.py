@@ -23,6 +23,7 @@ busy program). Two runs side by side with one thread each also beat one run with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -67,3 +68,14 @@ def idle_threads(window_s: float = 0.5, max_threads: int | None = None) -> int:
     busy, own, dt = _machine_busy_s(), _own_cpu_s(), time.monotonic() - t0
     others = max(0.0, (busy - busy0) - (own - own0)) / dt  # cores the rest of the machine used
     return max(1, min(cap, round(usable_cores() - others)))  # (cores: logical CPUs)
+
+
+@contextlib.contextmanager
+def kept_thread_count():
+    """Give torch's thread count back when the block ends (a Trainer sets the process's count;
+    a benchmark that builds several in one process measures each with its own)."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
