@@ -31,7 +31,7 @@ def evaluate_with_actions(run_dir, episodes=EPISODES):
     kept = []
     evaluate_episodes(Runner(test_env, learner.controller()), cfg.seed, EVALUATION_FIRST_EPISODE, episodes, kept)
     env.close()
-    seeds = [episode_seeds(cfg.seed, TEST, 10**9 + k, 1)[0] for k in range(episodes)]
+    seeds = [episode_seeds(cfg.seed, TEST, EVALUATION_FIRST_EPISODE + k, 1)[0] for k in range(episodes)]
     return cfg, kept, seeds
 
 
