@@ -24,10 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from ..acting.controller import make_controller
 from ..acting.runner import Runner
 from ..assemble import assemble, check_action_space
-from ..config import AlgoConfig, build_config
+from ..config import AlgoConfig, ConfigError, build_config
 from ..envs.base import EnvSpec
 from ..envs.registry import make_env
-from ..learners import DifferLearner, Learner
+from ..learners import LEARNERS, DifferLearner, Learner
 from ..learners.decomposer import decompose_step
 from ..nets.agent import RNNAgent
 from ..nets.cem_agent import CEMAgent
@@ -128,6 +128,10 @@ def divide_error(base: Learner, divide: DifferLearner, b: Batch) -> float:
 def verify(overrides: dict[str, str], episodes: int = 8) -> dict:
     """Run both checks for the mixer of `algo=` on `env=` / `env.scenario=`; returns a report."""
     cfg = build_config(overrides)
+    learner = LEARNERS[cfg.algo.learner]
+    if not getattr(learner, "has_mixer", True):
+        title = getattr(learner, "title", cfg.algo.learner)
+        raise ConfigError(f"algo={cfg.algo.name}: {title} has no mixer to decompose (differ verify checks a mixer)")
     e = cfg.env
     spec, b = random_batch(
         e.name,

@@ -124,7 +124,20 @@ class CEMConfig:  # algo.cem (agent=cem): COMIX's continuous-action selection; d
     )
 
 
+@dataclass
+class ComaConfig:  # algo.coma (learner=coma): the actor-critic of Foerster et al. 2018; differ/learners/coma.py
+    critic_lr: float = key(5e-4, help="the critic's learning rate (the actor's is algo.lr)", within="(0, inf)")
+    td_lambda: float = key(0.8, help="λ of the critic's TD(λ) targets", within="[0, 1]")
+    critic_hidden: int = key(128, help="width of the critic's two hidden layers", at_least=1)
+    critic_train_mode: str = key(
+        "seq",
+        help="seq: one critic update per time step, last step first (PyMARL) | batch: one update on all steps",
+        choices=("seq", "batch"),
+    )
+
+
 SECTIONS = {"qmix": QMIXConfig, "qplex": QPLEXConfig, "differ": DifferConfig, "maser": MaserConfig, "cem": CEMConfig}
+SECTIONS["coma"] = ComaConfig
 
 
 @dataclass
@@ -194,6 +207,7 @@ class AlgoConfig:
     differ: DifferConfig = key(factory=DifferConfig, help="learner=differ")
     maser: MaserConfig = key(factory=MaserConfig, help="learner=maser")
     cem: CEMConfig = key(factory=CEMConfig, help="agent=cem")
+    coma: ComaConfig = key(factory=ComaConfig, help="learner=coma")
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..acting.evaluation import evaluate_episodes
 from ..acting.runner import Runner
 from ..acting.schedules import TRAIN, episode_seeds, linear
 from ..assemble import assemble, check_action_space, make_envs
-from ..errors import TrainingDiverged
+from ..errors import ConfigError, TrainingDiverged
 from ..replay.episode_buffer import EpisodeBuffer, check_fits
 from ..replay.fair import uniform_draws_warning
 from ..store import checkpoint as ckpt
@@ -61,6 +61,10 @@ class Trainer(Checkpointing):
             total_steps=cfg.t_max + self.env.num_envs * spec.episode_limit,
         )
         self.learner = assemble(cfg, spec)
+        # an on-policy learner (COMA) trains once per algo.batch_size episodes, on exactly those
+        self.on_policy = getattr(self.learner, "on_policy", False)
+        if self.on_policy and cfg.overlap:
+            raise ConfigError(f"overlap=true acts one batch behind the learner, and algo={cfg.algo.name} is on-policy")
         self.controller = self.learner.controller()
         self.clock = PhaseClock()  # where the time goes (result.json's time_s)
         self.runner = Runner(self.env, self.controller)
@@ -170,7 +174,7 @@ class Trainer(Checkpointing):
         c.t_env += sum(ep.length for ep in episodes)
         c.episode += len(episodes)
         self.acc_env.add({"epsilon": epsilon})
-        if len(self.buffer) >= a.batch_size:
+        if len(self.buffer) >= a.batch_size or self.on_policy:
             c.train_credit += len(episodes) * a.train_steps_per_episode
 
     def _learn(self) -> None:
@@ -192,9 +196,12 @@ class Trainer(Checkpointing):
         c = self.c
         try:
             with self.clock.phase("sample"):
-                batch = self.buffer.sample(self.cfg.algo.batch_size, self.rng, self.learner.batch_obs_dtype).to(
-                    self.learner.device
-                )
+                n, dtype = self.cfg.algo.batch_size, self.learner.batch_obs_dtype
+                if self.on_policy:  # the newest episodes, in order
+                    batch = self.buffer.collate(list(self.buffer.episodes)[-n:], dtype)
+                else:
+                    batch = self.buffer.sample(n, self.rng, dtype)
+                batch = batch.to(self.learner.device)
             with self.clock.phase("learn"):
                 stats = self.learner.train(batch, c.t_env)
             bad = [k for k, v in stats.items() if k.startswith("loss") and not np.isfinite(v)]
