@@ -20,7 +20,6 @@ from differ.envs.registry import make_env
 from differ.learners.coma import ComaLearner, counterfactual_advantage, td_lambda_targets
 from differ.nets.agent import RNNAgent
 from differ.nets.coma_critic import ComaCritic
-
 from differ.store import checkpoint as ckpt
 
 from .conftest import read_jsonl, run_cli
