@@ -3,10 +3,6 @@ action, TD(λ) against the forward view, masked actions, exact resume, the one-l
 learning the Signals task of tests/pz_envs.py; evaluate and differ.Policy act with it unchanged."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -23,51 +19,8 @@ from differ.nets.coma_critic import ComaCritic
 from differ.store import checkpoint as ckpt
 
 from .conftest import read_jsonl, run_cli
-
-
-# (tests/test_resume.py and tests/test_policy.py have these helpers, but still import differ.checkpoint,
-# which the layer folders moved to differ.store.checkpoint)
-def kill_after_first_checkpoint(args, run_dir, timeout=240):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "differ", "train", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.time() + timeout
-    while not ckpt.list_checkpoints(run_dir):
-        assert proc.poll() is None, f"run ended before its first checkpoint:\n{proc.stderr.read()[-2000:]}"
-        assert time.time() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-
-
-def metrics_pair(run_a, run_b):
-    a, b = read_jsonl(run_a / "metrics.jsonl"), read_jsonl(run_b / "metrics.jsonl")
-    for rec in a + b:
-        rec.pop("steps_per_s", None)
-    return a, b
-
-
-def evaluate_with_actions(run_dir, episodes=3):
-    """The greedy episodes `differ evaluate RUN episodes=N` plays, kept with their actions."""
-    from omegaconf import OmegaConf
-
-    from differ.acting.runner import Runner
-    from differ.acting.schedules import TEST, episode_seeds
-    from differ.assemble import make_envs
-    from differ.run.trainer import evaluate_episodes
-
-    payload = ckpt.load_newest(run_dir)[1]
-    cfg = build_config({}, base=OmegaConf.create(payload["config"]))
-    env, test_env = make_envs(cfg)
-    learner = assemble(cfg, env.spec)
-    learner.load_state_dict(payload["learner"])
-    kept = []
-    evaluate_episodes(Runner(test_env, learner.controller()), cfg.seed, 10**9, episodes, kept)
-    env.close()
-    seeds = [episode_seeds(cfg.seed, TEST, 10**9 + k, 1)[0] for k in range(episodes)]
-    return kept, seeds
-
+from .test_policy import evaluate_with_actions
+from .test_resume import kill_after_first_checkpoint, metrics_pair
 
 SIGNALS = ["env=pettingzoo", "env.scenario=tests.pz_envs:Signals", "algo=coma", "torch_threads=1", "progress=false"]
 
@@ -248,7 +201,7 @@ def test_coma_learns_signals_and_evaluate_and_policy_work(tmp_path):
     ev = run_cli("evaluate", str(run), "episodes=4")
     assert ev.returncode == 0
     # differ.Policy takes the greedy actions evaluate takes
-    kept, seeds = evaluate_with_actions(run)
+    _, kept, seeds = evaluate_with_actions(run, episodes=3)
     policy = differ.Policy.load(run)
     from .pz_envs import Signals
 

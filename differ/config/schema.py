@@ -136,8 +136,14 @@ class ComaConfig:  # algo.coma (learner=coma): the actor-critic of Foerster et a
     )
 
 
-SECTIONS = {"qmix": QMIXConfig, "qplex": QPLEXConfig, "differ": DifferConfig, "maser": MaserConfig, "cem": CEMConfig}
-SECTIONS["coma"] = ComaConfig
+SECTIONS = {
+    "qmix": QMIXConfig,
+    "qplex": QPLEXConfig,
+    "differ": DifferConfig,
+    "maser": MaserConfig,
+    "cem": CEMConfig,
+    "coma": ComaConfig,
+}
 
 
 @dataclass
