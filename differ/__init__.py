@@ -16,7 +16,7 @@ from .errors import CheckpointError, ConfigError, DifferError, TrainingDiverged
 if TYPE_CHECKING:
     from .policy import Policy
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 __all__ = [
     "train",
     "evaluate",
