@@ -172,11 +172,17 @@ def _command(cmd: str, args: list[str]) -> int:
         if out:
             Path(out).write_text(text + "\n")
     elif cmd == "sweep":
-        from .experiments.sweep import summary_table, sweep
+        from .config import flag_option
+        from .experiments.sweep import summary_table, sweep, sweep_list
 
-        runs, out = sweep(parse_overrides(args))
+        overrides = parse_overrides(args)
+        if flag_option(overrides, "list"):
+            print(sweep_list(overrides))
+            return 0
+        runs, out = sweep(overrides)
         print(summary_table(runs))
-        print(f"summary written to {out / 'sweep_summary.md'}; plots: differ plot {out}")
+        if "index" not in overrides:
+            print(f"summary written to {out / 'sweep_summary.md'}; plots: differ plot {out}")
         return 1 if any(r.status == "failed" for r in runs) else 0
     elif cmd in ("plot", "summary", "analyze", "export"):
         from .experiments.commands import run_command

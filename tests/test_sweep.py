@@ -226,3 +226,55 @@ def test_runs_that_differ_only_in_how_they_report_are_one_variant():
 
     assert {"test_interval", "log_interval", "device", "torch_threads", "t_max", "seed"} <= NOT_A_VARIANT
     assert "algo.lr" not in NOT_A_VARIANT and "test_episodes" not in NOT_A_VARIANT
+
+
+def test_a_slurm_array_runs_each_index_and_resumes_a_preempted_task(tmp_path):
+    """scripts/slurm_array.sh with a shell loop standing in for SLURM: `list=true` shows the grid
+    and starts nothing; tasks run side by side, each its own run; a task killed after its run's
+    first checkpoint (pre-emption) and run again (the requeue) resumes that run; `list=true`
+    then shows every run finished."""
+    from pathlib import Path
+
+    from differ.store import checkpoint as ckpt
+
+    out = tmp_path / "grid"
+    grid = [*TINY, "seed=1,2", "algo=qmix,vdn", "t_max=600", f"out={out}"]
+    before = run_cli("sweep", *grid, "list=true").stdout.splitlines()
+    assert [line.split("\t")[0] for line in before] == ["0", "1", "2", "3"]
+    assert all(line.split("\t")[1].strip() == "new" and "differ train " in line for line in before)
+    assert not out.exists()  # nothing started, nothing written
+    script = Path(__file__).resolve().parent.parent / "scripts" / "slurm_array.sh"
+    env = dict(os.environ, GRID=" ".join(grid), DIFFER=f"{sys.executable} -m differ", PYTHONUNBUFFERED="1")
+
+    def task(k):
+        return subprocess.Popen(["bash", str(script)], env={**env, "SLURM_ARRAY_TASK_ID": str(k)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    first = task(0)
+    run0 = out / before[0].split("\t")[2].split("/")[-1]
+    deadline = time.time() + 240
+    while not ckpt.list_checkpoints(run0):
+        assert first.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    # pre-emption: SLURM kills the task's every process, the sweep and its worker
+    worker = int((run0 / "worker.pid").read_text())
+    first.kill()
+    os.kill(worker, signal.SIGKILL)
+    first.wait()
+    for pair in ((0, 1), (2, 3)):  # two tasks at a time, as an array on two slots
+        procs = [task(k) for k in pair]
+        for p in procs:
+            _, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err[-2000:]
+    after = run_cli("sweep", *grid, "list=true").stdout.splitlines()
+    assert all(line.split("\t")[1].strip() == "finished" for line in after), after
+    assert "resume=" in (run0 / "train.log").read_text()  # task 0's second try continued the run
+    assert not (out / "sweep.json").exists() and (out / "sweep.index3.json").exists()
+
+
+def test_sweep_index_out_of_range_is_one_line(tmp_path):
+    p = run_cli("sweep", *TINY, "seed=1,2", f"out={tmp_path / 'g'}", "index=2", check=False)
+    assert p.returncode != 0
+    assert p.stderr.strip().splitlines() == [
+        "differ: error: index=2: the grid has 2 runs (index 0 to 1; list=true shows them)"
+    ]

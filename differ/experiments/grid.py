@@ -14,7 +14,7 @@ from ..config import SAME_EXPERIMENT_KEYS, ConfigError, build_config, cli_value,
 from ..store import checkpoint as ckpt
 from ..store.rundir import RunDir
 
-SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset", "keep_replay")
+SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset", "keep_replay", "list", "index")
 RUN_DEFAULTS = {"torch_threads": "1"}  # one core per run (a worker's train.log gets plain progress lines)
 ALWAYS_NAMED = ("algo", "env", "env.scenario", "seed")
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "sweep"

@@ -44,10 +44,10 @@ class Progress:
     over the grid's total env steps when stderr is a terminal; one line per finished run.
     `on_finish(run)` is called for every run that finishes (the sweep's replay pruning)."""
 
-    def __init__(self, runs: list[PlannedRun], out: Path, on_finish=None):
+    def __init__(self, runs: list[PlannedRun], out: Path, on_finish=None, state_file: str = "sweep.json"):
         from tqdm import tqdm
 
-        self.runs, self.out, self.on_finish = runs, out, on_finish
+        self.runs, self.out, self.on_finish, self.state_file = runs, out, on_finish, state_file
         self.t0, self.steps0 = time.time(), sum(r.t_env for r in runs)
         self.bar = tqdm(
             total=sum(r.t_max for r in runs),
@@ -101,9 +101,9 @@ class Progress:
                 for r in self.runs
             ]
         }
-        tmp = self.out / ".sweep.json.tmp"
+        tmp = self.out / f".{self.state_file}.tmp"
         tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.out / "sweep.json")
+        tmp.replace(self.out / self.state_file)
 
     def close(self) -> None:
         self.bar.close()
@@ -128,3 +128,22 @@ def summary_table(runs: list[PlannedRun]) -> str:
         wall = f"{seconds / 60:.1f} min" if seconds else "-"
         lines.append(f"| {r.name} | {r.status} | {r.t_env:,} / {r.t_max:,} | {metric} | {wall} | {r.error or ''} |")
     return "\n".join(lines) + "\n"
+
+
+def state_of(run: PlannedRun) -> str:
+    """finished, partial (with the step its newest checkpoint holds) or new."""
+    if run.action == "skip":
+        return "finished"
+    return f"partial t={run.t_env}" if run.action == "resume" else "new"
+
+
+def listing(runs: list[PlannedRun]) -> str:
+    """`differ sweep ... list=true`: one line per run of the grid: its index (index=K runs it
+    alone), its state, its run directory and the `differ train` command that runs it."""
+    import shlex
+
+    width = max((len(state_of(r)) for r in runs), default=3)
+    return "\n".join(
+        f"{k}\t{state_of(r):<{width}}\t{r.run_dir}\t{shlex.join(['differ', *map(str, r.command())])}"
+        for k, r in enumerate(runs)
+    )

@@ -2,6 +2,11 @@
 
     differ sweep algo=qmix,qmix_differ env.scenario=3m,3s5z seed=1,2,3 t_max=100000 out=sweeps/demo
 
+`list=true` prints the grid (index, state, run directory, the command that runs each run) and
+starts nothing; `index=K` runs run K of it alone, as a SLURM job array's task does
+(`index=$SLURM_ARRAY_TASK_ID`, docs/experiments.md): with the run's own lock, skip and resume,
+so tasks of one grid run side by side and an array resubmitted after pre-emption goes on.
+
 Comma lists expand into their product; every other `key=value` goes to each run unchanged. A
 preset (`preset=warmup_ablation`, `differ/presets/sweep/*.yaml`) adds named variants (sets of
 overrides) and default lists. Each run is an ordinary `differ train` process writing its own run
@@ -22,9 +27,9 @@ from ..store import checkpoint as ckpt
 from ..store.lock import claimed_dir
 from .backends import LocalBackend, RayBackend, schedule
 from .grid import PlannedRun, expand_grid, load_preset, plan
-from .monitor import Progress, summary_table
+from .monitor import Progress, listing, summary_table
 
-__all__ = ["sweep", "plan", "expand_grid", "load_preset", "summary_table", "drop_replay", "PlannedRun"]
+__all__ = ["sweep", "sweep_list", "plan", "expand_grid", "load_preset", "summary_table", "drop_replay", "PlannedRun"]
 
 
 def drop_replay(run: PlannedRun) -> int:
@@ -38,13 +43,20 @@ def drop_replay(run: PlannedRun) -> int:
     return freed
 
 
+def sweep_list(args: dict[str, str]) -> str:
+    """The grid `args` describes, one line per run (`listing`); reads the run directories only."""
+    _, runs = plan(args)
+    return listing(runs)
+
+
 def sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
     """Plan and run a grid. One sweep at a time per out=: a second one stops at once (before it
-    plans, starts or reports anything), whatever state the first one's runs are in."""
+    plans, starts or reports anything), whatever state the first one's runs are in. With
+    index=K only run K runs, under its own run lock: tasks of one grid may run side by side."""
     if not str(args.get("out", "x")).strip():
         raise ConfigError("out= needs a directory, e.g. out=sweeps/demo")
-    if "out" not in args:
-        return _sweep(args)  # plan() reports the missing out=
+    if "out" not in args or "index" in args:
+        return _sweep(args)  # plan() reports a missing out=
     out = Path(args["out"]).resolve()
     with claimed_dir(out, ".sweep.lock", "out", f"sweep directory {out}"):
         return _sweep(args)
@@ -53,6 +65,14 @@ def sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
 def _sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
     opts, runs = plan(args)
     out = Path(opts["out"]).resolve()
+    index = int_option(opts, "index", None, minimum=0)
+    if index is not None:
+        if index >= len(runs):
+            raise ConfigError(
+                f"index={index}: the grid has {len(runs)} runs (index 0 to {len(runs) - 1}; list=true shows them)"
+            )
+        runs = [runs[index]]
+        out.mkdir(parents=True, exist_ok=True)
     backend = opts.get("backend", "local")
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend must be local or ray, got '{backend}'")
@@ -71,7 +91,8 @@ def _sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
                 f"deleted {freed / 2**30:.1f} GiB of replay chunks of finished runs (keep_replay=false)",
                 file=sys.stderr,
             )
-    progress = Progress(runs, out, on_finish=None if keep_replay else drop_replay)
+    state_file = "sweep.json" if index is None else f"sweep.index{index}.json"
+    progress = Progress(runs, out, on_finish=None if keep_replay else drop_replay, state_file=state_file)
 
     def _terminate(signum, frame):  # SIGTERM (a scheduler, `kill`) stops the sweep like Ctrl-C
         raise KeyboardInterrupt
@@ -84,5 +105,6 @@ def _sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
         signal.signal(signal.SIGTERM, old_term)
         progress.close()
         progress.write_state()
-        (out / "sweep_summary.md").write_text(summary_table(runs))
+        if index is None:  # (tasks of an array would overwrite each other's)
+            (out / "sweep_summary.md").write_text(summary_table(runs))
     return runs, out
