@@ -8,7 +8,7 @@ from gymnasium.envs.registration import load_env_creator
 from omegaconf import OmegaConf
 
 import differ
-from differ import checkpoint as ckpt
+from differ.store import checkpoint as ckpt
 from differ.acting.evaluation import evaluate_episodes
 from differ.acting.runner import Runner
 from differ.acting.schedules import EVALUATION_FIRST_EPISODE, TEST, episode_seeds

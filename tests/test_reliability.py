@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from differ import checkpoint as ckpt
+from differ.store import checkpoint as ckpt
 
 from .conftest import TINY_LBF, TINY_SMAX, read_jsonl, run_cli
 

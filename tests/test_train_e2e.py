@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from differ import checkpoint as ckpt
+from differ.store import checkpoint as ckpt
 
 from .conftest import TINY_LBF, TINY_SMAX, read_jsonl, run_cli
 
