@@ -8,12 +8,12 @@ from gymnasium.envs.registration import load_env_creator
 from omegaconf import OmegaConf
 
 import differ
-from differ.store import checkpoint as ckpt
 from differ.acting.evaluation import evaluate_episodes
 from differ.acting.runner import Runner
 from differ.acting.schedules import EVALUATION_FIRST_EPISODE, TEST, episode_seeds
 from differ.assemble import assemble, make_envs
 from differ.config import build_config
+from differ.store import checkpoint as ckpt
 
 from .conftest import TINY_LBF, run_cli
 from .pz_envs import Signals
