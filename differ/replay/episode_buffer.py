@@ -6,12 +6,15 @@ actions as small integers. Sampling pads a mini-batch to its longest episode.
 
 Persistence is incremental: `persist` appends the episodes added since the last call as one
 chunk file, and a checkpoint records only the range of live episode ids; chunks that fall out of
-the FIFO window are deleted once a newer checkpoint no longer needs them.
+the FIFO window are deleted once a newer checkpoint no longer needs them. Each chunk holds, beside
+its arrays, a `meta` record (JSON) with the sha256 digest of the arrays, checked when it is read:
+a chunk changed after it was written is damaged like a truncated one.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ import torch
 
 from ..envs.base import EnvSpec
 from ..errors import CorruptCheckpoint
-from ..store.checkpoint import write_atomic
+from ..store.checkpoint import digest, write_atomic
 from .schema import EpisodeSchema
 
 
@@ -86,6 +89,10 @@ class Batch:
         if self.obs.device == torch.device(device):
             return self
         return Batch(**{k: v.to(device, non_blocking=True) for k, v in self.__dict__.items()})
+
+
+class _Mismatch(Exception):
+    """A readable chunk that is not what its name and the checkpoint say."""
 
 
 class EpisodeBuffer:
@@ -157,8 +164,9 @@ class EpisodeBuffer:
         for k in self.schema.step_keys + self.schema.transition_keys:
             arrays[k] = np.concatenate([ep[k] for ep in eps])
         path = directory / f"chunk_{start:09d}_{self.total_added:09d}.npz"
+        meta = {"sha256": digest({k: arrays[k] for k in sorted(arrays)})}
         data = io.BytesIO()
-        np.savez(data, **arrays)
+        np.savez(data, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
         write_atomic(path, data.getbuffer())
         self._persisted_upto = self.total_added
 
@@ -215,11 +223,17 @@ class EpisodeBuffer:
         step_keys, transition_keys = self.schema.step_keys, self.schema.transition_keys
         try:
             with np.load(path) as z:
-                lengths, term = z["lengths"], z["terminated"]
-                data = {k: z[k] for k in step_keys + transition_keys}
+                arrays = {k: z[k] for k in z.files}
+            meta = json.loads(arrays.pop("meta").tobytes()) if "meta" in arrays else {}  # (older chunks: none)
+            if "sha256" in meta and meta["sha256"] != digest({k: arrays[k] for k in sorted(arrays)}):
+                raise _Mismatch("its contents changed after it was written (it fails its integrity check)")
+            lengths, term = arrays["lengths"], arrays["terminated"]
+            data = {k: arrays[k] for k in step_keys + transition_keys}
             bad = self.schema.check(data, len(lengths), int(lengths.sum()))
             if bad or len(term) != len(lengths):
                 raise ValueError(f"array {bad or 'terminated'} has the wrong shape")
+        except _Mismatch as e:
+            raise CorruptCheckpoint(f"replay chunk {path} cannot be used: {e}") from None
         except Exception as e:  # BadZipFile, EOFError, a bad CRC, a missing array, ...
             first = (str(e).splitlines() or [""])[0].split(". ")[0][:120]
             raise CorruptCheckpoint(f"replay chunk {path} cannot be read ({type(e).__name__}: {first})") from None

@@ -5,10 +5,15 @@ back with `torch.load(weights_only=True)`, which refuses anything that would run
 buffer is not inside it: its episodes are persisted incrementally as chunk files beside it
 (`checkpoints/replay/`), and the checkpoint records which episode ids are live. The chunks of the
 newest two checkpoints are kept, so a damaged newest checkpoint falls back to the one before.
+
+Each checkpoint carries a sha256 digest of its contents (`DIGEST`), checked on every load: a file
+changed after it was written (a flipped bit on disk, an edit) is damaged like a truncated one.
+Checkpoints written before the digest existed load without the check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -21,6 +26,45 @@ import torch
 from ..errors import CheckpointError, CorruptCheckpoint
 
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
+DIGEST = "sha256"  # the payload key of the digest of everything else in it
+
+
+def digest(obj) -> str:
+    """sha256 of a nested structure of tensors, arrays and plain values: of their types, shapes
+    and bytes, so that any changed value (a flipped bit in a weight) changes it."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h, obj) -> None:
+    import numpy as np
+
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy())
+    elif isinstance(obj, np.ndarray):
+        h.update(f"A{obj.dtype.str}{obj.shape};".encode())
+        h.update(np.ascontiguousarray(obj).reshape(-1).view(np.uint8))
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)};".encode())
+        for k, v in obj.items():
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)};".encode())
+        for v in obj:
+            _feed(h, v)
+    elif isinstance(obj, float):
+        h.update(f"F{obj.hex()};".encode())
+    elif isinstance(obj, (bytes, bytearray)):
+        h.update(f"B{len(obj)};".encode())
+        h.update(obj)
+    else:  # None, bool, int, str (and anything else by its repr)
+        r = repr(obj).encode()
+        h.update(f"{type(obj).__name__}{len(r)};".encode())
+        h.update(r)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -61,6 +105,7 @@ def save(run_dir: Path, t_env: int, payload: dict) -> Path:
     d = checkpoint_dir(run_dir)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"ckpt_{t_env:012d}.pt"
+    payload = {**payload, DIGEST: digest({k: v for k, v in payload.items() if k != DIGEST})}
     buf = io.BytesIO()  # serialise in memory: a full disk then fails in one plain OSError
     torch.save(payload, buf)
     write_atomic(path, buf.getbuffer())
@@ -103,6 +148,13 @@ def load(path: Path) -> dict:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != 1:
         raise CorruptCheckpoint(f"{path} is not a differ checkpoint (format 1)")
+    if DIGEST in payload:  # (checkpoints written before the digest existed have none)
+        stored = payload.pop(DIGEST)
+        if stored != digest(payload):
+            raise CorruptCheckpoint(
+                f"checkpoint {path} fails its integrity check (its contents changed after it was written: "
+                f"a flipped bit on disk or an edit)"
+            )
     return payload
 
 

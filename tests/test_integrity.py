@@ -1,0 +1,76 @@
+"""A checkpoint or replay chunk that changed after it was written (a flipped bit), or that belongs
+to another run or another step, is treated as damaged: resume warns and falls back to the one
+before it, never loads it silently; and a run directory edited by hand is refused in one line."""
+
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from differ.errors import CorruptCheckpoint
+from differ.store import checkpoint as ckpt
+
+from .conftest import TINY_LBF, read_jsonl, run_cli
+
+LBF = [*TINY_LBF, "seed=3", "checkpoint_interval=300"]
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    recs = read_jsonl(run_dir / "metrics.jsonl")
+    for r in recs:
+        r.pop("steps_per_s", None)
+    return recs
+
+
+def warnings(proc) -> list[str]:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return [ln for ln in proc.stderr.splitlines() if ln.startswith("differ: warning:")]
+
+
+def one_error_line(proc) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("differ: error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def flip_a_weight_bit(path: Path) -> None:
+    """Flip one bit inside the largest tensor stored in a checkpoint (a zip of raw storages): the
+    file still loads, one weight has changed."""
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_detected(tmp_path):
+    path = ckpt.save(tmp_path, 100, {"format": 1, "w": torch.arange(1000, dtype=torch.float32), "n": 3})
+    assert ckpt.load(path)["n"] == 3
+    flip_a_weight_bit(path)
+    with pytest.raises(CorruptCheckpoint, match="integrity"):
+        ckpt.load(path)
+
+
+def test_a_checkpoint_without_a_digest_still_loads(tmp_path):
+    path = ckpt.checkpoint_dir(tmp_path) / "ckpt_000000000100.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"format": 1, "w": torch.ones(3)}, path)  # as differ wrote them before the digest
+    assert torch.equal(ckpt.load(path)["w"], torch.ones(3))
+
+
+def test_a_flipped_bit_in_the_newest_checkpoint_falls_back(tmp_path):
+    full = tmp_path / "full"
+    run_cli("train", *LBF, "t_max=900", f"run_dir={full}")
+    run_dir = tmp_path / "run"
+    run_cli("train", *LBF, "t_max=600", f"run_dir={run_dir}")
+    newest = ckpt.latest(run_dir)
+    flip_a_weight_bit(newest)
+    proc = run_cli("train", f"resume={run_dir}", "t_max=900")
+    warned = warnings(proc)
+    assert warned and str(newest) in warned[0] and "integrity" in warned[0], proc.stderr
+    assert metrics(run_dir) == metrics(full)
