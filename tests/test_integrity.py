@@ -74,3 +74,82 @@ def test_a_flipped_bit_in_the_newest_checkpoint_falls_back(tmp_path):
     warned = warnings(proc)
     assert warned and str(newest) in warned[0] and "integrity" in warned[0], proc.stderr
     assert metrics(run_dir) == metrics(full)
+
+
+# ---- foreign files: another run's checkpoint or chunk is never mixed in -----------------------------
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """This run (seed 3) run through to t=900, and another run (seed 4) to t=600."""
+    base = tmp_path_factory.mktemp("runs")
+    run_cli("train", *LBF, "t_max=900", f"run_dir={base / 'full'}")
+    run_cli("train", *TINY_LBF, "seed=4", "checkpoint_interval=300", "t_max=600", f"run_dir={base / 'other'}")
+    return base / "full", base / "other"
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory):
+    """This run to t=600, then resumed to t=900 (its final test at 600 stays in the metrics)."""
+    run_dir = tmp_path_factory.mktemp("extended") / "run"
+    run_cli("train", *LBF, "t_max=600", f"run_dir={run_dir}")
+    run_cli("train", f"resume={run_dir}", "t_max=900")
+    return run_dir
+
+
+def _falls_back_past(proc, bad: Path, run_dir: Path, full: Path) -> None:
+    warned = warnings(proc)
+    assert warned and str(bad) in warned[0], proc.stderr
+    assert metrics(run_dir) == metrics(full)
+
+
+def test_another_runs_checkpoint_renamed_into_the_directory_is_not_resumed(tmp_path, runs, extended):
+    _, other = runs
+    run_dir = tmp_path / "run"
+    run_cli("train", *LBF, "t_max=600", f"run_dir={run_dir}")
+    foreign = ckpt.checkpoint_dir(run_dir) / "ckpt_000000011000.pt"  # another seed's, named as a later step
+    foreign.write_bytes(ckpt.latest(other).read_bytes())
+    proc = run_cli("train", f"resume={run_dir}", "t_max=900")
+    _falls_back_past(proc, foreign, run_dir, extended)  # (to this run's own newest checkpoint)
+
+
+def test_another_runs_checkpoint_under_its_own_name_is_not_resumed(tmp_path, runs):
+    full, other = runs
+    run_dir = tmp_path / "run"
+    run_cli("train", *LBF, "t_max=600", f"run_dir={run_dir}")
+    newest = ckpt.latest(run_dir)
+    newest.write_bytes((ckpt.checkpoint_dir(other) / newest.name).read_bytes())  # same step, another run
+    proc = run_cli("train", f"resume={run_dir}", "t_max=900")
+    _falls_back_past(proc, newest, run_dir, full)
+
+
+def test_another_runs_replay_chunk_is_not_mixed_in(tmp_path, runs):
+    full, other = runs
+    run_dir = tmp_path / "run"
+    run_cli("train", *LBF, "t_max=600", f"run_dir={run_dir}")
+    chunk = max(ckpt.replay_dir(run_dir).glob("chunk_*.npz"))  # the one only the newest checkpoint needs
+    chunk.write_bytes((ckpt.replay_dir(other) / chunk.name).read_bytes())
+    proc = run_cli("train", f"resume={run_dir}", "t_max=900")
+    _falls_back_past(proc, chunk, run_dir, full)
+
+
+def test_a_run_from_before_run_ids_and_digests_resumes(tmp_path, extended):
+    """Checkpoints and chunks as differ wrote them before (no digest, run id or meta record), in a
+    directory without a run_id file, resume exactly; the run gets a run id from then on."""
+    import numpy as np
+
+    run_dir = tmp_path / "run"
+    run_cli("train", *LBF, "t_max=600", f"run_dir={run_dir}")
+    for path in ckpt.list_checkpoints(run_dir):
+        p = torch.load(path, weights_only=True)
+        for k in ("sha256", "run_id"):
+            del p[k]
+        del p["buffer"]["meta_from"]
+        torch.save(p, path)
+    for path in ckpt.replay_dir(run_dir).glob("chunk_*.npz"):
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files if k != "meta"}
+        np.savez(path, **arrays)
+    (run_dir / "run_id").unlink()
+    proc = run_cli("train", f"resume={run_dir}", "t_max=900")
+    assert not warnings(proc)
+    assert metrics(run_dir) == metrics(extended)
+    assert ckpt.load(ckpt.latest(run_dir))["run_id"] == (run_dir / "run_id").read_text()

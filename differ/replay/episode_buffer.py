@@ -7,8 +7,9 @@ actions as small integers. Sampling pads a mini-batch to its longest episode.
 Persistence is incremental: `persist` appends the episodes added since the last call as one
 chunk file, and a checkpoint records only the range of live episode ids; chunks that fall out of
 the FIFO window are deleted once a newer checkpoint no longer needs them. Each chunk holds, beside
-its arrays, a `meta` record (JSON) with the sha256 digest of the arrays, checked when it is read:
-a chunk changed after it was written is damaged like a truncated one.
+its arrays, a `meta` record (JSON) with the sha256 digest of the arrays, the run's id and the
+episode ids it holds, checked when it is read: a chunk changed after it was written, or another
+run's (or another range's) copied in, is damaged like a truncated one.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class EpisodeBuffer:
     # ---- incremental persistence -------------------------------------------------------
     _CHUNK = re.compile(r"chunk_(\d+)_(\d+)\.npz$")
 
-    def persist(self, directory: Path) -> None:
+    def persist(self, directory: Path, run_id: str | None = None) -> None:
         """Write the live episodes not yet on disk as one chunk file (atomic rename)."""
         directory.mkdir(parents=True, exist_ok=True)
         first_live = self.total_added - len(self.episodes)
@@ -164,7 +165,11 @@ class EpisodeBuffer:
         for k in self.schema.step_keys + self.schema.transition_keys:
             arrays[k] = np.concatenate([ep[k] for ep in eps])
         path = directory / f"chunk_{start:09d}_{self.total_added:09d}.npz"
-        meta = {"sha256": digest({k: arrays[k] for k in sorted(arrays)})}
+        meta = {
+            "sha256": digest({k: arrays[k] for k in sorted(arrays)}),
+            "run_id": run_id,
+            "episodes": [start, self.total_added],
+        }
         data = io.BytesIO()
         np.savez(data, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
         write_atomic(path, data.getbuffer())
@@ -198,9 +203,13 @@ class EpisodeBuffer:
                         )
                     p.unlink()
 
-    def restore(self, directory: Path, live_from: int, total_added: int) -> None:
+    def restore(
+        self, directory: Path, live_from: int, total_added: int, run_id: str | None = None, meta_from: int | None = None
+    ) -> None:
         """Rebuild the buffer holding episode ids [live_from, total_added) from chunk files.
-        A chunk that is missing, empty, truncated or corrupt raises CorruptCheckpoint."""
+        A chunk that is missing, empty, truncated or corrupt raises CorruptCheckpoint, and so does
+        one of another run than `run_id`, or one without its meta record from episode `meta_from`
+        on (every chunk written since differ records one)."""
         self.episodes.clear()
         expected = live_from
         for start, end, path in self._chunks(directory):
@@ -208,7 +217,8 @@ class EpisodeBuffer:
                 continue
             if start > expected:
                 break
-            for ep_id, ep in zip(range(start, end), self._read_chunk(path)):
+            need_meta = meta_from is not None and start >= meta_from
+            for ep_id, ep in zip(range(start, end), self._read_chunk(path, start, end, run_id, need_meta)):
                 if live_from <= ep_id < total_added and ep_id >= expected:
                     self.episodes.append(ep)
                     expected = ep_id + 1
@@ -219,7 +229,9 @@ class EpisodeBuffer:
             )
         self.total_added = self._persisted_upto = total_added
 
-    def _read_chunk(self, path: Path) -> list[dict]:
+    def _read_chunk(
+        self, path: Path, start: int, end: int, run_id: str | None = None, need_meta: bool = False
+    ) -> list[dict]:
         step_keys, transition_keys = self.schema.step_keys, self.schema.transition_keys
         try:
             with np.load(path) as z:
@@ -227,6 +239,12 @@ class EpisodeBuffer:
             meta = json.loads(arrays.pop("meta").tobytes()) if "meta" in arrays else {}  # (older chunks: none)
             if "sha256" in meta and meta["sha256"] != digest({k: arrays[k] for k in sorted(arrays)}):
                 raise _Mismatch("its contents changed after it was written (it fails its integrity check)")
+            if need_meta and not meta:
+                raise _Mismatch("it has no integrity record, which every chunk of this run has: it was copied in")
+            if run_id and meta.get("run_id") and meta["run_id"] != run_id:
+                raise _Mismatch(f"it belongs to another run (run id {meta['run_id']}, this run's is {run_id})")
+            if "episodes" in meta and list(meta["episodes"]) != [start, end]:
+                raise _Mismatch(f"it holds episodes {meta['episodes']}, not the ones its name says: it was renamed")
             lengths, term = arrays["lengths"], arrays["terminated"]
             data = {k: arrays[k] for k in step_keys + transition_keys}
             bad = self.schema.check(data, len(lengths), int(lengths.sum()))

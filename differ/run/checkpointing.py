@@ -34,6 +34,8 @@ class Checkpointing:
         for d in (ckpt.replay_dir(self.run_dir), files.tensorboard, files.wandb):
             shutil.rmtree(d, ignore_errors=True)
         ckpt.remove_stale_tmp(self.run_dir)
+        self.run_id = ckpt.new_run_id()
+        ckpt.write_atomic(files.run_id, self.run_id.encode())
         self.logger = MetricsLogger(self.run_dir, self.cfg.tensorboard, sink=self._wandb(resumed=False))
 
     def _wandb(self, resumed: bool):
@@ -66,6 +68,10 @@ class Checkpointing:
                 ckpt.warn(f"resuming from {path}, the newest checkpoint that is intact")
             self.last_checkpoint = path
             ckpt.remove_stale_tmp(self.run_dir)
+            if self.run_id is None:  # a run started before differ recorded run ids: it gets one now
+                self.run_id = ckpt.new_run_id()
+            if ckpt.read_run_id(self.run_dir) != self.run_id:
+                ckpt.write_atomic(RunDir(self.run_dir).run_id, self.run_id.encode())
             self.buffer.drop_from(ckpt.replay_dir(self.run_dir), self.buffer.total_added)
             self.logger = MetricsLogger(
                 self.run_dir, self.cfg.tensorboard, resume_t_env=self.c.t_env, sink=self._wandb(resumed=True)
@@ -80,6 +86,7 @@ class Checkpointing:
     def payload(self) -> dict:
         return {
             "format": 1,
+            "run_id": self.run_id,
             "config": OmegaConf.to_container(self.cfg),
             "counters": asdict(self.c),
             "learner": self.learner.state_dict(),
@@ -90,7 +97,11 @@ class Checkpointing:
             },
             "accumulators": {"env": self.acc_env.state_dict(), "train": self.acc_train.state_dict()},
             "last_test": dict(self.last_test),
-            "buffer": {"live_from": self.buffer.total_added - len(self.buffer), "total_added": self.buffer.total_added},
+            "buffer": {
+                "live_from": self.buffer.total_added - len(self.buffer),
+                "total_added": self.buffer.total_added,
+                "meta_from": self._meta_from,  # every chunk from this episode id on records the run's id
+            },
             "spec": self._shapes(),
             "policy": policy_record(self.spec, self.cfg.algo),  # for differ.Policy
             "timing": dict(self.clock.seconds),
@@ -107,7 +118,7 @@ class Checkpointing:
         if not self.learner.all_finite():
             raise self._diverged("the networks hold non-finite values (not saved)")
         replay_dir = ckpt.replay_dir(self.run_dir)
-        self.buffer.persist(replay_dir)  # chunks first: the checkpoint must only name files on disk
+        self.buffer.persist(replay_dir, self.run_id)  # chunks first: the checkpoint must only name files on disk
         if periodic:
             self.c.last_ckpt_t = self.c.t_env
         path = ckpt.save(self.run_dir, self.c.t_env, self.payload())
@@ -138,7 +149,10 @@ class Checkpointing:
                 f"and without it the run cannot be continued exactly; start a new run with the larger t_max "
                 f"(or sweep with keep_replay=true next time)"
             )
-        self.buffer.restore(replay, b["live_from"], b["total_added"])
+        # a checkpoint written before run ids were recorded names chunks without one, up to its end
+        self.run_id = p.get("run_id")
+        self._meta_from = b.get("meta_from", b["total_added"])
+        self.buffer.restore(replay, b["live_from"], b["total_added"], self.run_id, self._meta_from)
         self._last_live_from = self._prev_live_from = b["live_from"]
         self.c = self.c.restored(p["counters"])
         try:

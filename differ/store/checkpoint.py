@@ -8,7 +8,10 @@ newest two checkpoints are kept, so a damaged newest checkpoint falls back to th
 
 Each checkpoint carries a sha256 digest of its contents (`DIGEST`), checked on every load: a file
 changed after it was written (a flipped bit on disk, an edit) is damaged like a truncated one.
-Checkpoints written before the digest existed load without the check.
+Checkpoints written before the digest existed load without the check. A checkpoint also records
+the run it belongs to (`run_id`, the run directory's `run_id` file) and its step (the counters'
+t_env, which its name repeats): another run's checkpoint copied or renamed into the directory is
+damaged too, never resumed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, CorruptCheckpoint
+from .rundir import RunDir
 
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
 DIGEST = "sha256"  # the payload key of the digest of everything else in it
@@ -74,6 +78,18 @@ def checkpoint_dir(run_dir: Path) -> Path:
 def replay_dir(run_dir: Path) -> Path:
     """Where the replay buffer's chunk files live, beside the checkpoints that name them."""
     return checkpoint_dir(run_dir) / "replay"
+
+
+def new_run_id() -> str:
+    return os.urandom(8).hex()
+
+
+def read_run_id(run_dir: Path) -> str | None:
+    """The run directory's run id, or None for a run started before differ recorded one."""
+    try:
+        return RunDir(run_dir).run_id.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -155,7 +171,22 @@ def load(path: Path) -> dict:
                 f"checkpoint {path} fails its integrity check (its contents changed after it was written: "
                 f"a flipped bit on disk or an edit)"
             )
+    m, t_env = _NAME.search(path.name), payload.get("counters", {}).get("t_env")
+    if m and t_env is not None and int(m.group(1)) != t_env:
+        raise CorruptCheckpoint(
+            f"checkpoint {path} holds step t_env={t_env}, not the one its name says: "
+            f"it was renamed (another run's, or another step's)"
+        )
     return payload
+
+
+def check_run(path: Path, payload: dict, run_id: str | None) -> None:
+    """Refuse (as damaged) a checkpoint of another run than the one with `run_id`."""
+    if run_id and payload.get("run_id") and payload["run_id"] != run_id:
+        raise CorruptCheckpoint(
+            f"checkpoint {path} belongs to another run (run id {payload['run_id']}, this run's is {run_id}): "
+            f"it was copied in"
+        )
 
 
 def warn(msg: str) -> None:
@@ -174,9 +205,11 @@ def readable_newest_first(
     found = list_checkpoints(run_dir)
     if not found:
         latest(run_dir)  # raises the "no checkpoint" error
+    run_id = read_run_id(run_dir)
     for path in reversed(found):
         try:
             payload = load(path)
+            check_run(path, payload, run_id)
         except CorruptCheckpoint as e:
             on_bad(str(e))
             continue

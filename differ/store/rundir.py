@@ -17,7 +17,8 @@ class RunDir:
 
     config.yaml the run's config; metrics.jsonl and eval.jsonl its logs (eval: every test
     episode); result.json what the last session ended with; checkpoints/ (and checkpoints/replay/)
-    its state; tb/ and wandb/ the loggers' files, wandb_id the W&B run to continue; train.log and
+    its state; run_id the random id the run got at its start, which every checkpoint and replay chunk
+    of it records; tb/ and wandb/ the loggers' files, wandb_id the W&B run to continue; train.log and
     worker.pid a sweep worker's log and process; .lock held while a process trains in it."""
 
     def __init__(self, path: str | Path):
@@ -32,6 +33,7 @@ class RunDir:
     wandb = property(lambda self: self.path / "wandb")
     train_log = property(lambda self: self.path / "train.log")
     worker_pid = property(lambda self: self.path / "worker.pid")
+    run_id = property(lambda self: self.path / "run_id")
     LOCK = ".lock"
 
     def result(self) -> dict:
