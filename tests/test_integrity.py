@@ -153,3 +153,33 @@ def test_a_run_from_before_run_ids_and_digests_resumes(tmp_path, extended):
     assert not warnings(proc)
     assert metrics(run_dir) == metrics(extended)
     assert ckpt.load(ckpt.latest(run_dir))["run_id"] == (run_dir / "run_id").read_text()
+
+
+# ---- a run directory edited by hand -------------------------------------------------------------------
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    """Every file under a run directory but the lock (tests/test_reliability.py checks that one)."""
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.mark.parametrize(
+    "line, edited, key",
+    [
+        ("seed: 3", "seed: 4", "seed"),
+        ("per_alpha: 0.8", "per_alpha: 0.5", "algo.differ.per_alpha"),
+        ("num_envs: 1", "num_envs: 2", "env.num_envs"),
+    ],
+)
+def test_a_config_yaml_edited_by_hand_is_refused_on_resume(tmp_path, line, edited, key):
+    run_dir = tmp_path / "run"
+    run_cli("train", *LBF, "algo=qmix_differ", "t_max=300", f"run_dir={run_dir}")
+    config = run_dir / "config.yaml"
+    assert config.read_text().count(line) == 1, config.read_text()
+    config.write_text(config.read_text().replace(line, edited))
+    before = snapshot(run_dir)
+    proc = run_cli("train", f"resume={run_dir}", "t_max=600", check=False)
+    assert proc.returncode == 2 and key in one_error_line(proc) and "config.yaml" in one_error_line(proc)
+    assert snapshot(run_dir) == before

@@ -13,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ..acting.record import policy_record
+from ..config import RESUME_KEYS, migrate
 from ..errors import CheckpointError, CorruptCheckpoint
 from ..store import checkpoint as ckpt
 from ..store.metrics import Accumulator, MetricsLogger
@@ -45,10 +46,12 @@ class Checkpointing:
 
         return WandbSink(self.cfg, self.run_dir, resumed)
 
-    def resume(self) -> Path:
+    def resume(self, given: frozenset[str] = frozenset()) -> Path:
         """Restore the newest checkpoint whose files are all readable; a damaged one (empty,
         truncated, unreadable, or with a bad replay chunk) is reported and the one before it is
-        tried. Returns the checkpoint resumed from. Files are only cleaned up once it succeeded."""
+        tried. Returns the checkpoint resumed from. Files are only cleaned up once it succeeded.
+        `given`: the config keys set on the command line (the rest come from config.yaml)."""
+        self._given = given
         damaged: list[str] = []
 
         def bad(msg: str) -> None:
@@ -135,6 +138,7 @@ class Checkpointing:
     def _restore(self, p: dict) -> None:
         """Load a checkpoint's payload into this trainer. Every piece of state is overwritten, so
         a failed attempt leaves nothing behind that a second attempt (an older checkpoint) keeps."""
+        self._check_config(p["config"])
         now = self._shapes()
         if p["spec"] != now:
             raise CheckpointError(
@@ -171,3 +175,34 @@ class Checkpointing:
         self.acc_train = Accumulator(p["accumulators"]["train"])
         self.last_test = dict(p["last_test"])
         self.clock = PhaseClock(p.get("timing"))  # (checkpoints before differ 0.3 have none)
+
+    def _check_config(self, saved: dict) -> None:
+        """The run's config (config.yaml and the command line's keys) against the one the
+        checkpoint was trained with: a key that no resume may change differs only where
+        config.yaml was edited by hand, and is refused; one that a resume may change, but that the
+        command line did not give, is reported (a resume's override, or an edit)."""
+        old = _flat(OmegaConf.to_container(migrate(OmegaConf.create(saved))))
+        now = _flat(OmegaConf.to_container(self.cfg))
+        for key in old.keys() & now.keys():  # (a key added or removed by a newer differ: not compared)
+            if old[key] == now[key] or key == "run_dir" or key in self._given:
+                continue
+            if key not in RESUME_KEYS:
+                raise CheckpointError(
+                    f"{RunDir(self.run_dir).config} sets {key}={now[key]!r}, but the run's checkpoints were "
+                    f"trained with {key}={old[key]!r}: the file was edited by hand. Restore {key}: {old[key]!r} "
+                    f"in it; a run cannot change {key} (start a new run in another run_dir for that)"
+                )
+            ckpt.warn(
+                f"config.yaml sets {key}={now[key]!r}, the checkpoint was saved with {old[key]!r} (a resume "
+                f"given {key}= or an edit of the file); going on with {now[key]!r}"
+            )
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
