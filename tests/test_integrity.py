@@ -183,3 +183,12 @@ def test_a_config_yaml_edited_by_hand_is_refused_on_resume(tmp_path, line, edite
     proc = run_cli("train", f"resume={run_dir}", "t_max=600", check=False)
     assert proc.returncode == 2 and key in one_error_line(proc) and "config.yaml" in one_error_line(proc)
     assert snapshot(run_dir) == before
+
+
+def test_a_t_max_below_the_runs_step_is_refused_on_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli("train", *LBF, "t_max=600", f"run_dir={run_dir}")
+    before = snapshot(run_dir)
+    proc = run_cli("train", f"resume={run_dir}", "t_max=500", check=False)
+    assert proc.returncode == 2 and "t_max=500" in one_error_line(proc) and "600" in one_error_line(proc)
+    assert snapshot(run_dir) == before

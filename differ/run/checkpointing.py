@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from ..acting.record import policy_record
 from ..config import RESUME_KEYS, migrate
-from ..errors import CheckpointError, CorruptCheckpoint
+from ..errors import CheckpointError, ConfigError, CorruptCheckpoint
 from ..store import checkpoint as ckpt
 from ..store.metrics import Accumulator, MetricsLogger
 from ..store.rundir import RunDir
@@ -139,6 +139,12 @@ class Checkpointing:
         """Load a checkpoint's payload into this trainer. Every piece of state is overwritten, so
         a failed attempt leaves nothing behind that a second attempt (an older checkpoint) keeps."""
         self._check_config(p["config"])
+        t_env, t_max = p["counters"]["t_env"], self.cfg.t_max
+        if t_max < t_env and t_max < p["config"]["t_max"]:  # (a finished run may end past its own t_max)
+            raise ConfigError(
+                f"t_max={t_max} is below the step the run has reached (t_env={t_env}): a resume continues a run, "
+                f"it cannot shorten it; give t_max above {t_env}, or leave t_max out"
+            )
         now = self._shapes()
         if p["spec"] != now:
             raise CheckpointError(
