@@ -192,3 +192,19 @@ def test_a_t_max_below_the_runs_step_is_refused_on_resume(tmp_path):
     proc = run_cli("train", f"resume={run_dir}", "t_max=500", check=False)
     assert proc.returncode == 2 and "t_max=500" in one_error_line(proc) and "600" in one_error_line(proc)
     assert snapshot(run_dir) == before
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated"])
+def test_lost_metrics_rows_are_refused_on_resume(tmp_path, how):
+    run_dir = tmp_path / "run"
+    run_cli("train", *LBF, "t_max=600", f"run_dir={run_dir}")
+    metrics_file = run_dir / "metrics.jsonl"
+    if how == "deleted":
+        metrics_file.unlink()
+    else:
+        lines = metrics_file.read_text().splitlines(keepends=True)
+        metrics_file.write_text("".join(lines[: len(lines) // 2]))
+    before = snapshot(run_dir)
+    proc = run_cli("train", f"resume={run_dir}", "t_max=900", check=False)
+    assert proc.returncode == 2 and str(metrics_file) in one_error_line(proc)
+    assert snapshot(run_dir) == before

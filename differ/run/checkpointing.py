@@ -16,7 +16,7 @@ from ..acting.record import policy_record
 from ..config import RESUME_KEYS, migrate
 from ..errors import CheckpointError, ConfigError, CorruptCheckpoint
 from ..store import checkpoint as ckpt
-from ..store.metrics import Accumulator, MetricsLogger
+from ..store.metrics import Accumulator, MetricsLogger, rows_up_to
 from ..store.rundir import RunDir
 from .timing import PhaseClock
 
@@ -108,6 +108,7 @@ class Checkpointing:
             "spec": self._shapes(),
             "policy": policy_record(self.spec, self.cfg.algo),  # for differ.Policy
             "timing": dict(self.clock.seconds),
+            "metrics": {"rows": self.logger.rows},  # metrics.jsonl's rows so far
         }
 
     def _shapes(self) -> dict:
@@ -140,6 +141,13 @@ class Checkpointing:
         a failed attempt leaves nothing behind that a second attempt (an older checkpoint) keeps."""
         self._check_config(p["config"])
         t_env, t_max = p["counters"]["t_env"], self.cfg.t_max
+        metrics = RunDir(self.run_dir).metrics
+        if "metrics" in p and rows_up_to(metrics, t_env) < p["metrics"]["rows"]:  # (older checkpoints: no record)
+            raise CheckpointError(
+                f"{metrics} holds {rows_up_to(metrics, t_env)} rows up to t_env={t_env}, but the checkpoint "
+                f"recorded {p['metrics']['rows']}: it was deleted or cut short, and resuming would lose rows; "
+                f"restore it (from a backup), or start a new run in another run_dir"
+            )
         if t_max < t_env and t_max < p["config"]["t_max"]:  # (a finished run may end past its own t_max)
             raise ConfigError(
                 f"t_max={t_max} is below the step the run has reached (t_env={t_env}): a resume continues a run, "
