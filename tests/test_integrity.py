@@ -208,3 +208,16 @@ def test_lost_metrics_rows_are_refused_on_resume(tmp_path, how):
     proc = run_cli("train", f"resume={run_dir}", "t_max=900", check=False)
     assert proc.returncode == 2 and str(metrics_file) in one_error_line(proc)
     assert snapshot(run_dir) == before
+
+
+def test_a_resume_under_other_package_versions_warns(tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli("train", *LBF, "t_max=300", f"run_dir={run_dir}")
+    path = ckpt.latest(run_dir)
+    payload = ckpt.load(path)
+    assert payload["packages"]["torch"] == torch.__version__ and "lbforaging" in payload["packages"]
+    payload["packages"]["torch"] = "0.0.1"  # as if written under another torch
+    ckpt.save(run_dir, ckpt.t_env_of(path), payload)
+    proc = run_cli("train", f"resume={run_dir}", "t_max=600")
+    warned = warnings(proc)
+    assert len(warned) == 1 and "torch 0.0.1" in warned[0] and torch.__version__ in warned[0], proc.stderr

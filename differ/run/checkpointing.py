@@ -17,7 +17,7 @@ from ..config import RESUME_KEYS, migrate
 from ..errors import CheckpointError, ConfigError, CorruptCheckpoint
 from ..store import checkpoint as ckpt
 from ..store.metrics import Accumulator, MetricsLogger, rows_up_to
-from ..store.rundir import RunDir
+from ..store.rundir import RunDir, package_versions
 from .timing import PhaseClock
 
 
@@ -69,6 +69,7 @@ class Checkpointing:
                 continue
             if damaged:
                 ckpt.warn(f"resuming from {path}, the newest checkpoint that is intact")
+            _warn_package_changes(payload.get("packages"), package_versions(self.cfg.env.name))
             self.last_checkpoint = path
             ckpt.remove_stale_tmp(self.run_dir)
             if self.run_id is None:  # a run started before differ recorded run ids: it gets one now
@@ -109,6 +110,7 @@ class Checkpointing:
             "policy": policy_record(self.spec, self.cfg.algo),  # for differ.Policy
             "timing": dict(self.clock.seconds),
             "metrics": {"rows": self.logger.rows},  # metrics.jsonl's rows so far
+            "packages": package_versions(self.cfg.env.name),
         }
 
     def _shapes(self) -> dict:
@@ -210,6 +212,16 @@ class Checkpointing:
                 f"config.yaml sets {key}={now[key]!r}, the checkpoint was saved with {old[key]!r} (a resume "
                 f"given {key}= or an edit of the file); going on with {now[key]!r}"
             )
+
+
+def _warn_package_changes(then: dict | None, now: dict) -> None:
+    """One line where the checkpoint was written under other package versions than these."""
+    changed = [f"{pkg} {v} -> {now.get(pkg, 'not installed')}" for pkg, v in (then or {}).items() if now.get(pkg) != v]
+    if changed:
+        ckpt.warn(
+            f"the checkpoint was written with other package versions ({', '.join(changed)}): the run goes on, "
+            f"but no longer exactly as it would have gone on without the change"
+        )
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

@@ -68,7 +68,6 @@ def machine_info() -> dict[str, str]:
     seed on one CPU model and package set, but not across CPUs (AVX2 and AVX-512 kernels round
     differently, and RL trajectories amplify the difference)."""
     import platform
-    from importlib import metadata
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -76,10 +75,31 @@ def machine_info() -> dict[str, str]:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    info = {"cpu": cpu, "python": platform.python_version()}
-    for pkg in ("torch", "numpy", "jax", "jaxlib", "jaxmarl"):
+    return {"cpu": cpu, "python": platform.python_version(), **package_versions()}
+
+
+CORE_PACKAGES = ("torch", "numpy", "jax", "jaxlib", "jaxmarl")
+# the packages an environment family's episodes come from (a family of another package: none known)
+ENV_PACKAGES = {
+    "smax": ("jaxmarl",),
+    "lbf": ("lbforaging", "gymnasium"),
+    "rware": ("rware", "gymnasium"),
+    "mpe": ("mpe2", "pettingzoo"),
+    "mamujoco": ("gymnasium-robotics", "mujoco", "pettingzoo"),
+    "grf": ("gfootball",),
+    "pettingzoo": ("pettingzoo",),
+}
+
+
+def package_versions(env: str | None = None) -> dict[str, str]:
+    """The installed versions of the packages a run's numbers depend on (and of `env`'s family's);
+    a checkpoint records them, and a resume under other versions is no longer exact."""
+    from importlib import metadata
+
+    out = {}
+    for pkg in dict.fromkeys((*CORE_PACKAGES, *ENV_PACKAGES.get(env, ()))):
         try:
-            info[pkg] = metadata.version(pkg)
+            out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             pass
-    return info
+    return out
