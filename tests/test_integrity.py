@@ -221,3 +221,20 @@ def test_a_resume_under_other_package_versions_warns(tmp_path):
     proc = run_cli("train", f"resume={run_dir}", "t_max=600")
     warned = warnings(proc)
     assert len(warned) == 1 and "torch 0.0.1" in warned[0] and torch.__version__ in warned[0], proc.stderr
+
+
+# ---- values past the range check --------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [0.8, 1000.0])
+def test_fair_replay_draws_at_any_per_alpha(alpha):
+    from differ.replay.fair import fair_weights
+
+    td = torch.tensor([[1e-9, 1e-3, 0.5, 2.0, 300.0, 7.0]], dtype=torch.float32)
+    valid = torch.tensor([[True, True, True, True, True, False]])
+    weights, counts = fair_weights(td, valid, 1.0, 0.6, alpha, 1e-6, torch.Generator().manual_seed(0))
+    assert torch.isfinite(weights).all() and counts.sum() == 5 and counts[0, 5] == 0
+    if alpha > 100:  # the largest |δ| takes every draw
+        assert counts[0, 4] == 5
+
+
+def test_a_large_per_alpha_trains(tmp_path):
+    run_cli("train", *LBF, "algo=qmix_differ", "algo.differ.per_alpha=1000", "t_max=300", f"run_dir={tmp_path / 'r'}")
