@@ -171,17 +171,18 @@ def load(path: Path) -> dict:
                 f"checkpoint {path} fails its integrity check (its contents changed after it was written: "
                 f"a flipped bit on disk or an edit)"
             )
+    return payload
+
+
+def check_run(path: Path, payload: dict, run_id: str | None) -> None:
+    """Refuse (as damaged) a checkpoint of a run directory that holds another step than its name
+    says, or that belongs to another run than the one with `run_id`."""
     m, t_env = _NAME.search(path.name), payload.get("counters", {}).get("t_env")
     if m and t_env is not None and int(m.group(1)) != t_env:
         raise CorruptCheckpoint(
             f"checkpoint {path} holds step t_env={t_env}, not the one its name says: "
             f"it was renamed (another run's, or another step's)"
         )
-    return payload
-
-
-def check_run(path: Path, payload: dict, run_id: str | None) -> None:
-    """Refuse (as damaged) a checkpoint of another run than the one with `run_id`."""
     if run_id and payload.get("run_id") and payload["run_id"] != run_id:
         raise CorruptCheckpoint(
             f"checkpoint {path} belongs to another run (run id {payload['run_id']}, this run's is {run_id}): "
