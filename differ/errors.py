@@ -42,12 +42,12 @@ def storage_error(e: OSError, run_dir) -> StorageError:
     """One line for a failed write: what failed, why, and how to go on."""
     what = e.filename or run_dir
     why = e.strerror or type(e).__name__
-    if e.errno in NO_SPACE:
+    if e.errno in NO_SPACE:  # the disk is what is full, not the file that happened to be written
         fix = (
             f"free some space (or move run_dir elsewhere), then resume with "
             f"`differ train resume={run_dir}`; the checkpoints written before are intact"
         )
-        return StorageError(f"cannot write {what}: {why}; {fix}")
+        return StorageError(f"cannot write to {run_dir}: {why}; {fix}")
     return StorageError(
         f"cannot access {what}: {why}; fix that, then resume with "
         f"`differ train resume={run_dir}` (the checkpoints written before are intact)"

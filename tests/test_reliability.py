@@ -379,3 +379,26 @@ def test_a_second_sweep_on_the_same_out_stops_at_once(tmp_path):
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=120)
+
+
+# ---- a refused command leaves the lock file as it was; a full disk names the run directory -------------
+def test_a_refused_resume_leaves_the_lock_file_untouched(tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli("train", *LBF, "t_max=100", f"run_dir={run_dir}")
+    lock = run_dir / ".lock"
+    before = (lock.read_bytes(), lock.stat().st_mtime_ns)
+    time.sleep(0.05)
+    proc = run_cli("train", f"resume={run_dir}", "seed=4", check=False)
+    assert proc.returncode == 2 and "seed" in one_error_line(proc)
+    assert (lock.read_bytes(), lock.stat().st_mtime_ns) == before
+
+
+def test_the_disk_full_line_names_the_run_directory(tmp_path):
+    import errno
+
+    from differ.errors import storage_error
+
+    run_dir = tmp_path / "run"
+    e = OSError(errno.ENOSPC, "No space left on device", str(run_dir / "checkpoints" / "ckpt_000000000300.pt.tmp"))
+    line = str(storage_error(e, run_dir))
+    assert line.startswith(f"cannot write to {run_dir}: No space left on device") and "ckpt_" not in line

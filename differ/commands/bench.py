@@ -45,7 +45,7 @@ import torch
 
 from ..acting.runner import Runner
 from ..assemble import assemble
-from ..config import ConfigError, build_config
+from ..config import ConfigError, build_config, flag_option
 from ..envs.base import DiscreteActions, EnvSpec
 from ..envs.registry import make_env
 from ..replay.episode_buffer import EpisodeBuffer, bytes_per_step, worst_case_bytes
@@ -288,7 +288,8 @@ def busy_section(quick: bool) -> dict:
 
 def main(opts: dict | None = None) -> dict:
     opts = dict(opts or {})
-    quick = str(opts.pop("quick", "false")).lower() in ("1", "true", "yes")
+    quick = flag_option(opts, "quick")
+    opts.pop("quick", None)
     only = opts.pop("only", None)
     if opts:
         raise ConfigError(f"unknown bench option(s) {', '.join(opts)}; valid: quick, only")

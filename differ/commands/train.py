@@ -53,7 +53,7 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
                 )
             trainer = Trainer(cfg, run_dir)
             if resume:
-                trainer.resume()
+                trainer.resume(given=frozenset(overrides))
             else:
                 cfg.run_dir = str(run_dir)
                 trainer.start_new()

@@ -164,7 +164,7 @@ class AlgoConfig:
     optimiser: str = key("rmsprop", help="rmsprop | adam (both use lr and optim_eps)", choices=("rmsprop", "adam"))
     lr: float = key(5e-4, help="learning rate", within="(0, inf)")
     optim_alpha: float = key(0.99, help="RMSprop smoothing", within="[0, 1)")
-    optim_eps: float = key(1e-5, help="the optimiser's ε", within="[0, inf)")
+    optim_eps: float = key(1e-5, help="the optimiser's ε (0 divides by zero)", within="(0, inf)")
     grad_clip: float = key(10.0, help="gradient norm clip", within="(0, inf)")
     batch_size: int = key(32, help="episodes per training step", at_least=1)
     buffer_size: int = key(5000, help="replay capacity, in episodes", at_least=1)

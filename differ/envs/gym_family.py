@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import re
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import load_env_creator
 
+from ..errors import ConfigError
 from .base import VecEnv
 from .registry import UnknownEnvError
 from .team import make_vec_env
@@ -97,7 +99,21 @@ def make(family: str, scenario: str, num_envs: int, time_limit=None, options=Non
 def _from_spec(env_id: str, overrides: dict) -> gym.Env:
     """Build a registered env with its own kwargs overridden, without gymnasium's wrappers."""
     spec = gym.spec(env_id)
-    return load_env_creator(spec.entry_point)(**{**spec.kwargs, **overrides})
+    creator = load_env_creator(spec.entry_point)
+    try:
+        defaults = {k: p.default for k, p in inspect.signature(creator).parameters.items()}
+    except (TypeError, ValueError):
+        defaults = {}
+    _check_flags(overrides, {**defaults, **spec.kwargs})
+    return creator(**{**spec.kwargs, **overrides})
+
+
+def _check_flags(options: dict, defaults: dict) -> None:
+    """An option whose default is true or false takes only true or false (a string such as
+    `maybe` would be truthy, and silently mean true)."""
+    for k, v in options.items():
+        if isinstance(defaults.get(k), bool) and not isinstance(v, bool):
+            raise ConfigError(f"env.options.{k} must be true or false, got {v!r}")
 
 
 class _LBFCore:
@@ -105,6 +121,7 @@ class _LBFCore:
         from lbforaging.foraging.environment import Action
 
         limit = time_limit or gym.spec(scenario).kwargs["max_episode_steps"]  # 50, as EPyMARL
+        _check_flags(env_kwargs, {"normalize_obs": True})
         normalize = env_kwargs.pop("normalize_obs", True)
         self.env = env = _from_spec(scenario, {**env_kwargs, "max_episode_steps": limit})
         self.limit = limit

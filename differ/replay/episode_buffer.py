@@ -6,12 +6,16 @@ actions as small integers. Sampling pads a mini-batch to its longest episode.
 
 Persistence is incremental: `persist` appends the episodes added since the last call as one
 chunk file, and a checkpoint records only the range of live episode ids; chunks that fall out of
-the FIFO window are deleted once a newer checkpoint no longer needs them.
+the FIFO window are deleted once a newer checkpoint no longer needs them. Each chunk holds, beside
+its arrays, a `meta` record (JSON) with the sha256 digest of the arrays, the run's id and the
+episode ids it holds, checked when it is read: a chunk changed after it was written, or another
+run's (or another range's) copied in, is damaged like a truncated one.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -22,7 +26,7 @@ import torch
 
 from ..envs.base import EnvSpec
 from ..errors import CorruptCheckpoint
-from ..store.checkpoint import write_atomic
+from ..store.checkpoint import digest, write_atomic
 from .schema import EpisodeSchema
 
 
@@ -88,6 +92,10 @@ class Batch:
         return Batch(**{k: v.to(device, non_blocking=True) for k, v in self.__dict__.items()})
 
 
+class _Mismatch(Exception):
+    """A readable chunk that is not what its name and the checkpoint say."""
+
+
 class EpisodeBuffer:
     def __init__(self, spec: EnvSpec, capacity: int, obs_dtype: str = "float16"):
         self.spec, self.capacity = spec, capacity
@@ -142,7 +150,7 @@ class EpisodeBuffer:
     # ---- incremental persistence -------------------------------------------------------
     _CHUNK = re.compile(r"chunk_(\d+)_(\d+)\.npz$")
 
-    def persist(self, directory: Path) -> None:
+    def persist(self, directory: Path, run_id: str | None = None) -> None:
         """Write the live episodes not yet on disk as one chunk file (atomic rename)."""
         directory.mkdir(parents=True, exist_ok=True)
         first_live = self.total_added - len(self.episodes)
@@ -157,8 +165,13 @@ class EpisodeBuffer:
         for k in self.schema.step_keys + self.schema.transition_keys:
             arrays[k] = np.concatenate([ep[k] for ep in eps])
         path = directory / f"chunk_{start:09d}_{self.total_added:09d}.npz"
+        meta = {
+            "sha256": digest({k: arrays[k] for k in sorted(arrays)}),
+            "run_id": run_id,
+            "episodes": [start, self.total_added],
+        }
         data = io.BytesIO()
-        np.savez(data, **arrays)
+        np.savez(data, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
         write_atomic(path, data.getbuffer())
         self._persisted_upto = self.total_added
 
@@ -190,9 +203,13 @@ class EpisodeBuffer:
                         )
                     p.unlink()
 
-    def restore(self, directory: Path, live_from: int, total_added: int) -> None:
+    def restore(
+        self, directory: Path, live_from: int, total_added: int, run_id: str | None = None, meta_from: int | None = None
+    ) -> None:
         """Rebuild the buffer holding episode ids [live_from, total_added) from chunk files.
-        A chunk that is missing, empty, truncated or corrupt raises CorruptCheckpoint."""
+        A chunk that is missing, empty, truncated or corrupt raises CorruptCheckpoint, and so does
+        one of another run than `run_id`, or one without its meta record from episode `meta_from`
+        on (every chunk written since differ records one)."""
         self.episodes.clear()
         expected = live_from
         for start, end, path in self._chunks(directory):
@@ -200,7 +217,8 @@ class EpisodeBuffer:
                 continue
             if start > expected:
                 break
-            for ep_id, ep in zip(range(start, end), self._read_chunk(path)):
+            need_meta = meta_from is not None and start >= meta_from
+            for ep_id, ep in zip(range(start, end), self._read_chunk(path, start, end, run_id, need_meta)):
                 if live_from <= ep_id < total_added and ep_id >= expected:
                     self.episodes.append(ep)
                     expected = ep_id + 1
@@ -211,15 +229,29 @@ class EpisodeBuffer:
             )
         self.total_added = self._persisted_upto = total_added
 
-    def _read_chunk(self, path: Path) -> list[dict]:
+    def _read_chunk(
+        self, path: Path, start: int, end: int, run_id: str | None = None, need_meta: bool = False
+    ) -> list[dict]:
         step_keys, transition_keys = self.schema.step_keys, self.schema.transition_keys
         try:
             with np.load(path) as z:
-                lengths, term = z["lengths"], z["terminated"]
-                data = {k: z[k] for k in step_keys + transition_keys}
+                arrays = {k: z[k] for k in z.files}
+            meta = json.loads(arrays.pop("meta").tobytes()) if "meta" in arrays else {}  # (older chunks: none)
+            if "sha256" in meta and meta["sha256"] != digest({k: arrays[k] for k in sorted(arrays)}):
+                raise _Mismatch("its contents changed after it was written (it fails its integrity check)")
+            if need_meta and not meta:
+                raise _Mismatch("it has no integrity record, which every chunk of this run has: it was copied in")
+            if run_id and meta.get("run_id") and meta["run_id"] != run_id:
+                raise _Mismatch(f"it belongs to another run (run id {meta['run_id']}, this run's is {run_id})")
+            if "episodes" in meta and list(meta["episodes"]) != [start, end]:
+                raise _Mismatch(f"it holds episodes {meta['episodes']}, not the ones its name says: it was renamed")
+            lengths, term = arrays["lengths"], arrays["terminated"]
+            data = {k: arrays[k] for k in step_keys + transition_keys}
             bad = self.schema.check(data, len(lengths), int(lengths.sum()))
             if bad or len(term) != len(lengths):
                 raise ValueError(f"array {bad or 'terminated'} has the wrong shape")
+        except _Mismatch as e:
+            raise CorruptCheckpoint(f"replay chunk {path} cannot be used: {e}") from None
         except Exception as e:  # BadZipFile, EOFError, a bad CRC, a missing array, ...
             first = (str(e).splitlines() or [""])[0].split(". ")[0][:120]
             raise CorruptCheckpoint(f"replay chunk {path} cannot be read ({type(e).__name__}: {first})") from None

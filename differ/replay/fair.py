@@ -58,14 +58,30 @@ def fair_weights(
         zeros = torch.zeros_like(td_abs)
         return zeros, zeros
     probs = p / p.sum()
+    is_w = torch.zeros_like(probs)
+    is_w[flat_valid] = (1.0 / (n_valid * probs[flat_valid])).pow(beta)
+    if not (torch.isfinite(is_w).all() and (probs[flat_valid] > 0).all()):
+        # a large alpha: |δ|^alpha overflows or underflows even in float64; the same quantities
+        # in log space (only here, so that the usual alphas keep their numbers to the last bit)
+        probs, is_w = _stable(td_abs.reshape(-1).double() + eps, flat_valid, alpha, beta)
     # drawn on the CPU, where the (checkpointed) generator lives: the same draws on every device
     idx = torch.multinomial(probs.cpu(), n_draw, replacement=True, generator=generator).to(probs.device)
     counts = torch.bincount(idx, minlength=probs.numel()).to(td_abs.dtype)
-    is_w = torch.zeros_like(probs)
-    is_w[flat_valid] = (1.0 / (n_valid * probs[flat_valid])).pow(beta)
     is_w = is_w / is_w.max()
     weights = (counts * is_w.to(td_abs.dtype)).view_as(td_abs)
     return weights, counts.view_as(td_abs)
+
+
+def _stable(priority: torch.Tensor, valid: torch.Tensor, alpha: float, beta: float):
+    """Draw probabilities ∝ priority^alpha over the valid elements, and the IS weights
+    (1 / (n probs))^beta scaled to at most 1, computed from logarithms: finite for any alpha."""
+    log_p = torch.full_like(priority, -torch.inf)
+    log_p[valid] = alpha * priority[valid].log()
+    log_probs = log_p - torch.logsumexp(log_p[valid], 0)
+    is_w = torch.zeros_like(priority)
+    lv = log_probs[valid]
+    is_w[valid] = (beta * (lv.min() - lv)).exp()  # the rarest element weighs 1
+    return log_probs.exp(), is_w
 
 
 TOP_FRACTION = 0.1  # fair_top10_share: the draws on this fraction of the largest |δ_j|

@@ -83,6 +83,9 @@ class Trainer(Checkpointing):
         self.last_checkpoint: Path | None = None  # the newest checkpoint known good (saved or resumed from)
         # first live episode of the newest checkpoint and of the one before it: chunks from there on stay
         self._last_live_from = self._prev_live_from = 0
+        self.run_id: str | None = None  # set by start_new or resume
+        self._given: frozenset[str] = frozenset()  # on resume: the config keys the command line set
+        self._meta_from = 0  # the first episode id whose chunk records the run id (older runs: later)
         self._stop = False
 
     # ---- the loop --------------------------------------------------------------------------

@@ -5,10 +5,18 @@ back with `torch.load(weights_only=True)`, which refuses anything that would run
 buffer is not inside it: its episodes are persisted incrementally as chunk files beside it
 (`checkpoints/replay/`), and the checkpoint records which episode ids are live. The chunks of the
 newest two checkpoints are kept, so a damaged newest checkpoint falls back to the one before.
+
+Each checkpoint carries a sha256 digest of its contents (`DIGEST`), checked on every load: a file
+changed after it was written (a flipped bit on disk, an edit) is damaged like a truncated one.
+Checkpoints written before the digest existed load without the check. A checkpoint also records
+the run it belongs to (`run_id`, the run directory's `run_id` file) and its step (the counters'
+t_env, which its name repeats): another run's checkpoint copied or renamed into the directory is
+damaged too, never resumed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -19,8 +27,48 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, CorruptCheckpoint
+from .rundir import RunDir
 
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
+DIGEST = "sha256"  # the payload key of the digest of everything else in it
+
+
+def digest(obj) -> str:
+    """sha256 of a nested structure of tensors, arrays and plain values: of their types, shapes
+    and bytes, so that any changed value (a flipped bit in a weight) changes it."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h, obj) -> None:
+    import numpy as np
+
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy())
+    elif isinstance(obj, np.ndarray):
+        h.update(f"A{obj.dtype.str}{obj.shape};".encode())
+        h.update(np.ascontiguousarray(obj).reshape(-1).view(np.uint8))
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)};".encode())
+        for k, v in obj.items():
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)};".encode())
+        for v in obj:
+            _feed(h, v)
+    elif isinstance(obj, float):
+        h.update(f"F{obj.hex()};".encode())
+    elif isinstance(obj, (bytes, bytearray)):
+        h.update(f"B{len(obj)};".encode())
+        h.update(obj)
+    else:  # None, bool, int, str (and anything else by its repr)
+        r = repr(obj).encode()
+        h.update(f"{type(obj).__name__}{len(r)};".encode())
+        h.update(r)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -30,6 +78,18 @@ def checkpoint_dir(run_dir: Path) -> Path:
 def replay_dir(run_dir: Path) -> Path:
     """Where the replay buffer's chunk files live, beside the checkpoints that name them."""
     return checkpoint_dir(run_dir) / "replay"
+
+
+def new_run_id() -> str:
+    return os.urandom(8).hex()
+
+
+def read_run_id(run_dir: Path) -> str | None:
+    """The run directory's run id, or None for a run started before differ recorded one."""
+    try:
+        return RunDir(run_dir).run_id.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -61,6 +121,7 @@ def save(run_dir: Path, t_env: int, payload: dict) -> Path:
     d = checkpoint_dir(run_dir)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"ckpt_{t_env:012d}.pt"
+    payload = {**payload, DIGEST: digest({k: v for k, v in payload.items() if k != DIGEST})}
     buf = io.BytesIO()  # serialise in memory: a full disk then fails in one plain OSError
     torch.save(payload, buf)
     write_atomic(path, buf.getbuffer())
@@ -103,7 +164,30 @@ def load(path: Path) -> dict:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != 1:
         raise CorruptCheckpoint(f"{path} is not a differ checkpoint (format 1)")
+    if DIGEST in payload:  # (checkpoints written before the digest existed have none)
+        stored = payload.pop(DIGEST)
+        if stored != digest(payload):
+            raise CorruptCheckpoint(
+                f"checkpoint {path} fails its integrity check (its contents changed after it was written: "
+                f"a flipped bit on disk or an edit)"
+            )
     return payload
+
+
+def check_run(path: Path, payload: dict, run_id: str | None) -> None:
+    """Refuse (as damaged) a checkpoint of a run directory that holds another step than its name
+    says, or that belongs to another run than the one with `run_id`."""
+    m, t_env = _NAME.search(path.name), payload.get("counters", {}).get("t_env")
+    if m and t_env is not None and int(m.group(1)) != t_env:
+        raise CorruptCheckpoint(
+            f"checkpoint {path} holds step t_env={t_env}, not the one its name says: "
+            f"it was renamed (another run's, or another step's)"
+        )
+    if run_id and payload.get("run_id") and payload["run_id"] != run_id:
+        raise CorruptCheckpoint(
+            f"checkpoint {path} belongs to another run (run id {payload['run_id']}, this run's is {run_id}): "
+            f"it was copied in"
+        )
 
 
 def warn(msg: str) -> None:
@@ -122,9 +206,11 @@ def readable_newest_first(
     found = list_checkpoints(run_dir)
     if not found:
         latest(run_dir)  # raises the "no checkpoint" error
+    run_id = read_run_id(run_dir)
     for path in reversed(found):
         try:
             payload = load(path)
+            check_run(path, payload, run_id)
         except CorruptCheckpoint as e:
             on_bad(str(e))
             continue

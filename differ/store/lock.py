@@ -15,7 +15,10 @@ from ..errors import ConfigError, RunInUse
 @contextmanager
 def exclusive(lock_file: Path, what: str):
     """Hold `lock_file` for the duration; if another process holds it, raise RunInUse naming
-    `what` and that process's pid."""
+    `what` and that process's pid. The file holds the pid of the process holding it; where the
+    holder's work fails (a refused command), the file is put back as it was (its bytes and its
+    modification time, or no file where there was none), so that nothing in the directory changed."""
+    existed = lock_file.exists()
     with open(lock_file, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -26,10 +29,23 @@ def exclusive(lock_file: Path, what: str):
                 f"wait for it to finish or stop it first"
             ) from None
         f.seek(0)
+        old, stat = f.read(), os.fstat(f.fileno())
+        f.seek(0)
         f.truncate(0)
         f.write(str(os.getpid()))
         f.flush()
-        yield
+        try:
+            yield
+        except BaseException:
+            if not existed:
+                lock_file.unlink(missing_ok=True)
+            else:
+                f.seek(0)
+                f.truncate(0)
+                f.write(old)
+                f.flush()
+                os.utime(f.fileno(), ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            raise
 
 
 @contextmanager

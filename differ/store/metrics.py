@@ -40,9 +40,11 @@ class Accumulator:
 class MetricsLogger:
     def __init__(self, run_dir: Path, tensorboard: bool = True, resume_t_env: int | None = None, sink=None):
         self.path, self.eval_path = RunDir(run_dir).metrics, RunDir(run_dir).evals
+        self.rows = 0  # rows in metrics.jsonl (a checkpoint records it: a resume checks none was lost)
         if resume_t_env is not None:
             for path in (self.path, self.eval_path):
                 self._truncate_after(path, resume_t_env)
+            self.rows = len(read_jsonl(self.path))
         self.sink = sink  # e.g. WandbSink: log(t_env, values) and close()
         self.tb = None
         if tensorboard:
@@ -73,6 +75,7 @@ class MetricsLogger:
         rec = {"t_env": int(t_env), **{k: float(v) for k, v in values.items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(rec) + "\n")
+        self.rows += 1
         if self.tb is not None:
             for k, v in values.items():
                 self.tb.add_scalar(k, v, t_env)
@@ -113,3 +116,8 @@ def read_jsonl(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def rows_up_to(path: Path, t_env: int) -> int:
+    """How many records of a JSONL log have t_env <= `t_env` (a resume drops the later ones)."""
+    return sum(1 for rec in read_jsonl(path) if rec.get("t_env", math.inf) <= t_env)

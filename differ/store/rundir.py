@@ -17,7 +17,8 @@ class RunDir:
 
     config.yaml the run's config; metrics.jsonl and eval.jsonl its logs (eval: every test
     episode); result.json what the last session ended with; checkpoints/ (and checkpoints/replay/)
-    its state; tb/ and wandb/ the loggers' files, wandb_id the W&B run to continue; train.log and
+    its state; run_id the random id the run got at its start, which every checkpoint and replay chunk
+    of it records; tb/ and wandb/ the loggers' files, wandb_id the W&B run to continue; train.log and
     worker.pid a sweep worker's log and process; .lock held while a process trains in it."""
 
     def __init__(self, path: str | Path):
@@ -32,6 +33,7 @@ class RunDir:
     wandb = property(lambda self: self.path / "wandb")
     train_log = property(lambda self: self.path / "train.log")
     worker_pid = property(lambda self: self.path / "worker.pid")
+    run_id = property(lambda self: self.path / "run_id")
     LOCK = ".lock"
 
     def result(self) -> dict:
@@ -66,7 +68,6 @@ def machine_info() -> dict[str, str]:
     seed on one CPU model and package set, but not across CPUs (AVX2 and AVX-512 kernels round
     differently, and RL trajectories amplify the difference)."""
     import platform
-    from importlib import metadata
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -74,10 +75,31 @@ def machine_info() -> dict[str, str]:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    info = {"cpu": cpu, "python": platform.python_version()}
-    for pkg in ("torch", "numpy", "jax", "jaxlib", "jaxmarl"):
+    return {"cpu": cpu, "python": platform.python_version(), **package_versions()}
+
+
+CORE_PACKAGES = ("torch", "numpy", "jax", "jaxlib", "jaxmarl")
+# the packages an environment family's episodes come from (a family of another package: none known)
+ENV_PACKAGES = {
+    "smax": ("jaxmarl",),
+    "lbf": ("lbforaging", "gymnasium"),
+    "rware": ("rware", "gymnasium"),
+    "mpe": ("mpe2", "pettingzoo"),
+    "mamujoco": ("gymnasium-robotics", "mujoco", "pettingzoo"),
+    "grf": ("gfootball",),
+    "pettingzoo": ("pettingzoo",),
+}
+
+
+def package_versions(env: str | None = None) -> dict[str, str]:
+    """The installed versions of the packages a run's numbers depend on (and of `env`'s family's);
+    a checkpoint records them, and a resume under other versions is no longer exact."""
+    from importlib import metadata
+
+    out = {}
+    for pkg in dict.fromkeys((*CORE_PACKAGES, *ENV_PACKAGES.get(env, ()))):
         try:
-            info[pkg] = metadata.version(pkg)
+            out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             pass
-    return info
+    return out
