@@ -21,7 +21,7 @@ def test_presets_and_overrides_compose():
         ({"t_max": "lots"}, "invalid value for t_max"),
         (
             {"algo": "qmixx"},
-            "algo=qmixx: unknown algorithm; valid choices: comix, comix_differ, comix_differ_t1, comix_divide, "
+            "algo=qmixx: unknown algorithm; valid choices: coma, comix, comix_differ, comix_differ_t1, comix_divide, "
             "comix_divide_t1, comix_t1, maser, qmix, qmix_differ, qmix_divide, qplex, qplex_differ, qplex_divide, "
             "vdn, vdn_differ, vdn_divide",
         ),
