@@ -1,6 +1,7 @@
 """`differ sweep`: grid expansion, skip-finished / resume-interrupted (a worker killed mid-run), a
 failing run reported without stopping the others, and the Ray backend on a local Ray."""
 
+import contextlib
 import json
 import os
 import signal
@@ -259,7 +260,8 @@ def test_a_slurm_array_runs_each_index_and_resumes_a_preempted_task(tmp_path):
     # pre-emption: SLURM kills the task's every process, the sweep and its worker
     worker = int((run0 / "worker.pid").read_text())
     first.kill()
-    os.kill(worker, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # (it may have stopped with its sweep already)
+        os.kill(worker, signal.SIGKILL)
     first.wait()
     for pair in ((0, 1), (2, 3)):  # two tasks at a time, as an array on two slots
         procs = [task(k) for k in pair]
@@ -278,3 +280,35 @@ def test_sweep_index_out_of_range_is_one_line(tmp_path):
     assert p.stderr.strip().splitlines() == [
         "differ: error: index=2: the grid has 2 runs (index 0 to 1; list=true shows them)"
     ]
+
+
+def test_workers_stop_when_the_sweep_is_killed(tmp_path):
+    """kill -9 of the sweep alone: its workers stop too (at the end of a batch, with a
+    checkpoint) instead of training on as orphans, and the re-run resumes both runs."""
+    out = tmp_path / "sw"
+    args = [*TINY, "seed=1,2", "t_max=1000000", f"out={out}", "workers=2"]
+    sweep = subprocess.Popen([sys.executable, "-m", "differ", "sweep", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    pids, deadline = [], time.time() + 240
+    while len(pids) < 2:
+        assert time.time() < deadline and sweep.poll() is None
+        pids = [int(p.read_text()) for p in out.glob("*/worker.pid") if p.read_text().strip()]
+        time.sleep(0.1)
+    sweep.kill()
+    sweep.wait()
+    deadline = time.time() + 120
+    while any(_alive(pid) for pid in pids):
+        assert time.time() < deadline, "a worker trained on after its sweep was killed"
+        time.sleep(0.2)
+    again = run_cli("sweep", *[a for a in args if not a.startswith("t_max")], "t_max=3000", check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert all(json.loads((d / "result.json").read_text())["t_env"] >= 3000 for d in out.iterdir() if d.is_dir())
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie waiting for its parent counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -18,6 +18,17 @@ from .grid import PlannedRun
 from .monitor import Progress, _error_line
 
 
+def _stop_with_parent() -> None:
+    """In a worker, before it runs: SIGTERM when the sweep dies, however it dies (kill -9
+    included), so no orphan trains on; SIGTERM stops the run at the end of its batch with a
+    checkpoint, which a re-run of the sweep resumes. Linux only (prctl); elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -64,6 +75,7 @@ class LocalBackend:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_stop_with_parent,
             )
         RunDir(run.run_dir).worker_pid.write_text(str(proc.pid))
         return proc
