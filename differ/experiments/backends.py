@@ -18,15 +18,26 @@ from .grid import PlannedRun
 from .monitor import Progress, _error_line
 
 
+def _prctl():
+    """libc's prctl, looked up in the sweep (not in the forked child, where loading a library could
+    wait on a lock another thread held at the fork); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+_PRCTL = _prctl()
+PR_SET_PDEATHSIG = 1
+
+
 def _stop_with_parent() -> None:
     """In a worker, before it runs: SIGTERM when the sweep dies, however it dies (kill -9
     included), so no orphan trains on; SIGTERM stops the run at the end of its batch with a
-    checkpoint, which a re-run of the sweep resumes. Linux only (prctl); elsewhere a no-op."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    checkpoint, which a re-run of the sweep resumes. Linux only; elsewhere a no-op."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def default_workers() -> int:
