@@ -19,7 +19,7 @@ from differ.nets.coma_critic import ComaCritic
 from differ.store import checkpoint as ckpt
 
 from .conftest import read_jsonl, run_cli
-from .test_policy import evaluate_with_actions
+from .test_policy import evaluate_with_actions, replay_on_signals
 from .test_resume import kill_after_first_checkpoint, metrics_pair
 
 SIGNALS = ["env=pettingzoo", "env.scenario=tests.pz_envs:Signals", "algo=coma", "torch_threads=1", "progress=false"]
@@ -202,20 +202,5 @@ def test_coma_learns_signals_and_evaluate_and_policy_work(tmp_path):
     assert ev.returncode == 0
     # differ.Policy takes the greedy actions evaluate takes
     _, kept, seeds = evaluate_with_actions(run, episodes=3)
-    policy = differ.Policy.load(run)
-    from .pz_envs import Signals
-
-    for ep, seed in zip(kept, seeds):
-        env = Signals()
-        obs, infos = env.reset(seed=int(seed))
-        policy.reset(1)
-        for t in range(ep.length):
-            row = [obs[a] if a in env.agents else None for a in env.possible_agents]
-            masks = [infos.get(a, {}).get("action_mask") for a in env.possible_agents]
-            actions = policy.act([row], [masks])[0]
-            np.testing.assert_array_equal(actions, ep.actions[t])
-            obs, _, _, _, infos = env.step(
-                {a: int(actions[i]) for i, a in enumerate(env.possible_agents) if a in env.agents}
-            )
-        assert env.masked_taken == 0
+    replay_on_signals(differ.Policy.load(run), kept, seeds)
     json.loads((run / "result.json").read_text())

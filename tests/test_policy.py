@@ -70,6 +70,13 @@ def test_policy_on_raw_pettingzoo_env_with_deaths(tmp_path):
     )
     _, kept, seeds = evaluate_with_actions(run)
     policy = differ.Policy.load(ckpt.latest(run))  # a checkpoint file works as well as a run directory
+    dead_steps = replay_on_signals(policy, kept, seeds)
+    assert dead_steps > 0  # the episodes exercised dead agents
+
+
+def replay_on_signals(policy, kept, seeds) -> int:
+    """Play each kept episode's seed on the raw Signals env with `policy`: it must take the
+    episode's actions at every step, and never a masked one. Returns the dead agents' steps."""
     dead_steps = 0
     for ep, seed in zip(kept, seeds):
         env = Signals()
@@ -86,7 +93,7 @@ def test_policy_on_raw_pettingzoo_env_with_deaths(tmp_path):
                 {a: int(actions[i]) for i, a in enumerate(env.possible_agents) if a in env.agents}
             )
         assert env.masked_taken == 0
-    assert dead_steps > 0  # the episodes exercised dead agents
+    return dead_steps
 
 
 def test_policy_errors_and_shapes(tmp_path):

@@ -79,9 +79,9 @@ class Runner:
             ended = ~done & (res.terminated | res.truncated)
             lengths[ended] = t
             terminated[ended] = res.terminated[ended]
-            for k, values in res.stats.items():
-                for e in np.flatnonzero(ended) if k in outcome else ():
-                    outcome[k][e] = values[e].item()
+            for k in outcome.keys() & res.stats.keys():
+                for e in np.flatnonzero(ended):
+                    outcome[k][e] = res.stats[k][e].item()
             done |= ended
         if clock is not None:
             clock.add("collect_act", act_s)

@@ -24,7 +24,6 @@ from ..errors import ConfigError
 from ..nets.coma_critic import ComaCritic
 from ..replay.episode_buffer import Batch
 from .base import Learner
-from .targets import hard_update
 from .values import last_actions
 
 
@@ -104,9 +103,6 @@ class ComaLearner(Learner):
 
     def target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.critic, self.target_critic)]
-
-    def update_targets(self) -> None:
-        hard_update(self.target_pairs())
 
     def extra_state(self) -> dict:
         return {"bootstrap_generator": self.generator.get_state()}

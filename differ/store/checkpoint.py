@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import CheckpointError, CorruptCheckpoint
@@ -42,8 +43,6 @@ def digest(obj) -> str:
 
 
 def _feed(h, obj) -> None:
-    import numpy as np
-
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous().reshape(-1)
         h.update(f"T{t.dtype}{tuple(obj.shape)};".encode())
