@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import DifferError
+from .errors import DifferError, Interrupted
 
 USAGE = """usage:
   differ train [algo=qmix] [env=smax] [env.scenario=3m] [seed=1] [t_max=...] [run_dir=...] [key=value ...]
@@ -62,8 +62,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"differ {__version__}")
         return 0
+    from .interrupts import recorded
+
     try:
-        return _command(argv[0], argv[1:])
+        with recorded(defer=argv[0] == "train"):
+            return _command(argv[0], argv[1:])
+    except Interrupted as e:
+        return _fail(str(e), 130)
     except DifferError as e:
         if debug:
             raise
@@ -86,8 +91,13 @@ def _command(cmd: str, args: list[str]) -> int:
 
     if cmd == "train":
         from .commands.train import train_from_overrides
+        from .interrupts import raise_if_interrupted
 
-        result = train_from_overrides(parse_overrides(args))
+        try:
+            raise_if_interrupted()
+            result = train_from_overrides(parse_overrides(args))
+        except KeyboardInterrupt:  # before the run's directory was chosen
+            raise Interrupted("interrupted before the run started; re-run the same command") from None
         print(json.dumps(result))
     elif cmd == "config":
         from .config import build_config, describe

@@ -4,6 +4,7 @@ command line prints it as `differ: error: ...` and exits with status 2, without 
 from __future__ import annotations
 
 import errno
+from shlex import quote
 
 
 class DifferError(Exception):
@@ -31,6 +32,10 @@ class RunInUse(DifferError, RuntimeError):
     """Another process is training in this run directory (or sweeping into this out=)."""
 
 
+class Interrupted(DifferError):
+    """Ctrl-C (a second one, once a run trains), with what to run to go on; exit status 130."""
+
+
 class StorageError(DifferError, OSError):
     """Writing to the run directory failed (disk full, quota, file size limit, permissions)."""
 
@@ -45,10 +50,10 @@ def storage_error(e: OSError, run_dir) -> StorageError:
     if e.errno in NO_SPACE:  # the disk is what is full, not the file that happened to be written
         fix = (
             f"free some space (or move run_dir elsewhere), then resume with "
-            f"`differ train resume={run_dir}`; the checkpoints written before are intact"
+            f"`differ train resume={quote(str(run_dir))}`; the checkpoints written before are intact"
         )
         return StorageError(f"cannot write to {run_dir}: {why}; {fix}")
     return StorageError(
         f"cannot access {what}: {why}; fix that, then resume with "
-        f"`differ train resume={run_dir}` (the checkpoints written before are intact)"
+        f"`differ train resume={quote(str(run_dir))}` (the checkpoints written before are intact)"
     )

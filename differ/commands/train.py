@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from shlex import quote
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import build_config, load_run_config
-from ..errors import CheckpointError, ConfigError, storage_error
+from ..errors import CheckpointError, ConfigError, Interrupted, storage_error
+from ..interrupts import raise_if_interrupted
 from ..run.trainer import Trainer
 from ..store import checkpoint as ckpt
 from ..store.rundir import RunDir, default_run_dir, machine_info, run_lock
@@ -20,7 +22,7 @@ def resume_config(run_dir: Path, overrides: dict[str, str]) -> DictConfig:
         raise CheckpointError(
             f"{run_dir} holds no run to resume (no config.yaml: it was stopped before "
             f"writing anything, or is not a run directory); re-run the original "
-            f"`differ train ... run_dir={run_dir}` command to start it afresh"
+            f"`differ train ... run_dir={quote(str(run_dir))}` command to start it afresh"
         )
     return build_config(overrides, base=load_run_config(RunDir(run_dir).config))
 
@@ -49,9 +51,10 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
             elif ckpt.list_checkpoints(run_dir):
                 raise CheckpointError(
                     f"{run_dir} already holds a run; continue it with "
-                    f"`differ train resume={run_dir}` or choose another run_dir"
+                    f"`differ train resume={quote(str(run_dir))}` or choose another run_dir"
                 )
             trainer = Trainer(cfg, run_dir)
+            raise_if_interrupted()  # before anything in the directory changes
             if resume:
                 trainer.resume(given=frozenset(overrides))
             else:
@@ -66,4 +69,14 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
             ckpt.write_atomic(RunDir(run_dir).result_file, (json.dumps(saved, indent=2) + "\n").encode())
     except OSError as e:
         raise storage_error(e, run_dir) from None
+    except KeyboardInterrupt:
+        raise interrupted(run_dir) from None
     return result
+
+
+def interrupted(run_dir: Path) -> Interrupted:
+    """What to run after a Ctrl-C that stopped the command: with a checkpoint written, the
+    original command is refused (the directory holds a run), so the advice is resume=."""
+    if ckpt.list_checkpoints(run_dir):
+        return Interrupted(f"interrupted; continue the run with `differ train resume={quote(str(run_dir))}`")
+    return Interrupted("interrupted before the run's first checkpoint; re-run the same command to start it afresh")

@@ -28,6 +28,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from ..errors import ConfigError
+from ..interrupts import raise_if_interrupted
 
 SOURCE = Path(__file__).with_suffix(".cpp")
 KEY = "algo.fused_gru=true"
@@ -124,6 +125,7 @@ def kernel():
     except ConfigError:
         raise
     except Exception as e:  # compiler missing or failing, unwritable cache, ...: one line, not a traceback
+        raise_if_interrupted()  # the compiler died of the terminal's Ctrl-C: the build did not fail
         first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
         raise ConfigError(
             f"{KEY}: the fused GRU kernel did not compile ({first[:200]}); it needs a C++ "

@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from shlex import quote
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from ..acting.runner import Runner
 from ..acting.schedules import TRAIN, episode_seeds, linear
 from ..assemble import assemble, check_action_space, make_envs
 from ..errors import ConfigError, TrainingDiverged
+from ..interrupts import raise_if_interrupted
 from ..replay.episode_buffer import EpisodeBuffer, check_fits
 from ..replay.fair import uniform_draws_warning
 from ..store import checkpoint as ckpt
@@ -51,6 +53,7 @@ class Trainer(Checkpointing):
             )
         torch.set_num_threads(cfg.torch_threads)
         self.env, self.test_env = make_envs(cfg)
+        raise_if_interrupted()  # a Ctrl-C while the env family imported and built
         spec = self.spec = self.env.spec
         check_action_space(cfg, spec)
         # the last batch may run past t_max by up to one episode per env
@@ -100,6 +103,7 @@ class Trainer(Checkpointing):
         # a graceful stop on Ctrl-C / SIGTERM; Python lets only the main thread install handlers
         # (differ.train inside a thread, e.g. a tuner's trial, stops only with its process)
         main = threading.current_thread() is threading.main_thread()
+        raise_if_interrupted()  # a Ctrl-C during start-up that Python lost on the way
         handlers = {s: signal.signal(s, self._request_stop) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
         progress = self.progress = Progress(cfg, c.t_env, self.run_dir, resumed=c.t_env > 0)
         worst = a.batch_size * self.spec.episode_limit  # steps until the first batch, at the longest episodes
@@ -224,7 +228,7 @@ class Trainer(Checkpointing):
         else:
             then = (
                 f"the last good checkpoint is {self.last_checkpoint}. Resume from it with a lower learning "
-                f"rate, e.g. `differ train resume={self.run_dir} algo.lr={self.cfg.algo.lr / 10:g}`"
+                f"rate, e.g. `differ train resume={quote(str(self.run_dir))} algo.lr={self.cfg.algo.lr / 10:g}`"
             )
         return TrainingDiverged(
             f"training diverged: {what} at t_env={c.t_env} (training step "

@@ -23,6 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from shlex import quote
 
 import numpy as np
 import torch
@@ -143,7 +144,7 @@ def latest(run_dir: Path) -> Path:
         raise CheckpointError(
             f"no checkpoint in {checkpoint_dir(run_dir)}: the run was stopped before its "
             f"first checkpoint (written every checkpoint_interval steps and at the end); "
-            f"re-run the original `differ train ... run_dir={run_dir}` command to start it afresh"
+            f"re-run the original `differ train ... run_dir={quote(str(run_dir))}` command to start it afresh"
         )
     return found[-1]
 
