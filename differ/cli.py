@@ -38,7 +38,9 @@ USAGE = """usage:
       fig12  share of sampled individual experiences per unit type  (run or sweep dirs)
       fair   fair replay's health: draws on the top-10% |δ_i|, mean |δ_i| / per_eps  (run or sweep dirs)
 
-  differ export marl-eval DIR... [out=FILE.json]    per-episode test results for marl-eval's tools
+  differ export marl-eval DIR... [out=FILE.json] [absolute=true]
+                                                   per-episode test results for marl-eval's tools, and
+                                                   each run's best checkpoint on 10x the test episodes
 
   --debug (or DIFFER_DEBUG=1) shows the traceback behind an unexpected error.
 """
