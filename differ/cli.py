@@ -24,7 +24,8 @@ USAGE = """usage:
   differ bench [quick=true] [only=learner,rollout,train,buffer,comix,grf,speed,parallel,profile,busy] [out=FILE]
                                                    speed and memory benchmark (JSON)
 
-  differ sweep key=v1,v2 ... out=DIR [workers=N] [backend=local|ray] [ray_address=auto|HOST:PORT]
+  differ sweep key=v1,v2 ... out=DIR [workers=N] [backend=local|ray|submitit] [ray_address=auto|HOST:PORT]
+               [slurm.time=MIN slurm.partition=P slurm.cpus=N slurm.mem=GB slurm.gpus=N slurm.cluster=slurm|local]
                [preset=warmup_ablation]              a grid of runs; re-run to skip finished / resume
   differ plot DIR... [metric=test_battle_won_mean] [out=FILE]    curves: mean over seeds, min-max band
   differ summary DIR... [metric=...] [out=PREFIX] [reps=2000] [compare=A:B,...]
@@ -37,7 +38,9 @@ USAGE = """usage:
       fig12  share of sampled individual experiences per unit type  (run or sweep dirs)
       fair   fair replay's health: draws on the top-10% |δ_i|, mean |δ_i| / per_eps  (run or sweep dirs)
 
-  differ export marl-eval DIR... [out=FILE.json]    per-episode test results for marl-eval's tools
+  differ export marl-eval DIR... [out=FILE.json] [absolute=true]
+                                                   per-episode test results for marl-eval's tools, and
+                                                   each run's best checkpoint on 10x the test episodes
 
   --debug (or DIFFER_DEBUG=1) shows the traceback behind an unexpected error.
 """

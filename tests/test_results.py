@@ -322,3 +322,27 @@ def test_the_shift_ci_is_the_inverted_exact_test_with_its_stated_coverage():
     ]
     cover = stats.shift_ci(np.zeros(6) + np.arange(6), np.arange(7) + 0.5)[3]
     assert cover >= 0.95 and np.mean(hits) == pytest.approx(cover, abs=0.02)
+
+
+def test_absolute_metric_scores_each_checkpoint_by_its_nearest_test(tmp_path):
+    """marl-eval's best policy (experiments/absolute.py): a checkpoint is scored by the test nearest
+    its step (of two as near, the earlier); best score first, then the checkpoint nearest its
+    test, then the earliest; checkpoints of a run without tests score nothing."""
+    from differ.experiments.absolute import ranked_checkpoints
+
+    (tmp_path / "checkpoints").mkdir()
+    for t in (100, 200, 250, 300, 500):
+        (tmp_path / "checkpoints" / f"ckpt_{t:012d}.pt").write_bytes(b"")
+    tests = {20: 1.0, 120: 3.0, 150: 0.0, 220: 3.0, 280: 2.0, 480: 3.0}
+    records = [{"t_env": t, "test_return_mean": v} for t, v in tests.items()] + [{"t_env": 300, "loss_td": 0.1}]
+    ranked = ranked_checkpoints(tmp_path, records)
+    # 100 -> 120 (3.0, 20 away); 200 -> 220 (3.0, 20); 250 -> 220 (tied with 280: the earlier; 30);
+    # 300 -> 280 (2.0); 500 -> 480 (3.0, 20)
+    assert [(c.t_env, c.test_t_env, c.test_return) for c in ranked] == [
+        (100, 120, 3.0),
+        (200, 220, 3.0),
+        (500, 480, 3.0),
+        (250, 220, 3.0),
+        (300, 280, 2.0),
+    ]
+    assert ranked_checkpoints(tmp_path, [{"t_env": 300, "loss_td": 0.1}]) == []

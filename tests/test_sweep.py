@@ -1,5 +1,5 @@
 """`differ sweep`: grid expansion, skip-finished / resume-interrupted (a worker killed mid-run), a
-failing run reported without stopping the others, and the Ray backend on a local Ray."""
+failing run reported without stopping the others, and the Ray and submitit backends on this machine."""
 
 import contextlib
 import json
@@ -17,6 +17,7 @@ from differ.experiments.sweep import expand_grid, load_preset, plan
 from .conftest import TINY_LBF, read_jsonl, run_cli
 
 TINY = [*TINY_LBF, "checkpoint_interval=100"]
+SLURM_KEYS = "slurm.cluster, slurm.partition, slurm.time, slurm.cpus, slurm.mem, slurm.gpus, slurm.logs"
 
 
 def test_grid_expansion_names_and_defaults():
@@ -220,6 +221,68 @@ def test_a_sweep_re_run_may_change_what_a_resume_may_change_and_nothing_else(tmp
     assert {"test_interval=10000", "wandb_entity=null"} <= set(runs[0].command())
     with pytest.raises(ConfigError, match=r"different config \(algo.lr"):
         plan({**args, "algo.lr": "0.001", "out": str(tmp_path)})
+
+
+def test_submitit_backend_on_its_local_executor(tmp_path):
+    """backend=submitit with submitit's LocalExecutor (slurm.cluster=local; SLURM takes the same
+    path with sbatch): two runs as two jobs, then the same command skips both."""
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install 'differ-marl[slurm]')")
+    out = tmp_path / "sub"
+    args = ["sweep", *TINY, "seed=1,2", "t_max=200", f"out={out}", "backend=submitit", "slurm.cluster=local"]
+    p = run_cli(*args, timeout=600)
+    state = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert {n: s["status"] for n, s in state.items()} == {"lbf-s1": "finished", "lbf-s2": "finished"}, p.stderr
+    for name in state:
+        assert json.loads((out / name / "result.json").read_text())["t_env"] >= 200
+        assert "(submitit, " in (out / name / "train.log").read_text()  # the sweep's header, then the run's output
+    assert any((out / ".submitit").iterdir())  # submitit's own files: pickles and job logs
+    again = run_cli(*args)
+    assert "2 finished already" in again.stderr and "| lbf-s1 | skipped |" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "options, line",
+    [
+        (["backend=slurm"], "backend must be local, ray or submitit, got 'slurm'"),
+        (["backend=submitit", "slurm.cluster=pbs"], "slurm.cluster must be slurm or local, got 'pbs'"),
+        (["backend=submitit"], "backend=submitit needs slurm.time=MINUTES, each run's job time limit on SLURM"),
+        (["backend=submitit", "slurm.time=1h"], "slurm.time must be an integer, got '1h'"),
+        (["backend=submitit", "slurm.time=60", "slurm.cpus=0"], "slurm.cpus must be at least 1, got 0"),
+        (["backend=submitit", "slurm.cluster=local", "slurm.mem=lots"], "slurm.mem must be a number, got 'lots'"),
+        (["backend=submitit", "slurm.cluster=local", "slurm.gpus=-1"], "slurm.gpus must be at least 0, got -1"),
+        (["backend=submitit", "slurm.partiton=cpu"], "unknown sweep option slurm.partiton; valid: " + SLURM_KEYS),
+        (["slurm.time=60"], "slurm.time is an option of backend=submitit (this sweep's backend is local)"),
+    ],
+)
+def test_bad_submitit_options_are_one_line(capfd, tmp_path, options, line):
+    from differ import cli
+
+    assert cli.main(["sweep", *TINY, f"out={tmp_path / 'g'}", *options]) == 2
+    assert capfd.readouterr().err.strip().splitlines() == [f"differ: error: {line}"]
+    assert not (tmp_path / "g").exists()  # refused before anything started
+
+
+def test_backend_submitit_without_submitit_is_one_line(capfd, tmp_path, monkeypatch):
+    from differ import cli
+
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit raises ImportError
+    assert cli.main(["sweep", *TINY, f"out={tmp_path / 'g'}", "backend=submitit", "slurm.cluster=local"]) == 2
+    assert capfd.readouterr().err.strip().splitlines() == [
+        "differ: error: backend=submitit needs submitit: pip install 'differ-marl[slurm]'"
+    ]
+
+
+def test_backend_submitit_on_slurm_needs_slurm_here(capfd, tmp_path):
+    import shutil
+
+    from differ import cli
+
+    if shutil.which("srun"):
+        pytest.skip("this machine has SLURM")
+    assert cli.main(["sweep", *TINY, f"out={tmp_path / 'g'}", "backend=submitit", "slurm.time=60"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "slurm.cluster=slurm needs SLURM's srun" in err[0] and "slurm.cluster=local" in err[0]
+    assert not (tmp_path / "g").exists()
 
 
 def test_runs_that_differ_only_in_how_they_report_are_one_variant():

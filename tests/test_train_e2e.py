@@ -130,7 +130,7 @@ def test_a_run_that_never_trains_warns_at_start_and_says_so_in_its_result(tmp_pa
 
 
 def test_export_marl_eval(tmp_path):
-    """The per-episode test results of two seeds in marl-eval's raw-data layout."""
+    """The per-episode test results of two seeds in marl-eval's raw-data layout, and their absolute metrics."""
     for seed in (1, 2):
         run_cli("train", *TINY_LBF, "t_max=300", f"seed={seed}", f"run_dir={tmp_path / 'sw' / f'qmix-s{seed}'}")
     out = tmp_path / "me.json"
@@ -140,11 +140,78 @@ def test_export_marl_eval(tmp_path):
     assert set(runs) == {"run_0", "run_1"}
     evals = read_jsonl(tmp_path / "sw" / "qmix-s2" / "eval.jsonl")
     steps = runs["run_1"]
-    assert list(steps) == [f"step_{k}" for k in range(len(evals))]
-    assert [s["step_count"] for s in steps.values()] == [e["t_env"] for e in evals]
+    assert list(steps) == [*(f"step_{k}" for k in range(len(evals))), "absolute_metrics"]
+    assert [s["step_count"] for k, s in steps.items() if k != "absolute_metrics"] == [e["t_env"] for e in evals]
     assert steps["step_0"]["episode_return"] == evals[0]["return"] and len(steps["step_0"]["episode_length"]) == 2
+    # beside the steps, the best checkpoint on 10x the test episodes (test_episodes=2), same metrics
+    for run in runs.values():
+        assert {k: len(v) for k, v in run["absolute_metrics"].items()} == {"episode_return": 20, "episode_length": 20}
     bad = run_cli("export", "csv", str(tmp_path / "sw"), check=False)
     assert bad.returncode == 2 and "marl-eval" in bad.stderr
+    bad = run_cli("export", "marl-eval", str(tmp_path / "sw"), "absolute=maybe", check=False)
+    assert bad.returncode == 2 and "absolute must be true or false" in bad.stderr
+
+
+def test_absolute_metrics_take_the_best_checkpoint_and_are_cached(tmp_path, monkeypatch, capsys):
+    """The checkpoint scored by the best test (the test nearest its step) on 10x test_episodes,
+    the episodes `differ evaluate CHECKPOINT` plays; a second export reads the cache, a run whose
+    best checkpoint changed is evaluated again, a run without checkpoints is left out with a note."""
+    import shutil
+
+    import differ
+    from differ.experiments import absolute
+    from differ.experiments.commands import run_command
+
+    run = tmp_path / "sw" / "qmix-s1"
+    run_cli("train", *TINY_LBF, "t_max=400", "checkpoint_interval=100", f"run_dir={run}")
+    qmix_runs = lambda path: json.loads(path.read_text())["lbf"]["Foraging-8x8-2p-3f-v3"]["qmix"]  # noqa: E731
+    # tests come a batch after the checkpoints: the one at 220 scores the checkpoint at 200
+    assert [ckpt.t_env_of(p) for p in ckpt.list_checkpoints(run)] == [100, 200, 300, 400]
+    records = read_jsonl(run / "metrics.jsonl")
+    assert [r["t_env"] for r in records if "test_return_mean" in r] == [20, 120, 220, 320, 400]
+
+    def score(t_env, value):
+        for r in records:
+            if r["t_env"] == t_env and "test_return_mean" in r:
+                r["test_return_mean"] = value
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    score(220, 5.0)
+    out = tmp_path / "me.json"
+    run_command("export", ["marl-eval", str(run.parent), f"out={out}"])
+    best = qmix_runs(out)["run_0"]["absolute_metrics"]
+    cache = json.loads((run / "absolute_metrics.json").read_text())
+    assert cache["checkpoint"] == "ckpt_000000000200.pt" and cache["t_env"] == 200 and cache["episodes"] == 20
+    assert cache["chosen_by"] == {"test_return_mean": 5.0, "test_t_env": 220} and cache["metrics"] == best
+    assert len(best["episode_return"]) == 20
+    again = differ.evaluate(run / "checkpoints" / "ckpt_000000000200.pt", episodes=20)
+    assert again["return_mean"] == pytest.approx(np.mean(best["episode_return"]))
+    assert again["ep_length_mean"] == pytest.approx(np.mean(best["episode_length"]))
+
+    # a second export: from the cache, no evaluation
+    def no_evaluation(*args):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(absolute, "_evaluate", no_evaluation)
+    mtime = (run / "absolute_metrics.json").stat().st_mtime_ns
+    run_command("export", ["marl-eval", str(run.parent), f"out={tmp_path / 'again.json'}"])
+    assert (tmp_path / "again.json").read_text() == out.read_text()
+    assert (run / "absolute_metrics.json").stat().st_mtime_ns == mtime
+    run_command("export", ["marl-eval", str(run.parent), f"out={tmp_path / 'no.json'}", "absolute=false"])
+    assert "absolute_metrics" not in qmix_runs(tmp_path / "no.json")["run_0"]
+
+    # the run's best checkpoint changed: evaluated afresh; a run without checkpoints: a note
+    evaluated = []
+    monkeypatch.setattr(absolute, "_evaluate", lambda run_dir, path, n: evaluated.append(path.name) or {"x": [1.0]})
+    score(320, 9.0)
+    shutil.copytree(run, tmp_path / "sw" / "qmix-s2", ignore=shutil.ignore_patterns("checkpoints", "absolute_*"))
+    capsys.readouterr()
+    run_command("export", ["marl-eval", str(run.parent), f"out={out}"])
+    runs = qmix_runs(out)
+    assert evaluated == ["ckpt_000000000300.pt"] and runs["run_0"]["absolute_metrics"] == {"x": [1.0]}
+    assert "absolute_metrics" not in runs["run_1"]
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1 and "no absolute_metrics" in notes[0] and "qmix-s2" in notes[0]
 
 
 def test_wandb_offline_writes_its_run_files_and_a_resume_continues_the_same_run(tmp_path):

@@ -1,6 +1,6 @@
-"""Where a sweep's runs execute: worker processes on this machine, or tasks on a Ray cluster. Both
-go through one scheduling loop (`schedule`); a backend only starts runs, reports the ones that
-ended, and stops the rest on Ctrl-C."""
+"""Where a sweep's runs execute: worker processes on this machine, or tasks on a Ray cluster (and
+submitit's jobs, submitit_backend.py). All go through one scheduling loop (`schedule`); a backend
+only starts runs, reports the ones that ended, and stops the rest on Ctrl-C."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ OPTIONS = {
     "fig11": {"out", "metric", "reps", "unfinished"},
     "fig12": {"out", "unfinished"},
     "fair": {"out", "unfinished"},
-    "marl-eval": {"out", "unfinished"},
+    "marl-eval": {"out", "unfinished", "absolute"},
 }
 
 
@@ -83,7 +83,8 @@ def run_command(cmd: str, args: list[str]) -> int:
         from .export import write
 
         out = opts.get("out") or _default_out(paths, "marl_eval").with_suffix(".json")
-        print(f"wrote {write(load_runs(paths, opts), out)}")
+        absolute = flag_option(opts, "absolute", default=True)
+        print(f"wrote {write(load_runs(paths, opts), out, absolute)}")
     elif cmd == "plot":
         runs = load_runs(paths, opts)
         metric = opts.get("metric")  # none: each panel its env's own (win rate or return)

@@ -15,6 +15,8 @@ from ..store import checkpoint as ckpt
 from ..store.rundir import RunDir
 
 SWEEP_OPTIONS = ("out", "workers", "backend", "ray_address", "preset", "keep_replay", "list", "index")
+# backend=submitit's job resources and where its executor runs them (submitit_backend.py)
+SLURM_OPTIONS = tuple(f"slurm.{k}" for k in ("cluster", "partition", "time", "cpus", "mem", "gpus", "logs"))
 RUN_DEFAULTS = {"torch_threads": "1"}  # one core per run (a worker's train.log gets plain progress lines)
 ALWAYS_NAMED = ("algo", "env", "env.scenario", "seed")
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets" / "sweep"
@@ -92,6 +94,10 @@ def plan(args: dict[str, str]) -> tuple[dict, list[PlannedRun]]:
     decide per run: skip (finished), resume (has checkpoints) or new."""
     args = dict(args)
     opts = {k: args.pop(k) for k in SWEEP_OPTIONS if k in args}
+    for k in [k for k in args if k.startswith("slurm.")]:  # (no run config key starts so)
+        if k not in SLURM_OPTIONS:
+            raise ConfigError(f"unknown sweep option {k}; valid: {', '.join(SLURM_OPTIONS)}")
+        opts[k] = args.pop(k)
     if "out" not in opts:
         raise ConfigError("sweep needs out=DIR (where the run directories go)")
     if "run_dir" in args:

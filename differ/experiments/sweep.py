@@ -1,4 +1,5 @@
-"""`differ sweep`: a grid of training runs on local worker processes or a Ray cluster.
+"""`differ sweep`: a grid of training runs on local worker processes, a Ray cluster or SLURM
+(through submitit).
 
     differ sweep algo=qmix,qmix_differ env.scenario=3m,3s5z seed=1,2,3 t_max=100000 out=sweeps/demo
 
@@ -28,6 +29,7 @@ from ..store.lock import claimed_dir
 from .backends import LocalBackend, RayBackend, schedule
 from .grid import PlannedRun, expand_grid, load_preset, plan
 from .monitor import Progress, listing, summary_table
+from .submitit_backend import SubmititBackend, submitit_options
 
 __all__ = ["sweep", "sweep_list", "plan", "expand_grid", "load_preset", "summary_table", "drop_replay", "PlannedRun"]
 
@@ -74,9 +76,13 @@ def _sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
         runs = [runs[index]]
         out.mkdir(parents=True, exist_ok=True)
     backend = opts.get("backend", "local")
-    if backend not in ("local", "ray"):
-        raise ConfigError(f"backend must be local or ray, got '{backend}'")
+    if backend not in ("local", "ray", "submitit"):
+        raise ConfigError(f"backend must be local, ray or submitit, got '{backend}'")
     workers = int_option(opts, "workers", None, minimum=1)
+    slurm = [k for k in opts if k.startswith("slurm.")]
+    if slurm and backend != "submitit":
+        raise ConfigError(f"{slurm[0]} is an option of backend=submitit (this sweep's backend is {backend})")
+    submitit = submitit_options(opts, out) if backend == "submitit" else None
     keep_replay = flag_option(opts, "keep_replay")
     n = {a: sum(r.action == a for r in runs) for a in ("new", "resume", "skip")}
     print(
@@ -99,7 +105,10 @@ def _sweep(args: dict[str, str]) -> tuple[list[PlannedRun], Path]:
 
     old_term = signal.signal(signal.SIGTERM, _terminate)
     try:
-        runner = RayBackend(workers, opts.get("ray_address")) if backend == "ray" else LocalBackend(workers)
+        if backend == "submitit":
+            runner = SubmititBackend(workers, submitit, sum(r.action != "skip" for r in runs))
+        else:
+            runner = RayBackend(workers, opts.get("ray_address")) if backend == "ray" else LocalBackend(workers)
         schedule(runs, runner, progress)
     finally:
         signal.signal(signal.SIGTERM, old_term)

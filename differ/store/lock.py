@@ -72,3 +72,18 @@ def claimed_dir(directory: Path, lock_name: str, option: str, what: str):
         if created and {p.name for p in directory.iterdir()} <= {lock_name}:
             (directory / lock_name).unlink(missing_ok=True)
             directory.rmdir()
+
+
+def held(lock_file: Path) -> bool:
+    """Whether a process holds `lock_file` now (a probe: takes it and lets go at once)."""
+    try:
+        f = open(lock_file)
+    except FileNotFoundError:
+        return False
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
