@@ -342,7 +342,9 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def test_disk_full_is_one_line_and_the_run_resumes_once_space_is_freed(small_disk, reference):
+def test_disk_full_is_one_line_a_resume_on_it_changes_nothing_and_the_run_resumes_once_space_is_freed(
+    small_disk, reference
+):
     args = [*LBF, "t_max=1500", "checkpoint_interval=200"]
     full = reference(*args)
     run_dir = small_disk / "run"
@@ -352,6 +354,12 @@ def test_disk_full_is_one_line_and_the_run_resumes_once_space_is_freed(small_dis
     assert "No space left on device" in line and f"resume={run_dir}" in line
     saved = ckpt.list_checkpoints(run_dir)
     assert saved and all(ckpt.load(p)["format"] == 1 for p in saved)  # the earlier checkpoints are intact
+    # a resume while the disk is still full changes nothing (it cut metrics.jsonl back and started
+    # a TensorBoard file before failing at its first checkpoint)
+    before = snapshot(run_dir)
+    proc = run_cli("train", f"resume={run_dir}", check=False)
+    assert snapshot(run_dir) == before
+    assert proc.returncode == 2 and "MiB free" in one_error_line(proc) and "nothing was changed" in proc.stderr
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
     run_cli("train", f"resume={run_dir}")
     assert metrics(run_dir) == metrics(full)

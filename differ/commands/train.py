@@ -10,7 +10,7 @@ from shlex import quote
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import build_config, load_run_config
-from ..errors import CheckpointError, ConfigError, Interrupted, storage_error
+from ..errors import CheckpointError, ConfigError, Interrupted, StorageError, storage_error
 from ..interrupts import raise_if_interrupted
 from ..run.trainer import Trainer
 from ..store import checkpoint as ckpt
@@ -67,6 +67,8 @@ def train_from_overrides(overrides: dict[str, str]) -> dict:
             # the file names the directory relative to where the command ran, not by a path of this machine's
             saved = {**result, "run_dir": os.path.relpath(run_dir)}
             ckpt.write_atomic(RunDir(run_dir).result_file, (json.dumps(saved, indent=2) + "\n").encode())
+    except StorageError:  # already one line (an OSError too)
+        raise
     except OSError as e:
         raise storage_error(e, run_dir) from None
     except KeyboardInterrupt:

@@ -70,6 +70,7 @@ class Checkpointing:
             if damaged:
                 ckpt.warn(f"resuming from {path}, the newest checkpoint that is intact")
             _warn_package_changes(payload.get("packages"), package_versions(self.cfg.env.name))
+            ckpt.check_room_to_resume(self.run_dir, path)  # the first change to the directory follows
             self.last_checkpoint = path
             ckpt.remove_stale_tmp(self.run_dir)
             if self.run_id is None:  # a run started before differ recorded run ids: it gets one now

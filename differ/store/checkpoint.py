@@ -28,7 +28,7 @@ from shlex import quote
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, CorruptCheckpoint
+from ..errors import CheckpointError, CorruptCheckpoint, StorageError
 from .rundir import RunDir
 
 _NAME = re.compile(r"ckpt_(\d+)\.pt$")
@@ -115,6 +115,26 @@ def remove_stale_tmp(run_dir: Path) -> None:
         if d.is_dir():
             for p in d.glob("*.tmp"):
                 p.unlink(missing_ok=True)
+
+
+def check_room_to_resume(run_dir: Path, newest: Path) -> None:
+    """Before a resume changes anything: is there room for the next checkpoint (as large as the
+    newest) and the replay chunk written with it (as large as the largest so far)? Without it the
+    resume would cut metrics.jsonl back and start a TensorBoard file, then fail at its first
+    checkpoint; refused here, it changes nothing."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    chunks = [p.stat().st_size for p in replay_dir(run_dir).glob("chunk_*.npz")]
+    needed = newest.stat().st_size + max(chunks, default=0)
+    stale = [p for d in (run_dir, checkpoint_dir(run_dir), replay_dir(run_dir)) if d.is_dir() for p in d.glob("*.tmp")]
+    free = shutil.disk_usage(run_dir).free + sum(p.stat().st_size for p in stale)
+    if free < needed:
+        raise StorageError(
+            f"cannot resume {run_dir}: {free / 2**20:.1f} MiB free on its disk, and its next checkpoint "
+            f"needs about {needed / 2**20:.1f} MiB; free some space, then run the same command again "
+            f"(nothing was changed)"
+        )
 
 
 def save(run_dir: Path, t_env: int, payload: dict) -> Path:
