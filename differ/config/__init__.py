@@ -14,7 +14,7 @@ from ..errors import ConfigError  # re-exported: bad user input, reported as one
 from .compose import _all_keys, algo_choices, build_config, env_choices, load_run_config
 from .describe import describe
 from .migrate import FLAT_KEYS, migrate, normalise, section, sections_in_use
-from .options import cli_value, flag_option, int_option, parse_overrides
+from .options import cli_value, flag_option, int_option, number_option, parse_overrides
 from .schema import (
     KEY_ROLES,
     PRESETS,
@@ -58,6 +58,7 @@ __all__ = [
     "cli_value",
     "flag_option",
     "int_option",
+    "number_option",
     "key",
     "load_run_config",
     "migrate",

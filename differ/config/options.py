@@ -23,17 +23,22 @@ def flag_option(opts: dict[str, str], key: str, default: bool = False) -> bool:
     return value == "true"
 
 
-def int_option(opts: dict[str, str], key: str, default: int | None = None, minimum: int = 1) -> int | None:
-    """A command option (not a config key) that is an integer >= minimum, e.g. `episodes=32`."""
+def number_option(opts: dict[str, str], key: str, default=None, minimum=1, kind=int):
+    """A command option (not a config key) that is a number (`kind`: int or float) >= minimum."""
     if key not in opts:
         return default
     try:
-        value = int(opts[key])
+        value = kind(opts[key])
     except ValueError:
-        raise ConfigError(f"{key} must be an integer, got '{opts[key]}'") from None
+        raise ConfigError(f"{key} must be {'an integer' if kind is int else 'a number'}, got '{opts[key]}'") from None
     if value < minimum:
-        raise ConfigError(f"{key} must be at least {minimum}, got {value}")
+        raise ConfigError(f"{key} must be at least {minimum}, got {opts[key]}")
     return value
+
+
+def int_option(opts: dict[str, str], key: str, default: int | None = None, minimum: int = 1) -> int | None:
+    """A command option (not a config key) that is an integer >= minimum, e.g. `episodes=32`."""
+    return number_option(opts, key, default, minimum, int)
 
 
 def cli_value(v) -> str:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..config import number_option
 from ..errors import ConfigError
 from ..store.lock import held
 from ..store.rundir import RunDir
@@ -23,18 +24,6 @@ NO_LIMIT_MIN = 365 * 24 * 60  # local jobs without slurm.time (submitit's own de
 STOP_WAIT_S = 120  # after Ctrl-C: how long the sweep waits for cancelled runs to checkpoint and let go
 
 
-def _number(opts: dict[str, str], key: str, kind, minimum, default):
-    if key not in opts:
-        return default
-    try:
-        value = kind(opts[key])
-    except ValueError:
-        raise ConfigError(f"{key} must be {'an integer' if kind is int else 'a number'}, got '{opts[key]}'") from None
-    if value < minimum:
-        raise ConfigError(f"{key} must be at least {minimum}, got {opts[key]}")
-    return value
-
-
 def submitit_options(opts: dict[str, str], out: Path) -> dict:
     """The slurm.* options, checked before anything starts; a missing submitit is one line too."""
     cluster = opts.get("slurm.cluster", "slurm")
@@ -43,7 +32,7 @@ def submitit_options(opts: dict[str, str], out: Path) -> dict:
     partition = opts.get("slurm.partition")
     if partition is not None and not partition.strip():
         raise ConfigError("slurm.partition needs a partition name, e.g. slurm.partition=cpu")
-    minutes = _number(opts, "slurm.time", int, 1, None)
+    minutes = number_option(opts, "slurm.time", None, 1, int)
     if minutes is None and cluster == "slurm":  # submitit would ask SLURM for 5 minutes
         raise ConfigError("backend=submitit needs slurm.time=MINUTES, each run's job time limit on SLURM")
     logs = opts.get("slurm.logs") or str(out / ".submitit")
@@ -51,9 +40,9 @@ def submitit_options(opts: dict[str, str], out: Path) -> dict:
         "cluster": cluster,
         "partition": partition,
         "timeout_min": minutes or NO_LIMIT_MIN,
-        "cpus_per_task": _number(opts, "slurm.cpus", int, 1, 1),
-        "mem_gb": _number(opts, "slurm.mem", float, 0.1, None),
-        "gpus_per_node": _number(opts, "slurm.gpus", int, 0, 0),
+        "cpus_per_task": number_option(opts, "slurm.cpus", 1, 1, int),
+        "mem_gb": number_option(opts, "slurm.mem", None, 0.1, float),
+        "gpus_per_node": number_option(opts, "slurm.gpus", 0, 0, int),
         "logs": Path(logs).resolve(),
     }
     try:
