@@ -11,7 +11,7 @@ docs/api.md describes the API; the command line (`differ --help`) does the same 
 from typing import TYPE_CHECKING
 
 from .api import TrainResult, evaluate, train
-from .errors import CheckpointError, ConfigError, DifferError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, DifferError, EnvFault, TrainingDiverged
 
 if TYPE_CHECKING:
     from .policy import Policy
@@ -26,6 +26,7 @@ __all__ = [
     "ConfigError",
     "CheckpointError",
     "TrainingDiverged",
+    "EnvFault",
     "__version__",
 ]
 

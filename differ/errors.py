@@ -28,6 +28,11 @@ class TrainingDiverged(DifferError, RuntimeError):
     """A loss, gradient or parameter became non-finite."""
 
 
+class EnvFault(DifferError, RuntimeError):
+    """The environment itself failed: its own code raised, or it returned a non-finite reward,
+    observation or state, or left an agent no available action (differ/envs/faults.py)."""
+
+
 class RunInUse(DifferError, RuntimeError):
     """Another process is training in this run directory (or sweeping into this out=)."""
 

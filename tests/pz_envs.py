@@ -11,6 +11,8 @@ Everything is a pure function of the reset seed.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
@@ -177,3 +179,45 @@ class MixedActions(Signals):
 
     def action_space(self, agent):
         return spaces.Box(-1.0, 1.0, (2,), np.float32) if agent.startswith("scout") else super().action_space(agent)
+
+
+class Faulty(Signals):
+    """Signals that goes wrong at step `at` of every episode once it has taken more than `after`
+    steps (over all its episodes), unless the environment variable PZ_FAULTS is "off". `fault`:
+    nan_reward (the carrier's reward), nan_obs (the carrier's observation, feature 2), inf_state
+    (entry 4 of `state()`), raise (a ValueError in `step`), raise_reset (a ValueError in every
+    `reset` once it has taken more than `after` steps)."""
+
+    def __init__(self, fault: str = "nan_reward", at: int = 3, after: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.fault, self.at, self.after, self.steps = fault, at, after, 0
+
+    def _on(self, fault: str, t: int | None = None) -> bool:
+        return (
+            self.fault == fault
+            and (t is None or t == self.at)
+            and self.steps > self.after
+            and os.environ.get("PZ_FAULTS") != "off"
+        )
+
+    def reset(self, seed=None, options=None):
+        if self._on("raise_reset"):
+            raise ValueError(f"no map for seed {seed}\nsecond line")
+        return super().reset(seed, options)
+
+    def step(self, actions):
+        self.steps += 1
+        if self._on("raise", self.t + 1):
+            raise ValueError(f"carrier_0 cannot take action {actions['carrier_0']} now\nsecond line")
+        obs, rewards, terms, truncs, infos = super().step(actions)
+        if self._on("nan_reward", self.t):
+            rewards["carrier_0"] = float("nan")
+        if self._on("nan_obs", self.t):
+            obs["carrier_0"]["observation"][2] = np.nan
+        return obs, rewards, terms, truncs, infos
+
+    def state(self):
+        s = super().state()
+        if self._on("inf_state", self.t):
+            s[4] = np.inf
+        return s

@@ -129,7 +129,7 @@ def test_lbf_collecting_all_food_terminates():
 def test_workers_match_in_process(family, scenario):
     limit = 12
     with make(family, scenario, num_envs=2, time_limit=limit) as env:
-        assert type(env).__name__ == "WorkerVecEnv"
+        assert type(env.inner).__name__ == "WorkerVecEnv"
         both = rollout(env, [11, 12], limit, extra=2)
     for copy, seed in enumerate([11, 12]):
         with make(family, scenario, time_limit=limit) as env:

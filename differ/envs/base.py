@@ -133,6 +133,8 @@ class EnvSpec:
     obs_transform: ObsTransform | None = None
     # each agent's own number of actions where they differ (the rest of its row is never available)
     agent_actions: tuple[int, ...] | None = None
+    # each agent's name in the package (PettingZoo's "scout_1"), for messages; () where it has none
+    agent_names: tuple[str, ...] = ()
 
     @property
     def has_battles(self) -> bool:
@@ -176,6 +178,9 @@ class StepResult:
 class VecEnv(ABC):
     spec: EnvSpec
     num_envs: int
+    # the adapter itself leaves every agent an available action at every step (so the check of
+    # differ/envs/faults.py skips the masks)
+    masks_checked: ClassVar[bool] = False
 
     @abstractmethod
     def reset(self, seeds: Sequence[int]) -> Observation:

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError, DifferError
 from .base import VecEnv
+from .faults import package_call
 from .football_scenarios import SCENARIOS, install
 from .registry import named_scenario
 from .team import make_vec_env
@@ -199,13 +200,13 @@ class FootballCore:
         seed = int(seed) % (2**31 - 1)
         self._config["game_engine_random_seed"] = seed
         self._config["reverse_team_processing"] = bool(seed % 2)
-        self._raw = self.env.reset()
+        self._raw = package_call("reset", self.env.reset)
         self._t, self._won = 0, False
         self._check_identity(self._raw)
         return self._observations()
 
     def step(self, actions):
-        self._raw, _, engine_done, info = self.env.step([int(a) for a in actions])
+        self._raw, _, engine_done, info = package_call("step", self.env.step, [int(a) for a in actions])
         self._t += 1
         self._check_identity(self._raw)
         o = self._raw[0]

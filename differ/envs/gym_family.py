@@ -36,6 +36,7 @@ from gymnasium.envs.registration import load_env_creator
 
 from ..errors import ConfigError
 from .base import VecEnv
+from .faults import check_rewards, package_call
 from .registry import UnknownEnvError
 from .team import make_vec_env
 
@@ -146,13 +147,13 @@ class _LBFCore:
         # episode is a pure function of its seed.
         for player in self.env.players:
             player.position = None
-        obs, _ = self.env.reset(seed=seed)
+        obs, _ = package_call("reset", self.env.reset, seed=seed)
         return obs
 
     def step(self, actions):
-        obs, rewards, _, _, _ = self.env.step(actions)
+        obs, rewards, _, _, _ = package_call("step", self.env.step, actions)
         # per-agent rewards summed into the team reward, as EPyMARL does with common_reward
-        return obs, float(sum(rewards)), not self.env.field.any()  # all food collected
+        return obs, check_rewards(float(sum(rewards)), rewards), not self.env.field.any()  # all food collected
 
     def render(self):
         _headless_pyglet()
@@ -183,14 +184,14 @@ class _RwareCore:
         self.scale, self.state_dim, self.may_die, self.env_truncated = None, None, False, False
 
     def reset(self, seed):
-        obs, _ = self.env.reset(seed=seed)
+        obs, _ = package_call("reset", self.env.reset, seed=seed)
         return obs
 
     def step(self, actions):
-        obs, rewards, _, _, _ = self.env.step(actions)
+        obs, rewards, _, _, _ = package_call("step", self.env.step, actions)
         env = self.env
         idle = bool(env.max_inactivity_steps) and env._cur_inactive_steps >= env.max_inactivity_steps
-        return obs, float(sum(rewards)), idle
+        return obs, check_rewards(float(sum(rewards)), rewards), idle
 
     def avail(self):
         return None  # every action is always allowed

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import ContinuousActions
+from .faults import check_rewards, package_call
 from .registry import UnknownEnvError
 
 _LIMIT_ATTRS = ("max_cycles", "max_steps", "max_episode_steps")
@@ -201,7 +202,7 @@ class PettingZooCore:
             )
 
     def reset(self, seed):
-        obs, infos = self.env.reset(seed=seed)
+        obs, infos = package_call("reset", self.env.reset, seed=seed)
         self._strangers(obs, "at reset")
         absent = [a for a in self.agents if a not in obs]
         if absent:
@@ -223,7 +224,7 @@ class PettingZooCore:
             }
         else:
             act = {a: int(actions[i]) for i, a in enumerate(self.agents) if self._acting[i]}
-        obs, rewards, terms, truncs, infos = self.env.step(act)
+        obs, rewards, terms, truncs, infos = package_call("step", self.env.step, act)
         self._strangers(obs, "mid-episode")
         revived = [a for a in obs if a not in act and not self._alive[self._index[a]]]
         if revived:
@@ -231,7 +232,7 @@ class PettingZooCore:
                 f"{self.target}: agent {revived[0]} came back after it was done "
                 f"(env=pettingzoo: an agent that terminates stays dead)"
             )
-        reward = float(sum(rewards.values()))
+        reward = check_rewards(float(sum(rewards.values())), rewards)
         if self.mean_reward:
             reward /= self.n_agents
         # an agent that left at an earlier step is dead by now; one leaving at this step is dead
@@ -259,7 +260,7 @@ class PettingZooCore:
         return self._alive.copy()
 
     def state(self):
-        return np.asarray(self.env.state(), np.float32).reshape(-1)
+        return np.asarray(package_call("state", self.env.state), np.float32).reshape(-1)
 
     def render(self):
         return self.env.render()

@@ -26,6 +26,7 @@ from types import ModuleType
 
 from ..errors import ConfigError
 from .base import RewardScaled
+from .faults import Guarded
 
 BUILTIN: dict[str, tuple[str, str]] = {
     # name: (module, one-line description)
@@ -115,8 +116,8 @@ def resolve_scenario(name: str, scenario: str) -> str:
 
 
 def make_env(name: str, scenario: str, num_envs: int, time_limit=None, options=None, reward_scale: float = 1.0):
-    """The family's VecEnv; with reward_scale != 1 its team reward is multiplied by it
-    (env.reward_scale: at 1 nothing is wrapped, so the numbers are those of the package)."""
+    """The family's VecEnv, its outputs checked (differ/envs/faults.py); with reward_scale != 1 its
+    team reward is multiplied by it (env.reward_scale: at 1 the numbers are those of the package)."""
     module = family_module(name)
     try:
         env = module.make(name, scenario, num_envs, time_limit, dict(options or {}))
@@ -127,6 +128,7 @@ def make_env(name: str, scenario: str, num_envs: int, time_limit=None, options=N
         m = re.search(r"argument '([^']+)'", str(e))
         key = f"env.options.{m.group(1)}" if m else "env.options"
         raise ConfigError(f"{key} is not an option of {name} {scenario} ({e}); remove it") from None
+    env = Guarded(env, name, scenario)  # the env's own faults named as such; its raw reward checked
     return env if float(reward_scale) == 1.0 else RewardScaled(env, reward_scale)
 
 

@@ -118,6 +118,7 @@ class SMAXVecEnv(VecEnv):
             unit_type_names=tuple(env.unit_type_names[t] for t in types),
             episode_stats=("battle_won",),
             has_deaths=True,
+            agent_names=tuple(env.agents),
         )
         scale = np.concatenate([np.tile(_UNIT_FEATURE_SCALE, n_units), np.full(2 * n_units, _CODE_SCALE, np.float32)])
         scale[len(_UNIT_FEATURE_SCALE) * n_units :][:n_units] = 1.0  # team codes are already 0/1

@@ -10,7 +10,8 @@ A core drives one package env and reports, in the package's own terms:
               short at the last step; False for packages whose time limit is ours alone),
               optionally symlog (the spec's transform squashes observations and state),
               action_sizes (each agent's own number of actions, where they differ),
-              actions (the spec's action space; DiscreteActions(n_actions) when absent)
+              actions (the spec's action space; DiscreteActions(n_actions) when absent),
+              agents (each agent's name in the package, for messages)
               and has_battles (the task has a win: `won()` says whether the episode so far is one)
   reset(seed) -> raw observations, one per agent
   step(actions) -> (raw observations, team reward, terminated); actions: one int per agent, or
@@ -19,6 +20,8 @@ A core drives one package env and reports, in the package's own terms:
   state() -> the global state (only where state_dim is set)
   alive() -> bool [N] (only where may_die)
   won() -> bool (only where has_battles; read after every step, reported at the episode's end)
+A core calls the package env's own code through differ/envs/faults.py's `package_call` (and sums
+per-agent rewards with its `check_rewards`), so a fault of the env's is reported as the env's.
 
 `TeamEnv` is one copy as a plain `gymnasium.Env` whose outputs batch cleanly: a dict of obs
 (float32 [N, obs_dim], the spec's `ObsTransform` applied), avail (int8 [N, n_actions]) and, where
@@ -41,6 +44,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .base import ContinuousActions, DiscreteActions, EnvSpec, Observation, ObsTransform, StepResult, VecEnv, symlog
+from .faults import InEnv, quiet_worker_faults
 
 
 def make_vec_env(core_cls, scenario: str, num_envs: int, time_limit, options: dict) -> VecEnv:
@@ -113,8 +117,10 @@ class TeamEnv(gym.Env):
             episode_stats=("battle_won",) if self.has_battles else (),
             obs_transform=self.transform,
             agent_actions=tuple(int(k) for k in getattr(core, "action_sizes", None) or [actions.width] * n),
+            agent_names=tuple(str(a) for a in getattr(core, "agents", None) or ()),
         )
         self._t = 0
+        self._seed = None  # the running episode's, named by a fault of the env's
         self._ended = False
         self._flags = (False, False)
         self._last = None
@@ -133,20 +139,28 @@ class TeamEnv(gym.Env):
         return out
 
     def reset(self, *, seed=None, options=None):
-        self._t, self._ended, self._flags = 0, False, (False, False)
-        return self._observe(self.core.reset(int(seed))), {}
+        self._t, self._ended, self._flags, self._seed = 0, False, (False, False), int(seed)
+        try:
+            return self._observe(self.core.reset(self._seed)), {}
+        except InEnv as e:  # the package env failed: which episode's seed
+            e.seed = self._seed
+            raise
 
     def step(self, action):
         if self._ended:  # finished copy stepped again: leave the package env alone
             return self._last, 0.0, *self._flags, {}
         if isinstance(action, np.ndarray) and action.dtype.kind in "iu":
             action = action.tolist()  # the discrete packages want Python ints
-        raw, reward, terminated = self.core.step(action)
-        self._t += 1
-        # the time limit is ours; a core may also report that its env truncated the episode earlier
-        truncated = not terminated and (self._t >= self.core.limit or self.core.env_truncated)
-        self._ended, self._flags = terminated or truncated, (terminated, truncated)
-        return self._observe(raw), reward, terminated, truncated, {}
+        try:
+            raw, reward, terminated = self.core.step(action)
+            self._t += 1
+            # the time limit is ours; a core may also report that its env truncated the episode earlier
+            truncated = not terminated and (self._t >= self.core.limit or self.core.env_truncated)
+            self._ended, self._flags = terminated or truncated, (terminated, truncated)
+            return self._observe(raw), reward, terminated, truncated, {}
+        except InEnv as e:  # the package env failed: which episode's seed (the step, Guarded counts)
+            e.seed = self._seed
+            raise
 
     def render(self):
         return self.core.render()
@@ -156,6 +170,10 @@ class TeamEnv(gym.Env):
 
 
 class _TeamVecEnv(VecEnv):
+    # PettingZooCore refuses an empty mask and gives the dead action 0; LBF always allows NONE;
+    # the other cores allow every action
+    masks_checked = True
+
     @staticmethod
     def _stats(out: dict) -> dict[str, np.ndarray]:
         """{"battle_won": bool [E]} where the core reports wins, else {}."""
@@ -232,6 +250,7 @@ class WorkerVecEnv(_TeamVecEnv):
         self.spec = probe.env_spec
         probe.close()
         self.num_envs = num_envs
+        quiet_worker_faults()
         # autoreset disabled: a finished copy keeps its final observation until our reset
         self.vec = AsyncVectorEnv(
             [env_fn] * num_envs, context=context, copy=False, autoreset_mode=AutoresetMode.DISABLED
