@@ -206,30 +206,41 @@ class VecEnv(ABC):
         self.close()
 
 
-class RewardScaled(VecEnv):
-    """`env` with its team reward multiplied by `scale` (env.reward_scale) before anything sees
-    it: the buffer, both targets, DIFFER's individual rewards and every logged return. Everything
-    else (observations, masks, win flags, info) passes through unchanged."""
+class Wrapper(VecEnv):
+    """`env` with something added; reset, step, render, close and every family-specific attribute
+    (e.g. SMAX's jitted step) reach it unchanged unless the subclass says otherwise."""
 
-    def __init__(self, env: VecEnv, scale: float):
-        self.inner, self.scale = env, np.float32(scale)
-        self.spec, self.num_envs = env.spec, env.num_envs
+    def __init__(self, env: VecEnv):
+        self.inner, self.spec, self.num_envs = env, env.spec, env.num_envs
 
     def reset(self, seeds: Sequence[int]) -> Observation:
         return self.inner.reset(seeds)
 
     def step(self, actions: np.ndarray) -> StepResult:
-        res = self.inner.step(actions)
-        res.reward = np.asarray(res.reward, np.float32) * self.scale
-        return res
+        return self.inner.step(actions)
 
-    def render(self):
-        return self.inner.render()
+    def render(self, *args):
+        return self.inner.render(*args)
 
     def close(self) -> None:
         self.inner.close()
 
-    def __getattr__(self, name):  # family-specific attributes (e.g. SMAX's jitted step) stay reachable
+    def __getattr__(self, name):
         if name == "inner":  # (not yet set: during unpickling)
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+
+class RewardScaled(Wrapper):
+    """`env` with its team reward multiplied by `scale` (env.reward_scale) before anything sees
+    it: the buffer, both targets, DIFFER's individual rewards and every logged return. Everything
+    else (observations, masks, win flags, info) passes through unchanged."""
+
+    def __init__(self, env: VecEnv, scale: float):
+        super().__init__(env)
+        self.scale = np.float32(scale)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        res = self.inner.step(actions)
+        res.reward = np.asarray(res.reward, np.float32) * self.scale
+        return res

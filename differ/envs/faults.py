@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import DifferError, EnvFault
-from .base import Observation, StepResult, VecEnv
+from .base import Observation, StepResult, VecEnv, Wrapper
 
 
 class InEnv(Exception):
@@ -83,12 +83,12 @@ def check_rewards(total: float, rewards) -> float:
     return total
 
 
-class Guarded(VecEnv):
+class Guarded(Wrapper):
     """`env` (family `family`, scenario `scenario`), its faults told as one EnvFault line."""
 
     def __init__(self, env: VecEnv, family: str, scenario: str):
-        self.inner, self.name = env, f"env={family} {scenario}"
-        self.spec, self.num_envs = env.spec, env.num_envs
+        super().__init__(env)
+        self.name = f"env={family} {scenario}"
         self._seeds: list[int] = []
         self._t = 0  # the step of the running episodes (all copies start together)
         self._ends: list = []  # each step's (terminated, truncated): which copies' outputs are stale
@@ -172,17 +172,6 @@ class Guarded(VecEnv):
     def _when(self, seed) -> str:
         where = "at the reset of an episode" if self._t == 0 else f"at step {self._t} of an episode"
         return f"{where} ({self._seed_text(seed, 'seed')})"
-
-    def render(self, *args):
-        return self.inner.render(*args)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, name):  # family-specific attributes (e.g. SMAX's jitted step) stay reachable
-        if name == "inner":  # (not yet set: during unpickling)
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 NOT_TRAINING = "check the environment; training did not diverge"
