@@ -65,11 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"differ {__version__}")
         return 0
-    from .interrupts import recorded
-
     try:
-        with recorded(defer=argv[0] == "train"):
-            return _command(argv[0], argv[1:])
+        return _command(argv[0], argv[1:])
     except Interrupted as e:
         return _fail(str(e), 130)
     except DifferError as e:
@@ -93,14 +90,16 @@ def _command(cmd: str, args: list[str]) -> int:
     from .config import int_option, parse_overrides
 
     if cmd == "train":
-        from .commands.train import train_from_overrides
-        from .interrupts import raise_if_interrupted
+        from .interrupts import raise_if_interrupted, recorded
 
-        try:
-            raise_if_interrupted()
-            result = train_from_overrides(parse_overrides(args))
-        except KeyboardInterrupt:  # before the run's directory was chosen
-            raise Interrupted("interrupted before the run started; re-run the same command") from None
+        with recorded():  # the imports below are start-up too
+            try:
+                from .commands.train import train_from_overrides
+
+                raise_if_interrupted()
+                result = train_from_overrides(parse_overrides(args))
+            except KeyboardInterrupt:  # before the run's directory was chosen
+                raise Interrupted("interrupted before the run started; re-run the same command") from None
         print(json.dumps(result))
     elif cmd == "config":
         from .config import build_config, describe

@@ -5,7 +5,7 @@ the exception as "Exception ignored" and carries on, so the run went on to train
 of an extension module (jaxlib's), where it can crash the interpreter (SIGSEGV). So while
 `differ train` starts, a first Ctrl-C is only recorded, and the start-up stops at the next check
 (after the imports, after the envs are built, before anything is written, before the first
-batch: seconds); a second one raises at once. Other commands record it and raise as usual."""
+batch: seconds); a second one raises at once. Other commands keep Python's own Ctrl-C."""
 
 from __future__ import annotations
 
@@ -15,12 +15,6 @@ import threading
 from contextlib import contextmanager
 
 _seen = False
-
-
-def _on_sigint(signum, frame):
-    global _seen
-    _seen = True
-    raise KeyboardInterrupt
 
 
 def _record_first(signum, frame):
@@ -42,10 +36,9 @@ def _unraisable(default):
 
 
 @contextmanager
-def recorded(defer: bool = False):
-    """Around a command (main thread only, and only where Ctrl-C is not ignored, as for a
-    background job): interrupts are recorded, and raise at once unless `defer` (a run's start-up,
-    which checks the record with `raise_if_interrupted`)."""
+def recorded():
+    """Around a run's start-up (main thread only, and only where Ctrl-C is not ignored, as for a
+    background job): a first Ctrl-C is recorded for `raise_if_interrupted`, a second raises."""
     global _seen
     _seen = False
     if threading.current_thread() is not threading.main_thread():
@@ -53,7 +46,7 @@ def recorded(defer: bool = False):
         return
     handler, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
     if handler is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _record_first if defer else _on_sigint)
+        signal.signal(signal.SIGINT, _record_first)
     sys.unraisablehook = _unraisable(hook)
     try:
         yield

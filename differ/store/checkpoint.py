@@ -108,13 +108,15 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def remove_stale_tmp(run_dir: Path) -> None:
+def stale_tmp(run_dir: Path) -> list[Path]:
     """Temporary files of writes cut short by a kill (never renamed into place)."""
     run_dir = Path(run_dir)
-    for d in (run_dir, checkpoint_dir(run_dir), replay_dir(run_dir)):
-        if d.is_dir():
-            for p in d.glob("*.tmp"):
-                p.unlink(missing_ok=True)
+    return [p for d in (run_dir, checkpoint_dir(run_dir), replay_dir(run_dir)) if d.is_dir() for p in d.glob("*.tmp")]
+
+
+def remove_stale_tmp(run_dir: Path) -> None:
+    for p in stale_tmp(run_dir):
+        p.unlink(missing_ok=True)
 
 
 def check_room_to_resume(run_dir: Path, newest: Path) -> None:
@@ -127,8 +129,8 @@ def check_room_to_resume(run_dir: Path, newest: Path) -> None:
     run_dir = Path(run_dir)
     chunks = [p.stat().st_size for p in replay_dir(run_dir).glob("chunk_*.npz")]
     needed = newest.stat().st_size + max(chunks, default=0)
-    stale = [p for d in (run_dir, checkpoint_dir(run_dir), replay_dir(run_dir)) if d.is_dir() for p in d.glob("*.tmp")]
-    free = shutil.disk_usage(run_dir).free + sum(p.stat().st_size for p in stale)
+    # the stale temporary files are removed before anything is written
+    free = shutil.disk_usage(run_dir).free + sum(p.stat().st_size for p in stale_tmp(run_dir))
     if free < needed:
         raise StorageError(
             f"cannot resume {run_dir}: {free / 2**20:.1f} MiB free on its disk, and its next checkpoint "
