@@ -27,7 +27,8 @@ USAGE = """usage:
   differ sweep key=v1,v2 ... out=DIR [workers=N] [backend=local|ray|submitit] [ray_address=auto|HOST:PORT]
                [slurm.time=MIN slurm.partition=P slurm.cpus=N slurm.mem=GB slurm.gpus=N slurm.cluster=slurm|local]
                [preset=warmup_ablation]              a grid of runs; re-run to skip finished / resume
-  differ plot DIR... [metric=test_battle_won_mean] [out=FILE]    curves: mean over seeds, min-max band
+  differ plot DIR... [metric=test_battle_won_mean] [out=FILE] [stat=mean|iqm] [seeds=true]
+                                  curves: mean over seeds, min-max band (iqm: IQM, 95% CI); seeds: each seed's line
   differ summary DIR... [metric=...] [out=PREFIX] [reps=2000] [compare=A:B,...]
                                   final, AUC (sample sd), IQM [95% CI]; X_differ and X_divide vs X and A vs B:
                                   difference and P(improvement) [95% CI], exact Mann-Whitney p, Holm-adjusted

@@ -346,3 +346,41 @@ def test_absolute_metric_scores_each_checkpoint_by_its_nearest_test(tmp_path):
         (300, 280, 2.0),
     ]
     assert ranked_checkpoints(tmp_path, [{"t_env": 300, "loss_td": 0.1}]) == []
+
+
+def test_iqm_band_and_per_seed_lines(tmp_path, monkeypatch):
+    """stat=iqm draws the interquartile mean over seeds with its bootstrap CI; seeds=true adds
+    each seed's evaluations as they were logged."""
+    from differ.experiments import plots
+
+    values = np.array([[0.0, 1.0], [0.4, 2.0], [0.5, 3.0], [0.9, 40.0]])
+    centre, low, high = plots.iqm_band(values, reps=300)
+    assert centre == pytest.approx([0.45, 2.5])  # the middle two seeds at each point
+    assert np.all(low <= centre) and np.all(centre <= high)
+    assert np.all(low >= values.min(0)) and np.all(high <= values.max(0)) and high[1] > 2.5
+    ends = [0.2, 0.4, 0.6, 0.8, 2.0]  # the outlier moves the mean but not the IQM
+    for s, end in enumerate(ends, 1):
+        make_run(tmp_path, f"q{s}", "qmix", s, ramp(end))
+    seen = {}
+
+    def keep(fig, out):
+        ax = fig.axes[0]
+        seen.update(lines=[(line.get_xdata(), line.get_ydata(), line.get_linewidth()) for line in ax.lines])
+        seen.update(legend=[t.get_text() for t in ax.get_legend().get_texts()])
+        return []
+
+    monkeypatch.setattr(plots, "_save", keep)
+    runs = results.find_runs([tmp_path])
+    plots.plot_curves(runs, "test_battle_won_mean", tmp_path / "x", stat="iqm", seeds=True, reps=200)
+    (t, centre, _), *per_seed = seen["lines"]
+    assert centre[-1] == pytest.approx(0.6)  # rliable's IQM of 5 seeds drops one at each end
+    assert len(per_seed) == 5 and sorted(line[1][-1] for line in per_seed) == ends
+    assert all(len(line[0]) == len(T) and line[2] < 1 for line in per_seed)
+    assert seen["legend"] == ["qmix (5 seeds; IQM, 95% CI)"]
+    plots.plot_curves(runs, "test_battle_won_mean", tmp_path / "x")
+    assert seen["lines"][0][1][-1] == pytest.approx(np.mean(ends)) and len(seen["lines"]) == 1
+    monkeypatch.undo()
+    run_cli("plot", str(tmp_path), f"out={tmp_path / 'fig'}", "stat=iqm", "seeds=true", "reps=100")
+    _check_image(tmp_path / "fig")
+    proc = run_cli("plot", str(tmp_path), "stat=median", check=False)
+    assert proc.returncode == 2 and "stat must be mean" in proc.stderr and "Traceback" not in proc.stderr

@@ -11,7 +11,7 @@ from .results import find_runs, group, pick_metric, summarise
 from .tables import markdown, scale_notes, write_csv
 
 OPTIONS = {
-    "plot": {"metric", "out", "title", "unfinished"},
+    "plot": {"metric", "out", "title", "unfinished", "stat", "seeds", "reps"},
     "summary": {"metric", "out", "reps", "unfinished", "compare"},
     "fig9": {"out", "unfinished"},
     "fig10": {"out", "episode", "episodes", "seed"},
@@ -93,7 +93,20 @@ def run_command(cmd: str, args: list[str]) -> int:
         else:
             per_panel = {pick_metric([r for rs in by.values() for r in rs], None) for by in group(runs).values()}
             name = per_panel.pop() if len(per_panel) == 1 else "curves"
-        _print_files(plots.plot_curves(runs, metric, opts.get("out") or _default_out(paths, name), opts.get("title")))
+        stat = opts.get("stat", "mean")
+        if stat not in ("mean", "iqm"):
+            raise ConfigError(f"stat must be mean (min-max band) or iqm (95% CI band), got '{stat}'")
+        _print_files(
+            plots.plot_curves(
+                runs,
+                metric,
+                opts.get("out") or _default_out(paths, name),
+                opts.get("title"),
+                stat=stat,
+                seeds=flag_option(opts, "seeds"),
+                reps=int_option(opts, "reps", 2000),
+            )
+        )
     elif cmd == "summary":
         summary(paths, opts, runs=None)
     elif cmd == "fig9":

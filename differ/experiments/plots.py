@@ -65,12 +65,34 @@ def _steps_axis(ax):
     ax.grid(alpha=0.3)
 
 
+def iqm_band(values: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The interquartile mean over seeds at every point of aligned curves `values` [n_runs,
+    points], and its pointwise 95% bootstrap CI (rliable's stratified bootstrap over the runs,
+    the band of rliable's sample-efficiency curves)."""
+    from scipy.stats import trim_mean
+
+    from .stats import _interval_vector
+
+    def iqm(x):  # x: [runs, tasks=1, points]; rliable's aggregate_iqm at every point at once
+        return trim_mean(x.reshape(-1, x.shape[-1]), 0.25, axis=0)
+
+    return _interval_vector(np.asarray(values, float)[:, None, :], iqm, reps, seed)
+
+
 def plot_curves(
-    runs: list[Run], metric: str | None, out: str | Path, title: str | None = None, relabel=None
+    runs: list[Run],
+    metric: str | None,
+    out: str | Path,
+    title: str | None = None,
+    relabel=None,
+    stat: str = "mean",
+    seeds: bool = False,
+    reps: int = 2000,
 ) -> list[str]:
-    """One panel per scenario, one line per label: the mean over seeds, a min-max band. Without
-    a metric each panel shows its env's own: the test win rate where there are battles, else
-    the test return."""
+    """One panel per scenario, one line per label: the mean over seeds with a min-max band
+    (`stat="mean"`), or the interquartile mean with its pointwise 95% bootstrap CI
+    (`stat="iqm"`); `seeds=True` adds each seed's own curve, thin. Without a metric each panel
+    shows its env's own: the test win rate where there are battles, else the test return."""
     if metric:
         pick_metric(runs, metric)  # one line naming the logged metrics when no run has it
     panels = group(runs)
@@ -84,8 +106,17 @@ def plot_curves(
             if not len(grid):
                 continue
             name = relabel(rs[0]) if relabel else label
-            ax.plot(grid, values.mean(0), color=colour[label], lw=1.8, label=f"{name} ({_seeds(len(values))})")
-            ax.fill_between(grid, values.min(0), values.max(0), color=colour[label], alpha=0.2, lw=0)
+            if stat == "iqm":
+                centre, low, high = iqm_band(values, reps)
+                what = "IQM, 95% CI"
+            else:
+                centre, low, high = values.mean(0), values.min(0), values.max(0)
+                what = "mean, min-max"
+            ax.plot(grid, centre, color=colour[label], lw=1.8, label=f"{name} ({_seeds(len(values))}; {what})")
+            ax.fill_between(grid, low, high, color=colour[label], alpha=0.2, lw=0)
+            if seeds:  # every evaluation of every seed, not the interpolated grid
+                for t, v in (r.series(shown) for r in rs):
+                    ax.plot(t, v, color=colour[label], lw=0.5, alpha=0.45)
         # returns on different scales side by side (win rates do not depend on the scale)
         mixed = None if shown in RATES else reward_scales([r for rs in by_label.values() for r in rs])
         ax.set_title(scenario + (f" (reward scales {mixed})" if mixed else ""))

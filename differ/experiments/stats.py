@@ -24,6 +24,12 @@ def auc_score(t: np.ndarray, v: np.ndarray) -> float:
 
 def _interval(data, func, reps: int, seed: int) -> tuple[float, float, float]:
     """rliable's point estimate and 95% stratified-bootstrap CI of func(data)."""
+    point, low, high = _interval_vector(data, func, reps, seed)
+    return float(point[0]), float(low[0]), float(high[0])
+
+
+def _interval_vector(data, func, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """rliable's point estimates and 95% stratified-bootstrap CIs of the vector func(data)."""
     import warnings
 
     try:
@@ -43,7 +49,7 @@ def _interval(data, func, reps: int, seed: int) -> tuple[float, float, float]:
             )
     finally:
         np.random.set_state(global_state)
-    return float(point["k"][0]), float(ci["k"][0, 0]), float(ci["k"][1, 0])
+    return np.asarray(point["k"], float), np.asarray(ci["k"][0], float), np.asarray(ci["k"][1], float)
 
 
 def iqm_ci(scores: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
