@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import DifferError, Interrupted
+from .orphans import stop_with_parent
 
 USAGE = """usage:
   differ train [algo=qmix] [env=smax] [env.scenario=3m] [seed=1] [t_max=...] [run_dir=...] [key=value ...]
@@ -53,6 +54,7 @@ def _fail(msg: str, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_with_parent()  # a sweep's worker: before anything else, so a dead sweep leaves no orphan
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("DIFFER_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]

@@ -375,3 +375,33 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[-1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_worker_starts_without_python_between_fork_and_exec(tmp_path):
+    """The sweep starts its workers with no preexec_fn: nothing runs in the forked child of a
+    process whose JAX threads are up (SMAX), so JAX has no fork to warn about."""
+    code = (
+        "import sys\nfrom pathlib import Path\n"
+        "import differ.envs.smax, jax.numpy as jnp\n"
+        "jnp.zeros(1).block_until_ready()\n"
+        "from differ.experiments.backends import LocalBackend\n"
+        "from differ.experiments.grid import PlannedRun\n"
+        "run = PlannedRun('x', {}, Path(sys.argv[1]), 1)\n"
+        "run.command = lambda: ['--version']\n"
+        "run.run_dir.mkdir()\n"
+        "assert LocalBackend(1).submit(run, run.run_dir / 'log').wait() == 0\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "fork" not in proc.stderr
+    assert (tmp_path / "r" / "log").read_text().startswith("differ ")
+
+
+@pytest.mark.parametrize("parent_alive", [True, False])
+def test_a_worker_whose_sweep_died_before_it_started_stops(parent_alive):
+    from differ.orphans import PARENT_ENV
+
+    code = "from differ.orphans import stop_with_parent\nstop_with_parent()\nprint('trains on')\n"
+    env = {**os.environ, PARENT_ENV: str(os.getpid() if parent_alive else 1)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert (proc.returncode, "trains on" in proc.stdout) == ((0, True) if parent_alive else (-signal.SIGTERM, False))

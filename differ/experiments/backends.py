@@ -12,32 +12,11 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..orphans import worker_env
 from ..store import checkpoint as ckpt
 from ..store.rundir import RunDir
 from .grid import PlannedRun
 from .monitor import Progress, _error_line
-
-
-def _prctl():
-    """libc's prctl, looked up in the sweep (not in the forked child, where loading a library could
-    wait on a lock another thread held at the fork); None off Linux."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True).prctl
-
-
-_PRCTL = _prctl()
-PR_SET_PDEATHSIG = 1
-
-
-def _stop_with_parent() -> None:
-    """In a worker, before it runs: SIGTERM when the sweep dies, however it dies (kill -9
-    included), so no orphan trains on; SIGTERM stops the run at the end of its batch with a
-    checkpoint, which a re-run of the sweep resumes. Linux only; elsewhere a no-op."""
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def default_workers() -> int:
@@ -86,7 +65,7 @@ class LocalBackend:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_stop_with_parent,
+                env=worker_env(),  # it stops when the sweep dies (differ/orphans.py)
             )
         RunDir(run.run_dir).worker_pid.write_text(str(proc.pid))
         return proc
