@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "differ"
 
 # from the bottom up; a module's layer is its folder's (or, at the top, its own name's)
 LAYERS = [
-    {"errors", "device", "interrupts", "store"},
+    {"errors", "device", "interrupts", "orphans", "store"},
     {"envs"},
     {"nets"},
     {"replay"},
