@@ -71,12 +71,12 @@ def iqm_band(values: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[np.nd
     the band of rliable's sample-efficiency curves)."""
     from scipy.stats import trim_mean
 
-    from .stats import _interval_vector
+    from .stats import interval_estimates
 
     def iqm(x):  # x: [runs, tasks=1, points]; rliable's aggregate_iqm at every point at once
         return trim_mean(x.reshape(-1, x.shape[-1]), 0.25, axis=0)
 
-    return _interval_vector(np.asarray(values, float)[:, None, :], iqm, reps, seed)
+    return interval_estimates(np.asarray(values, float)[:, None, :], iqm, reps, seed)
 
 
 def plot_curves(

@@ -24,11 +24,11 @@ def auc_score(t: np.ndarray, v: np.ndarray) -> float:
 
 def _interval(data, func, reps: int, seed: int) -> tuple[float, float, float]:
     """rliable's point estimate and 95% stratified-bootstrap CI of func(data)."""
-    point, low, high = _interval_vector(data, func, reps, seed)
+    point, low, high = interval_estimates(data, func, reps, seed)
     return float(point[0]), float(low[0]), float(high[0])
 
 
-def _interval_vector(data, func, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def interval_estimates(data, func, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """rliable's point estimates and 95% stratified-bootstrap CIs of the vector func(data)."""
     import warnings
 
