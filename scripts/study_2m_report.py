@@ -25,7 +25,6 @@ and is labelled so. `--figures DIR` also writes the study's figures: test return
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ from differ.errors import ConfigError
 from differ.experiments import plots
 from differ.experiments.results import find_runs
 from differ.experiments.stats import auc_score, final_score, holm, iqm_ci, mann_whitney_p, prob_improvement, shift_ci
+from differ.store.rundir import RunDir
 
 SCENARIO = "smax 3s5z_vs_3s6z"
 PRIMARY = ("test return, last 10%", "test_return_mean", final_score)
@@ -69,7 +69,7 @@ def interim(sweep: Path, apply: bool) -> str:
     if missing:
         return f"interim look not due: unfinished {', '.join(missing)}"
     x, y = scores(a["qmix_differ"], seeds, PRIMARY), scores(a["qmix"], seeds, PRIMARY)
-    hl = float(np.median((x[:, None] - y[None, :]).ravel()))
+    hl = shift_ci(x, y)[0]  # the Hodges-Lehmann estimate: the median of the 25 seed-pair differences
     stop = hl <= 0
     lines = [
         f"interim look (seeds 1-5, futility only): Hodges-Lehmann estimate of QMIX-DIFFER − QMIX on the "
@@ -122,7 +122,7 @@ def final(sweep: Path, reps: int) -> str:
     ]
     for algo in ("qmix", "qmix_differ", "qmix_divide"):
         for s, r in sorted(a.get(algo, {}).items()):
-            res = json.loads((r.path / "result.json").read_text()) if (r.path / "result.json").exists() else {}
+            res = RunDir(r.path).result()
             wall = f"{res['wall_time_s'] / 3600:.1f} h" if "wall_time_s" in res else "?"
             vals = [score(r, e) for e in (PRIMARY, *SECONDARY)]
             out.append(f"| {algo} | {s} | {vals[0]:.2f} | {vals[1]:.3f} | {vals[2]:.2f} | {r.t_env:,} | {wall} |")
